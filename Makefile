@@ -1,0 +1,115 @@
+# policyd - Postfix policy server: build, test, install.
+#
+#   make            build policyd and policyctl
+#   make run        install missing Debian packages, build, run the sandbox
+#   make check      install missing Debian packages, build, run every test
+#   make check SANITIZE=1   the same under ASan + UBSan
+#   make bench      the load generator against policyd and a null responder
+#   make fuzz       each libFuzzer target for FUZZ_SECONDS
+#   make install    PREFIX=/usr/local DESTDIR=
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+SBINDIR   ?= $(PREFIX)/sbin
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR   ?=
+
+CC        ?= cc
+PKGS      := libuv hiredis ldap inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llber -lhttp_parser
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+             -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wvla
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+              -DPOLICYD_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(PKG_CFLAGS)
+LDFLAGS   ?=
+
+ifeq ($(SANITIZE),1)
+BUILD     := build-san
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+else
+BUILD     := build
+endif
+
+LIB_SRCS  := $(filter-out policyd/main.c policyd/policyctl.c, $(wildcard policyd/*.c)) \
+             $(wildcard backends/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/libpolicyd.a
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+
+PYTEST    ?= pytest-3
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps run check unit integration bench fuzz install clean
+all: $(BUILD)/policyd $(BUILD)/policyctl
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/policyd: $(BUILD)/policyd/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/policyctl: $(BUILD)/policyd/policyctl.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) -lcmocka
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) -lm
+
+deps:
+	@sh contrib/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh contrib/sandbox.sh $(BUILD)
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BENCH_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all $(BENCH_BINS)
+	POLICYD_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q tests/integration tests/e2e
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@sh tests/bench/run.sh $(BUILD)
+
+fuzz: deps
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSCONFDIR)/policyd
+	install -m 755 $(BUILD)/policyd $(DESTDIR)$(SBINDIR)/policyd
+	install -m 755 $(BUILD)/policyctl $(DESTDIR)$(BINDIR)/policyctl
+	install -m 644 conf/policyd.conf $(DESTDIR)$(SYSCONFDIR)/policyd/policyd.conf.sample
+	for m in man/*.[158]; do \
+	    s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/policyd/main.d $(BUILD)/policyd/policyctl.d

@@ -1,0 +1,71 @@
+#ifndef BACKENDS_STORE_H
+#define BACKENDS_STORE_H
+
+/*
+ * store - shared state: cached answers and per-client counters
+ *
+ * Two implementations: store_mem (process memory, the embedded default)
+ * and store_redis (hiredis async; falls back to a store_mem of its own for
+ * counters while Redis is unreachable, so a Redis outage never fails a
+ * request).  store_new() picks Redis when [redis] address or sentinels is
+ * set.  Keys and values are byte strings, passed binary-safe.
+ *
+ * Every operation answers through its callback exactly once, possibly
+ * before the call returns (store_mem does).  status is STORE_OK, STORE_MISS
+ * (no such key) or STORE_ERR (the store could not answer; cached answers
+ * are then simply a miss).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../policyd/config.h"
+
+enum { STORE_OK = 0, STORE_MISS = 1, STORE_ERR = -1 };
+
+struct store;
+
+typedef void store_get_cb(void *arg, int status, const char *val, size_t len);
+/* count: the counter's value (0 when absent); ttl_ms: remaining life, or -1. */
+typedef void store_count_cb(void *arg, int status, long long count,
+                            long long ttl_ms);
+
+struct store_ops {
+    const char *name;
+    void (*get)(struct store *s, const char *key, size_t klen,
+                store_get_cb *cb, void *arg);
+    /* set: fire and forget; a failure is counted and logged, not reported */
+    void (*set)(struct store *s, const char *key, size_t klen,
+                const char *val, size_t vlen, uint64_t ttl_ms);
+    /* incr: add 1 atomically; a new key lives ttl_ms; when the new value
+     * equals `at` (if at > 0) its life becomes at_ttl_ms.  One round trip. */
+    void (*incr)(struct store *s, const char *key, size_t klen,
+                 uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
+                 store_count_cb *cb, void *arg);
+    /* peek: a counter's value and remaining life, without changing it */
+    void (*peek)(struct store *s, const char *key, size_t klen,
+                 store_count_cb *cb, void *arg);
+    /* del: remove keys; count = how many existed.  A key ending in '*'
+     * removes every key with that prefix (SCAN, never KEYS). */
+    void (*del)(struct store *s, const char *key, size_t klen,
+                store_count_cb *cb, void *arg);
+    /* shared: 1 while answers come from a store other processes see */
+    int (*shared)(struct store *s);
+    void (*free)(struct store *s);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+struct store *store_new(uv_loop_t *loop, const struct config *cfg,
+                        char *err, size_t errlen);
+
+static inline void store_free(struct store *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+#endif

@@ -1,0 +1,65 @@
+#ifndef POLICYD_POLICY_H
+#define POLICYD_POLICY_H
+
+/*
+ * policy - the decision for one request, and the runtime it runs on
+ *
+ * The only module that knows the order of the steps:
+ *
+ *   state != RCPT ............................................ DUNNO
+ *   recipient -> addr_normalize; empty or unqualified ........ DUNNO
+ *   domain not in [directory] domains ........................ DUNNO
+ *   client -> harvest: whitelisted / SASL exempt? blocked? ... blocked action
+ *   exists? -> lookup (L1 cache -> Redis -> directory)
+ *   unknown -> harvest: count it (may block the network now)
+ *   verdict, delayed by the harvest stage on a uv timer
+ *
+ * policy_decide() starts a job and answers through done(arg, action) exactly
+ * once, never before it returns.  The server keeps at most one job per
+ * connection; policy_cancel() (the peer went away) stops the job: done is
+ * then never called and the job frees itself when its outstanding
+ * asynchronous steps come back.
+ *
+ * policy_reload() swaps in a new config: jobs in flight finish on the
+ * runtime they started with, which is freed after the last of them.
+ */
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "proto.h"
+#include "stats.h"
+
+struct policy;
+struct policy_job;
+
+typedef void policy_done_fn(void *arg, const char *action);
+
+struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
+                          char *err, size_t errlen);
+/* policy_reload - cfg is adopted on success (freed later by policy);
+ * on failure nothing changes and err says why. */
+int policy_reload(struct policy *p, struct config *cfg, char *err, size_t errlen);
+const struct config *policy_config(const struct policy *p);
+/* policy_free - after every job has finished or been cancelled; the loop
+ * must run afterwards to close the backends' handles. */
+void policy_free(struct policy *p);
+
+struct policy_job *policy_decide(struct policy *p, const struct proto_request *req,
+                                 policy_done_fn *done, void *arg);
+void policy_cancel(struct policy_job *job);
+
+/* Operator actions, for control.c.  Each answers through cb(arg, text):
+ * text is a human-readable result (one or more lines, no trailing newline)
+ * or an error starting with "error: ". */
+typedef void policy_text_cb(void *arg, int ok, const char *text);
+void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg);
+void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg);
+/* addr NULL: every cached answer */
+void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *arg);
+/* policy_stats_extra - the harvest view for the stats renderers; valid until
+ * the next call. */
+void policy_stats_extra(struct policy *p, struct stats_extra *x);
+
+#endif
