@@ -1,0 +1,321 @@
+/*
+ * address - recipient normalization and client networks
+ *
+ * SYNOPSIS
+ *	int addr_normalize(rcpt, delimiters, ignore_case, out)
+ *	const char *addr_strerror(code)
+ *	int addr_parse_ip(s, family, addr)
+ *	int addr_client_net(family, addr, v4prefix, v6prefix, out, outlen)
+ *	int addr_cidr_parse(s, cidr)
+ *	int addr_cidr_match(cidr, family, addr)
+ *
+ * DESCRIPTION
+ *	addr_normalize() turns a recipient= value into "local@domain" as
+ *	the directory is asked about it, in this order:
+ *
+ *	1. one pair of surrounding <> is removed; nothing left -> ADDR_EMPTY.
+ *	2. a control character (< 0x20 or 0x7f) anywhere -> ADDR_BAD.  Bytes
+ *	   >= 0x80 pass (SMTPUTF8).
+ *	3. the last '@' outside double quotes splits local part and domain.
+ *	   Inside quotes a backslash escapes the next character.  An
+ *	   unbalanced quote, or a quote in the domain -> ADDR_BAD.  No '@',
+ *	   or an empty local part or domain -> ADDR_UNQUALIFIED.
+ *	4. the local part is unquoted: quote characters are dropped and
+ *	   "\x" inside quotes becomes "x" ("john doe"@x -> john doe@x, which
+ *	   is also Postfix's internal form).  Outside quotes a backslash is
+ *	   an ordinary character.
+ *	5. the extension is cut at the first character of the local part
+ *	   that is one of delimiters, unless that is the first character
+ *	   (Postfix does not strip "+foo" to nothing).  This is done before
+ *	   case folding so a letter delimiter keeps its case meaning.
+ *	6. the local part is lowercased when ignore_case is set; one
+ *	   trailing '.' of the domain is removed and the domain lowercased
+ *	   (ASCII only; no locale).
+ *	7. a result longer than ADDR_MAX - 1 -> ADDR_TOOLONG.
+ *
+ *	addr_parse_ip() accepts a dotted quad or an IPv6 address without
+ *	brackets.  An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is returned as
+ *	IPv4, as Postfix does, so such clients are not all lumped into one
+ *	IPv6 /64 by the harvest counters.
+ *
+ *	addr_client_net() renders the masked address and prefix, e.g.
+ *	"192.0.2.0/24".  addr_cidr_parse() takes "addr/prefix" or a bare
+ *	address and stores the address masked; addr_cidr_match() returns 1
+ *	when family and the first prefix bits agree, else 0.
+ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "address.h"
+
+static int addr_is_ctl(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+static char addr_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
+}
+
+int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
+                   struct address *out)
+{
+    const char *s;
+    const char *at = NULL;
+    size_t  len, i, dlen, llen, cap;
+    int     inq = 0;
+    int     overflow = 0;
+
+    out->full[0] = '\0';
+    out->local_len = 0;
+    out->domain = out->full;
+
+    if (rcpt == NULL)
+        return ADDR_EMPTY;
+    s = rcpt;
+    len = strlen(s);
+    if (len >= 2 && s[0] == '<' && s[len - 1] == '>') {
+        s++;
+        len -= 2;
+    }
+    if (len == 0)
+        return ADDR_EMPTY;
+
+    /* Validate the whole input before anything can be cut off. */
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) s[i];
+
+        if (addr_is_ctl(c))
+            return ADDR_BAD;
+        if (inq) {
+            if (c == '\\') {
+                if (++i >= len || addr_is_ctl((unsigned char) s[i]))
+                    return ADDR_BAD;
+            } else if (c == '"') {
+                inq = 0;
+            }
+        } else if (c == '"') {
+            inq = 1;
+        } else if (c == '@') {
+            at = s + i;
+        }
+    }
+    if (inq)
+        return ADDR_BAD;
+    if (at == NULL)
+        return ADDR_UNQUALIFIED;
+    dlen = len - (size_t) (at - s) - 1;
+    if (memchr(at + 1, '"', dlen) != NULL)
+        return ADDR_BAD;
+    if (dlen > 0 && at[dlen] == '.')            /* at[dlen] is the last byte */
+        dlen--;
+    if (dlen == 0)
+        return ADDR_UNQUALIFIED;
+
+    /*
+     * Unquote the local part into out->full.  It may be longer than fits
+     * yet still be cut short by a delimiter, so keep scanning after the
+     * buffer is full and decide once the cut point is known.
+     */
+    cap = ADDR_MAX - 1;
+    llen = 0;
+    inq = 0;
+    for (i = 0; s + i < at; i++) {
+        char    c = s[i];
+
+        if (c == '"') {
+            inq = !inq;
+            continue;
+        }
+        if (inq && c == '\\')
+            c = s[++i];                         /* validated above */
+        if (llen < cap)
+            out->full[llen++] = c;
+        else
+            overflow = 1;
+    }
+    if (llen == 0)
+        return ADDR_UNQUALIFIED;
+
+    if (delimiters != NULL && *delimiters != '\0') {
+        for (i = 0; i < llen; i++) {
+            if (strchr(delimiters, out->full[i]) != NULL)
+                break;
+        }
+        if (i > 0 && i < llen) {
+            llen = i;
+            overflow = 0;
+        }
+    }
+    if (overflow || llen + 1 + dlen > cap) {
+        out->full[0] = '\0';
+        return ADDR_TOOLONG;
+    }
+    if (ignore_case) {
+        for (i = 0; i < llen; i++)
+            out->full[i] = addr_lower(out->full[i]);
+    }
+    out->full[llen] = '@';
+    for (i = 0; i < dlen; i++)
+        out->full[llen + 1 + i] = addr_lower(at[1 + i]);
+    out->full[llen + 1 + dlen] = '\0';
+    out->local_len = llen;
+    out->domain = out->full + llen + 1;
+    return ADDR_OK;
+}
+
+const char *addr_strerror(int code)
+{
+    switch (code) {
+    case ADDR_OK:
+        return "ok";
+    case ADDR_EMPTY:
+        return "empty address";
+    case ADDR_UNQUALIFIED:
+        return "address without local part or domain";
+    case ADDR_TOOLONG:
+        return "address too long";
+    case ADDR_BAD:
+        return "malformed address";
+    default:
+        return "unknown address error";
+    }
+}
+
+static const uint8_t addr_v4mapped[12] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+};
+
+int addr_parse_ip(const char *s, int *family, uint8_t addr[16])
+{
+    uint8_t buf[16];
+
+    memset(buf, 0, sizeof(buf));
+    if (inet_pton(AF_INET, s, buf) == 1) {
+        *family = AF_INET;
+    } else if (inet_pton(AF_INET6, s, buf) == 1) {
+        if (memcmp(buf, addr_v4mapped, sizeof(addr_v4mapped)) == 0) {
+            memmove(buf, buf + 12, 4);
+            memset(buf + 4, 0, 12);
+            *family = AF_INET;
+        } else {
+            *family = AF_INET6;
+        }
+    } else {
+        return -1;
+    }
+    memcpy(addr, buf, 16);
+    return 0;
+}
+
+/* addr_mask - keep the first prefix bits of addr[0..bytes) */
+static void addr_mask(uint8_t *addr, size_t bytes, unsigned prefix)
+{
+    size_t  i;
+
+    for (i = 0; i < bytes; i++) {
+        if (prefix >= 8) {
+            prefix -= 8;
+        } else {
+            addr[i] &= (uint8_t) (0xff00u >> prefix);
+            prefix = 0;
+        }
+    }
+}
+
+int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
+                    unsigned v6prefix, char *out, size_t outlen)
+{
+    uint8_t buf[16];
+    char    text[INET6_ADDRSTRLEN];
+    unsigned prefix;
+    size_t  bytes;
+    int     n;
+
+    if (family == AF_INET) {
+        prefix = v4prefix;
+        bytes = 4;
+    } else if (family == AF_INET6) {
+        prefix = v6prefix;
+        bytes = 16;
+    } else {
+        return -1;
+    }
+    if (prefix > bytes * 8)
+        return -1;
+    memcpy(buf, addr, 16);
+    addr_mask(buf, bytes, prefix);
+    if (inet_ntop(family, buf, text, sizeof(text)) == NULL)
+        return -1;
+    n = snprintf(out, outlen, "%s/%u", text, prefix);
+    if (n < 0 || (size_t) n >= outlen)
+        return -1;
+    return 0;
+}
+
+int addr_cidr_parse(const char *s, struct cidr *out)
+{
+    char    host[INET6_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t  hlen = slash ? (size_t) (slash - s) : strlen(s);
+    unsigned prefix = 0, max;
+    size_t  i;
+
+    if (hlen == 0 || hlen >= sizeof(host))
+        return -1;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return -1;
+    }
+    if (slash == NULL) {
+        prefix = max;
+    } else {
+        const char *p = slash + 1;
+
+        /* At most three digits: nothing else, no sign, no blanks. */
+        for (i = 0; p[i] != '\0'; i++) {
+            if (p[i] < '0' || p[i] > '9' || i >= 3)
+                return -1;
+            prefix = prefix * 10 + (unsigned) (p[i] - '0');
+        }
+        if (i == 0 || prefix > max)
+            return -1;
+    }
+    out->prefix = prefix;
+    addr_mask(out->addr, max / 8, prefix);
+    return 0;
+}
+
+int addr_cidr_match(const struct cidr *c, int family, const uint8_t *addr)
+{
+    unsigned full, rest;
+
+    if (c->family != family)
+        return 0;
+    if (c->prefix > (family == AF_INET ? 32u : 128u))
+        return 0;
+    full = c->prefix / 8;
+    rest = c->prefix % 8;
+    if (memcmp(c->addr, addr, full) != 0)
+        return 0;
+    if (rest != 0) {
+        uint8_t mask = (uint8_t) (0xff00u >> rest);
+
+        if ((c->addr[full] & mask) != (addr[full] & mask))
+            return 0;
+    }
+    return 1;
+}
