@@ -208,8 +208,8 @@ static void put_prom_label(struct sbuf *out, const char *s)
             sbuf_puts(out, "\\\"");
         else if (*p == '\n')
             sbuf_puts(out, "\\n");
-        else if (*p < 0x20 || *p == 0x7f)
-            sbuf_puts(out, "?");
+        else if (*p < 0x20 || *p >= 0x7f)
+            sbuf_puts(out, "?");    /* labels must be UTF-8 */
         else
             sbuf_add(out, (const char *) p, 1);
     }
