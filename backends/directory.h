@@ -16,6 +16,7 @@
  */
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "../policyd/address.h"
@@ -41,9 +42,12 @@ struct directory_ops {
     void (*free)(struct directory *d);
 };
 
-/* Every backend's struct starts with this. */
+/* Every backend's struct starts with this.  content_tag changes when the
+ * backend's answers may change without a config change (the file backend
+ * hashes its file); cache keys include it.  0 when not applicable. */
 struct directory {
     const struct directory_ops *ops;
+    uint64_t content_tag;
 };
 
 struct directory *directory_new(uv_loop_t *loop, const struct config *cfg,

@@ -14,11 +14,14 @@
  *   unknown -> harvest: count it (may block the network now)
  *   verdict, delayed by the harvest stage on a uv timer
  *
- * policy_decide() starts a job and answers through done(arg, action) exactly
- * once, never before it returns.  The server keeps at most one job per
- * connection; policy_cancel() (the peer went away) stops the job: done is
- * then never called and the job frees itself when its outstanding
- * asynchronous steps come back.
+ * policy_decide() either answers at once (returns NULL and sets *now: the
+ * common case, an L1 hit or a state other than RCPT, costs no job and no
+ * callback) or starts a job and answers later through done(arg, action),
+ * exactly once, never before it returns.  The server keeps at most one job
+ * per connection; policy_cancel() (the peer went away) stops the job: done
+ * is then never called and the job frees itself when its outstanding
+ * asynchronous steps come back.  The action string stays valid until the
+ * next call into policy from the loop.
  *
  * policy_reload() swaps in a new config: jobs in flight finish on the
  * runtime they started with, which is freed after the last of them.
@@ -36,7 +39,8 @@ struct policy_job;
 
 typedef void policy_done_fn(void *arg, const char *action);
 
-struct policy *policy_new(uv_loop_t *loop, const struct config *cfg,
+/* policy_new - cfg is adopted on success (freed by policy_free). */
+struct policy *policy_new(uv_loop_t *loop, struct config *cfg,
                           char *err, size_t errlen);
 /* policy_reload - cfg is adopted on success (freed later by policy);
  * on failure nothing changes and err says why. */
@@ -47,7 +51,7 @@ const struct config *policy_config(const struct policy *p);
 void policy_free(struct policy *p);
 
 struct policy_job *policy_decide(struct policy *p, const struct proto_request *req,
-                                 policy_done_fn *done, void *arg);
+                                 policy_done_fn *done, void *arg, const char **now);
 void policy_cancel(struct policy_job *job);
 
 /* Operator actions, for control.c.  Each answers through cb(arg, text):

@@ -1,0 +1,515 @@
+/*
+ * policy - the decision pipeline and the runtime it runs on (see policy.h)
+ *
+ * A runtime is one config with everything built from it: directory,
+ * lookup chain, harvest.  Jobs hold a reference to the runtime they started
+ * on, so a reload never pulls a backend from under a query in flight.  The
+ * store is shared between runtimes while its settings stay the same, so a
+ * reload keeps in-memory counters and the Redis connection.
+ *
+ * Finished jobs go to a free list with their timer still initialized: the
+ * steady state allocates nothing per request.
+ */
+
+#include "policy.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../backends/directory.h"
+#include "../backends/store.h"
+#include "address.h"
+#include "harvest.h"
+#include "log.h"
+#include "lookup.h"
+#include "util.h"
+
+#define JOB_FREE_MAX 4096           /* idle jobs kept for reuse */
+
+static const char DUNNO[] = "DUNNO";
+
+struct store_ref {
+    int refs;
+    struct store *store;
+    char *sig;                      /* the settings it was built from */
+};
+
+struct runtime {
+    int refs;
+    struct config *cfg;
+    struct store_ref *store;
+    struct directory *dir;
+    struct lookup *lookup;
+    struct harvest *harvest;
+};
+
+struct policy {
+    uv_loop_t *loop;
+    struct runtime *rt;
+    struct policy_job *free_jobs;
+    size_t nfree;
+};
+
+enum job_step { STEP_STATE, STEP_EXISTS, STEP_COUNT, STEP_DELAY, STEP_DONE };
+
+struct policy_job {
+    uv_timer_t timer;               /* first: kept initialized across reuse */
+    struct policy *p;
+    struct runtime *rt;
+    policy_done_fn *done;
+    void *arg;
+    enum job_step step;
+    int sync;                       /* still inside policy_decide */
+    int cancelled;
+    struct address addr;
+    struct harvest_client client;
+    struct lookup_wait wait;
+    uint64_t start_us;
+    long long count;
+    uint64_t delay_ms;
+    const char *action;
+    enum stats_verdict verdict;
+    char client_ip[64];
+    char queue_id[32];
+    struct policy_job *next_free;
+};
+
+/* ---- runtimes ---- */
+
+static char *store_signature(const struct config *cfg)
+{
+    struct sbuf b;
+    sbuf_init(&b);
+    sbuf_printf(&b, "%s|%s|%u|%s|%llu|%llu|%s|%zu",
+                cfg->redis.address ? cfg->redis.address : "",
+                cfg->redis.password ? cfg->redis.password : "", cfg->redis.db,
+                cfg->redis.prefix ? cfg->redis.prefix : "",
+                (unsigned long long)cfg->redis.timeout_ms,
+                (unsigned long long)cfg->redis.connect_timeout_ms,
+                cfg->redis.master_name ? cfg->redis.master_name : "",
+                cfg->harvest.max_tracked);
+    for (size_t i = 0; i < cfg->redis.sentinels.n; i++)
+        sbuf_printf(&b, "|%s", cfg->redis.sentinels.v[i]);
+    return b.data;
+}
+
+static void store_release(struct store_ref *s)
+{
+    if (s && --s->refs == 0) {
+        store_free(s->store);
+        free(s->sig);
+        free(s);
+    }
+}
+
+static void runtime_release(struct runtime *rt)
+{
+    if (!rt || --rt->refs > 0)
+        return;
+    harvest_free(rt->harvest);
+    lookup_free(rt->lookup);
+    directory_free(rt->dir);
+    store_release(rt->store);
+    config_free(rt->cfg);
+    free(rt);
+}
+
+/* runtime_new - adopts cfg on success; reuses old's store when the store
+ * settings are unchanged. */
+static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
+                                   const struct runtime *old, char *err, size_t errlen)
+{
+    struct runtime *rt = xcalloc(1, sizeof(*rt));
+    char *sig = store_signature(cfg);
+    int shared_cache;
+
+    rt->refs = 1;
+    if (old && strcmp(old->store->sig, sig) == 0) {
+        rt->store = old->store;
+        rt->store->refs++;
+        free(sig);
+    } else {
+        struct store *st = store_new(loop, cfg, err, errlen);
+        if (!st) {
+            free(sig);
+            free(rt);
+            return NULL;
+        }
+        rt->store = xcalloc(1, sizeof(*rt->store));
+        rt->store->refs = 1;
+        rt->store->store = st;
+        rt->store->sig = sig;
+    }
+    rt->dir = directory_new(loop, cfg, err, errlen);
+    if (!rt->dir) {
+        store_release(rt->store);
+        free(rt);
+        return NULL;
+    }
+    rt->cfg = cfg;
+    /* answers are shared through the store only when it is Redis */
+    shared_cache = cfg->redis.address || cfg->redis.sentinels.n;
+    rt->lookup = lookup_new(cfg, rt->dir, shared_cache ? rt->store->store : NULL);
+    rt->harvest = harvest_new(cfg, rt->store->store);
+    return rt;
+}
+
+struct policy *policy_new(uv_loop_t *loop, struct config *cfg, char *err,
+                          size_t errlen)
+{
+    struct policy *p = xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->rt = runtime_new(loop, cfg, NULL, err, errlen);
+    if (!p->rt) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+int policy_reload(struct policy *p, struct config *cfg, char *err, size_t errlen)
+{
+    struct runtime *rt = runtime_new(p->loop, cfg, p->rt, err, errlen);
+    if (!rt)
+        return -1;
+    runtime_release(p->rt);
+    p->rt = rt;
+    return 0;
+}
+
+const struct config *policy_config(const struct policy *p)
+{
+    return p->rt->cfg;
+}
+
+static void job_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void policy_free(struct policy *p)
+{
+    struct policy_job *j, *next;
+
+    if (!p)
+        return;
+    for (j = p->free_jobs; j; j = next) {
+        next = j->next_free;
+        j->timer.data = j;
+        uv_close((uv_handle_t *)&j->timer, job_closed);
+    }
+    runtime_release(p->rt);
+    free(p);
+}
+
+/* ---- jobs ---- */
+
+static struct policy_job *job_get(struct policy *p)
+{
+    struct policy_job *j = p->free_jobs;
+    if (j) {
+        p->free_jobs = j->next_free;
+        p->nfree--;
+    } else {
+        j = xmalloc(sizeof(*j));
+        uv_timer_init(p->loop, &j->timer);
+    }
+    memset(&j->p, 0, sizeof(*j) - offsetof(struct policy_job, p));
+    j->p = p;
+    j->rt = p->rt;
+    j->rt->refs++;
+    return j;
+}
+
+static void job_put(struct policy_job *j)
+{
+    struct policy *p = j->p;
+    runtime_release(j->rt);
+    j->rt = NULL;
+    if (p->nfree >= JOB_FREE_MAX) {
+        j->timer.data = j;
+        uv_close((uv_handle_t *)&j->timer, job_closed);
+        return;
+    }
+    j->next_free = p->free_jobs;
+    p->free_jobs = j;
+    p->nfree++;
+}
+
+/* copy_clean - a bounded, printable copy of a peer-supplied value for logs */
+static void copy_clean(char *dst, size_t cap, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < cap; i++)
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f) ? src[i] : '?';
+    dst[i] = '\0';
+}
+
+static const char *verdict_name(enum stats_verdict v)
+{
+    static const char *names[] = { "accepted", "unknown", "tempfail", "blocked" };
+    return names[v];
+}
+
+static void log_decision(const char *queue_id, const char *client, const char *rcpt,
+                         enum stats_verdict v, long long count, uint64_t delay_ms,
+                         uint64_t elapsed_us, const char *action)
+{
+    log_info("%s: client=%s rcpt=<%s> verdict=%s count=%lld delay=%.3fs "
+             "elapsed=%lluus action=\"%s\"",
+             queue_id[0] ? queue_id : "NOQUEUE", client, rcpt, verdict_name(v),
+             count, delay_ms / 1000.0, (unsigned long long)elapsed_us, action);
+}
+
+static void job_complete(struct policy_job *j)
+{
+    uint64_t elapsed = util_now_us() - j->start_us;
+
+    j->step = STEP_DONE;
+    stats.verdicts[j->verdict]++;
+    stats_hist_add(&stats.latency, elapsed);
+    if (j->rt->cfg->server.log_decisions)
+        log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict, j->count,
+                     j->delay_ms, elapsed, j->action);
+    if (!j->sync) {
+        j->done(j->arg, j->action);
+        job_put(j);
+    }
+    /* in the sync case policy_decide hands the action back and puts the job */
+}
+
+static void delay_fired(uv_timer_t *t)
+{
+    struct policy_job *j = t->data;
+    stats.delayed_now--;
+    job_complete(j);
+}
+
+/* finish - the verdict is known; wait out the tarpit delay, if any. */
+static void finish(struct policy_job *j, enum stats_verdict v, const char *action,
+                   uint64_t delay_ms)
+{
+    j->verdict = v;
+    j->action = action;
+    j->delay_ms = delay_ms;
+    if (!delay_ms) {
+        job_complete(j);
+        return;
+    }
+    j->step = STEP_DELAY;
+    j->sync = 0;            /* the answer now comes from the timer */
+    stats.delayed_total++;
+    stats.delayed_now++;
+    j->timer.data = j;
+    uv_timer_start(&j->timer, delay_fired, delay_ms, 0);
+}
+
+/* A step's answer arrived for a job whose peer went away. */
+static int drop_if_cancelled(struct policy_job *j)
+{
+    if (!j->cancelled)
+        return 0;
+    job_put(j);
+    return 1;
+}
+
+static void counted(void *arg, long long count, long long ttl_ms)
+{
+    struct policy_job *j = arg;
+    const struct config *cfg = j->rt->cfg;
+    (void)ttl_ms;
+
+    if (drop_if_cancelled(j))
+        return;
+    j->count = count;
+    if (harvest_is_blocked(cfg, count)) {
+        if (count == (long long)cfg->harvest.block_after) {
+            stats.blocked_networks_total++;
+            log_warn("client network %s blocked for %.0fs after %lld invalid recipients",
+                     j->client.net, cfg->harvest.block_time_ms / 1000.0, count);
+        }
+        finish(j, VERDICT_BLOCKED, cfg->actions.blocked, 0);
+        return;
+    }
+    finish(j, VERDICT_UNKNOWN, cfg->actions.unknown, harvest_delay_ms(cfg, count));
+}
+
+static void exists(void *arg, enum dir_status st)
+{
+    struct policy_job *j = arg;
+    const struct config *cfg = j->rt->cfg;
+
+    if (drop_if_cancelled(j))
+        return;
+    switch (st) {
+    case DIR_FOUND:
+        finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
+        break;
+    case DIR_NOTFOUND:
+        j->step = STEP_COUNT;
+        harvest_count(&j->client, counted, j);
+        break;
+    case DIR_TEMPFAIL:
+        if (cfg->ldap.fail_open)
+            finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
+        else
+            finish(j, VERDICT_TEMPFAIL, cfg->actions.tempfail,
+                   harvest_delay_ms(cfg, j->count));
+        break;
+    }
+}
+
+static void client_state(void *arg, long long count, long long ttl_ms)
+{
+    struct policy_job *j = arg;
+    (void)ttl_ms;
+
+    if (drop_if_cancelled(j))
+        return;
+    j->count = count;
+    if (harvest_is_blocked(j->rt->cfg, count)) {
+        finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked, 0);
+        return;
+    }
+    j->step = STEP_EXISTS;
+    lookup_exists(j->rt->lookup, &j->addr, &j->wait, exists, j);
+}
+
+static int domain_is_ours(const struct config *cfg, const char *domain)
+{
+    for (size_t i = 0; i < cfg->directory.domains.n; i++)
+        if (strcmp(cfg->directory.domains.v[i], domain) == 0)
+            return 1;
+    return 0;
+}
+
+/* not_ours - a recipient policyd does not judge: DUNNO, no job. */
+static const char *not_ours(const struct config *cfg, const struct proto_request *req)
+{
+    stats.verdicts[VERDICT_ACCEPTED]++;
+    if (cfg->server.log_decisions) {
+        char client[64], queue_id[32], rcpt[ADDR_MAX];
+        copy_clean(client, sizeof(client), req->client_address);
+        copy_clean(queue_id, sizeof(queue_id), req->queue_id);
+        copy_clean(rcpt, sizeof(rcpt), req->recipient);
+        log_decision(queue_id, client, rcpt, VERDICT_ACCEPTED, 0, 0, 0, "DUNNO (not ours)");
+    }
+    return DUNNO;
+}
+
+struct policy_job *policy_decide(struct policy *p, const struct proto_request *req,
+                                 policy_done_fn *done, void *arg, const char **now)
+{
+    const struct config *cfg = p->rt->cfg;
+    enum stats_state state = stats_state_of(req->protocol_state);
+    struct address a;
+    struct policy_job *j;
+
+    stats.requests_total++;
+    stats.requests_by_state[state]++;
+    *now = NULL;
+    if (state != STATE_RCPT) {
+        stats.verdicts[VERDICT_ACCEPTED]++;
+        *now = DUNNO;
+        return NULL;
+    }
+    /* empty, unqualified or unparsable recipients are not ours to judge */
+    if (addr_normalize(req->recipient ? req->recipient : "",
+                       cfg->directory.recipient_delimiter,
+                       cfg->directory.ignore_case, &a) != ADDR_OK ||
+        !domain_is_ours(cfg, a.domain)) {
+        *now = not_ours(cfg, req);
+        return NULL;
+    }
+    j = job_get(p);
+    j->done = done;
+    j->arg = arg;
+    j->sync = 1;
+    j->start_us = util_now_us();
+    j->addr = a;
+    j->addr.domain = j->addr.full + (a.domain - a.full);
+    copy_clean(j->client_ip, sizeof(j->client_ip), req->client_address);
+    copy_clean(j->queue_id, sizeof(j->queue_id), req->queue_id);
+    harvest_classify(j->rt->harvest, req, &j->client);
+
+    j->step = STEP_STATE;
+    harvest_state(&j->client, client_state, j);
+    if (j->step == STEP_DONE && j->sync) {
+        *now = j->action;
+        job_put(j);
+        return NULL;
+    }
+    j->sync = 0;
+    return j;
+}
+
+void policy_cancel(struct policy_job *j)
+{
+    if (j->step == STEP_DELAY) {
+        uv_timer_stop(&j->timer);
+        stats.delayed_now--;
+        job_put(j);
+        return;
+    }
+    j->cancelled = 1;       /* freed when its outstanding step answers */
+}
+
+/* ---- operator actions ---- */
+
+void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
+{
+    harvest_client_info(p->rt->harvest, ip, cb, arg);
+}
+
+void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
+{
+    harvest_unblock(p->rt->harvest, ip, cb, arg);
+}
+
+struct flush_op {
+    struct runtime *rt;
+    policy_text_cb *cb;
+    void *arg;
+};
+
+static void flushed(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct flush_op *op = arg;
+    char text[96];
+    (void)ttl_ms;
+
+    if (status == STORE_ERR) {
+        op->cb(op->arg, 0, "error: the shared cache did not answer; the local cache was flushed");
+    } else {
+        snprintf(text, sizeof(text), "flushed: local cache; %lld shared entries", count);
+        op->cb(op->arg, 1, text);
+    }
+    runtime_release(op->rt);
+    free(op);
+}
+
+void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *arg)
+{
+    const struct config *cfg = p->rt->cfg;
+    struct address a;
+
+    if (addr && addr_normalize(addr, cfg->directory.recipient_delimiter,
+                               cfg->directory.ignore_case, &a) != ADDR_OK) {
+        cb(arg, 0, "error: not an email address");
+        return;
+    }
+    struct flush_op *op = xmalloc(sizeof(*op));
+    op->rt = p->rt;
+    op->rt->refs++;
+    op->cb = cb;
+    op->arg = arg;
+    lookup_flush(p->rt->lookup, addr ? a.full : NULL, flushed, op);
+}
+
+void policy_stats_extra(struct policy *p, struct stats_extra *x)
+{
+    memset(x, 0, sizeof(*x));
+    harvest_stats(p->rt->harvest, x);
+}
