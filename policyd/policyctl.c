@@ -1,0 +1,269 @@
+/*
+ * NAME
+ *	policyctl 1 - talk to a running policyd over its control socket
+ * SYNOPSIS
+ *	policyctl [-s SOCKET] stats [--json | --prometheus]
+ *	policyctl [-s SOCKET] client ADDRESS
+ *	policyctl [-s SOCKET] unblock ADDRESS
+ *	policyctl [-s SOCKET] flush ADDRESS | --all
+ *	policyctl [-s SOCKET] reload
+ *	policyctl -h | -V
+ * DESCRIPTION
+ *	Sends one command line to policyd's control socket (see control(3)),
+ *	copies an "ok" answer's body to stdout and an "error" answer's body
+ *	to stderr.  A plain blocking client: it is not on the mail path.
+ *
+ *	Exit status: 0 ok, 1 policyd answered "error" or could not be
+ *	reached, 2 usage error.  See man/policyctl.1.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef POLICYD_VERSION
+#define POLICYD_VERSION "unknown"
+#endif
+
+#define DEFAULT_SOCKET  "/run/policyd/control.sock"
+#define ARG_MAX_LEN     900             /* the server takes 1 KiB lines */
+#define REPLY_MAX       (16u << 20)     /* a stats reply is a few KiB */
+#define TIMEOUT_S       60              /* longer than the server's own */
+
+static const char usage_text[] =
+    "usage: policyctl [-s SOCKET] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  stats [--json|--prometheus]  counters, latency, top offending networks\n"
+    "  client ADDRESS               a client network's count, stage, block time\n"
+    "  unblock ADDRESS              forget a client network's count and block\n"
+    "  flush ADDRESS | --all        drop cached answers for a recipient, or all\n"
+    "  reload                       re-read the configuration\n"
+    "\n"
+    "options:\n"
+    "  -s SOCKET  control socket (default " DEFAULT_SOCKET ")\n"
+    "  -h         this help\n"
+    "  -V         version\n";
+
+static void usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("policyctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n", stderr);
+    fputs(usage_text, stderr);
+    exit(2);
+}
+
+/* An argument goes into one command line: no blanks, no control bytes. */
+static const char *check_arg(const char *what, const char *s)
+{
+    const unsigned char *p;
+
+    if (*s == 0)
+        usage_error("empty %s", what);
+    if (strlen(s) > ARG_MAX_LEN)
+        usage_error("%s too long", what);
+    for (p = (const unsigned char *) s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            usage_error("%s contains blanks or control characters", what);
+    return s;
+}
+
+/* build_command - the line to send, from argv after the options. */
+static void build_command(int argc, char **argv, char *line, size_t cap)
+{
+    const char *cmd;
+
+    if (argc < 1)
+        usage_error("%s", "no command given");
+    cmd = argv[0];
+    if (strcmp(cmd, "stats") == 0) {
+        if (argc == 1)
+            snprintf(line, cap, "stats\n");
+        else if (argc == 2 && strcmp(argv[1], "--json") == 0)
+            snprintf(line, cap, "stats json\n");
+        else if (argc == 2 && strcmp(argv[1], "--prometheus") == 0)
+            snprintf(line, cap, "stats prometheus\n");
+        else
+            usage_error("%s", "stats takes --json or --prometheus");
+    } else if (strcmp(cmd, "client") == 0 || strcmp(cmd, "unblock") == 0) {
+        if (argc != 2)
+            usage_error("%s needs one ADDRESS", cmd);
+        snprintf(line, cap, "%s %s\n", cmd, check_arg("ADDRESS", argv[1]));
+    } else if (strcmp(cmd, "flush") == 0) {
+        if (argc != 2)
+            usage_error("%s", "flush needs ADDRESS or --all");
+        if (strcmp(argv[1], "--all") == 0 || strcmp(argv[1], "*") == 0)
+            snprintf(line, cap, "flush *\n");
+        else if (argv[1][0] == '-')
+            usage_error("unknown flush option %s", argv[1]);
+        else
+            snprintf(line, cap, "flush %s\n", check_arg("ADDRESS", argv[1]));
+    } else if (strcmp(cmd, "reload") == 0) {
+        if (argc != 1)
+            usage_error("%s", "reload takes no arguments");
+        snprintf(line, cap, "reload\n");
+    } else {
+        usage_error("unknown command '%s'", cmd);
+    }
+}
+
+static int connect_socket(const char *path)
+{
+    struct sockaddr_un sun;
+    struct timeval tv = { TIMEOUT_S, 0 };
+    int fd, e;
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        fprintf(stderr, "policyctl: %s: socket path too long\n", path);
+        exit(2);
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) {
+        fprintf(stderr, "policyctl: socket: %s\n", strerror(errno));
+        exit(1);
+    }
+    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) != 0) {
+        e = errno;
+        fprintf(stderr, "policyctl: cannot connect to %s: %s", path, strerror(e));
+        if (e == EACCES || e == EPERM)
+            fputs(" (policyctl must run as a user in the socket's group)\n", stderr);
+        else if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
+            fprintf(stderr, " (is policyd running with [server] control = unix:%s?)\n",
+                    path);
+        else
+            fputs("\n", stderr);
+        exit(1);
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "policyctl: send: %s\n", n < 0 ? strerror(errno) : "closed");
+            exit(1);
+        }
+        buf += n;
+        len -= (size_t) n;
+    }
+}
+
+/* read_reply - everything until EOF, NUL-terminated. */
+static char *read_reply(int fd, size_t *lenp)
+{
+    size_t len = 0, cap = 8192;
+    char *buf = malloc(cap);
+
+    if (buf == NULL) {
+        fputs("policyctl: out of memory\n", stderr);
+        exit(1);
+    }
+    for (;;) {
+        ssize_t n;
+
+        if (cap - len < 4096) {
+            char *nb;
+
+            if (cap >= REPLY_MAX) {
+                fputs("policyctl: reply too large\n", stderr);
+                exit(1);
+            }
+            nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                fputs("policyctl: out of memory\n", stderr);
+                exit(1);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        n = recv(fd, buf + len, cap - len - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "policyctl: no answer from policyd: %s\n",
+                    errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
+            exit(1);
+        }
+        if (n == 0)
+            break;
+        len += (size_t) n;
+    }
+    buf[len] = 0;
+    *lenp = len;
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = DEFAULT_SOCKET;
+    char line[ARG_MAX_LEN + 64];
+    char *reply, *body;
+    size_t len;
+    int opt, fd;
+
+    while ((opt = getopt(argc, argv, "+s:hV")) != -1) {
+        switch (opt) {
+        case 's':
+            path = optarg;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case 'V':
+            printf("policyctl %s\n", POLICYD_VERSION);
+            return 0;
+        default:
+            fputs(usage_text, stderr);
+            return 2;
+        }
+    }
+    build_command(argc - optind, argv + optind, line, sizeof(line));
+
+    fd = connect_socket(path);
+    send_all(fd, line, strlen(line));
+    reply = read_reply(fd, &len);
+    close(fd);
+
+    if (strncmp(reply, "ok\n", 3) == 0) {
+        body = reply + 3;
+        fwrite(body, 1, len - 3, stdout);
+        free(reply);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (strncmp(reply, "error\n", 6) == 0) {
+        body = reply + 6;
+        fprintf(stderr, "policyctl: %s", body);
+        if (len == 6 || body[strlen(body) - 1] != '\n')
+            fputs(len == 6 ? "policyd reported an error\n" : "\n", stderr);
+        free(reply);
+        return 1;
+    }
+    fprintf(stderr, "policyctl: unexpected answer from %s%s\n", path,
+            len == 0 ? " (connection closed without a reply)" : "");
+    free(reply);
+    return 1;
+}
