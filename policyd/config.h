@@ -41,6 +41,7 @@ struct config {
         size_t attr_limit;      /* most attributes in one request */
         size_t request_limit;   /* largest request, bytes */
         enum log_target log;
+        int log_level;          /* enum log_level (log.h); default info */
         int log_decisions;
     } server;
 
