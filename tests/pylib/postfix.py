@@ -99,6 +99,28 @@ class PostfixError(RuntimeError):
     pass
 
 
+def _cf_entries(text):
+    """main.cf text -> [(name or None, lines)]: each entry with its
+    continuation lines (those that start with blanks)."""
+    entries = []
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and entries and entries[-1][0]:
+            entries[-1][1].append(line)
+        elif "=" in line and not line.lstrip().startswith("#"):
+            entries.append((line.split("=", 1)[0].strip(), [line]))
+        else:
+            entries.append((None, [line]))
+    return entries
+
+
+def merge_main_cf(base, extra):
+    """base with extra's settings replacing the same names (Postfix would
+    warn "overriding earlier entry") and the rest of extra appended."""
+    over = {n for n, _ in _cf_entries(extra) if n}
+    kept = [l for n, lines in _cf_entries(base) if n not in over for l in lines]
+    return "\n".join(kept) + "\n" + extra + ("\n" if extra and not extra.endswith("\n") else "")
+
+
 class Postfix:
     """One private Postfix.  Listens on (self.host, self.port).
 
@@ -134,7 +156,7 @@ class Postfix:
             policy_timeout=policy_timeout, hard_error_limit=hard_error_limit,
             soft_error_limit=soft_error_limit, error_sleep_time=error_sleep_time)
         with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
-            f.write(main + extra)
+            f.write(merge_main_cf(main, extra))
         with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(listen="%s:%d" % (host, self.port)))
         self.master_pid = None
