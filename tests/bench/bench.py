@@ -1,0 +1,520 @@
+"""bench - the `make bench` driver: policyd against the null responder.
+
+Usage: python3 tests/bench/bench.py BUILD_DIR [--seconds S] [--only a,b]
+                                    [--json FILE] [--no-fail]
+
+Every scenario starts what it needs on free loopback ports in a temp dir
+(nullresp, policyd through harness.Daemon, redis-server and slapd through the
+tests/pylib helpers), runs BUILD/bench/loadgen against it, and stops what it
+started.  The null responder is measured in the same run, so each ratio
+compares two numbers taken minutes apart on the same loaded machine.
+
+Scenarios (see tests/bench/README.md for what each one means):
+  null     nullresp, 50 connections: the machine's ceiling
+  warm     file directory, every answer an in-process (L1) hit
+  redis    [cache] local_size = 0, every lookup a Redis hit
+  cold     LDAP through a real slapd, L1 and Redis off, addresses distinct
+  harvest  many clients, half the recipients unknown, counters in Redis
+  idle     10,000 idle connections: policyd's VmRSS
+  tarpit   10,000 requests parked in tarpit delays; p99 of other clients
+
+Targets (from issue 7): warm >= 0.8x null, redis >= 0.5x null, idle RSS
+<= 64 MiB, tarpit: innocent p99 < 2 ms with 10,000 parked.  The exit status
+is 1 when a target is missed or a scenario fails (--no-fail: always 0).
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYLIB = os.path.join(HERE, "..", "pylib")
+sys.path.insert(0, PYLIB)
+
+CONNS = 50
+VALID = 1000            # user0..user999@example.com exist
+TARPIT_PARKED = 10000
+IDLE_CONNS = 10000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---- processes ----
+
+def proc_cpu_s(pid):
+    """utime + stime of pid, in seconds (None if gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError("no VmRSS for pid %d" % pid)
+
+
+def parse_result(text):
+    """The loadgen summary line as a dict (numbers converted)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("requests="):
+            out = {}
+            for kv in line.split():
+                k, _, v = kv.partition("=")
+                if k == "actions":
+                    out[k] = v
+                    continue
+                try:
+                    out[k] = float(v) if "." in v else int(v)
+                except ValueError:
+                    out[k] = v
+            return out
+    raise BenchError("loadgen printed no summary:\n" + text[-2000:])
+
+
+class Loadgen:
+    """One loadgen process; start() returns at once, wait() for the summary."""
+
+    def __init__(self, build, args):
+        self.argv = [os.path.join(build, "bench", "loadgen")] + [str(a) for a in args]
+        self.proc = None
+        self.lines = []
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        return self
+
+    def readline_until(self, prefix, timeout):
+        """Read stdout lines until one starts with prefix; returns it."""
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    continue
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+                if line.startswith(prefix):
+                    return line.strip()
+        finally:
+            sel.unregister(self.proc.stdout)
+        raise BenchError("loadgen: no %r line within %.0f s (got %r)"
+                         % (prefix, timeout, self.lines[-3:]))
+
+    def wait(self, timeout):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            out, err = self.proc.communicate(timeout=10)
+        text = "".join(self.lines) + out
+        if self.proc.returncode not in (0, 1):
+            raise BenchError("loadgen exited %d: %s" % (self.proc.returncode, err[-1000:]))
+        return parse_result(text)
+
+    def stop(self, timeout=10):
+        """SIGTERM: loadgen prints its summary and exits."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run_loadgen(build, args, timeout):
+    return Loadgen(build, args).start().wait(timeout)
+
+
+class NullResp:
+    def __init__(self, build):
+        self.argv = [os.path.join(build, "bench", "nullresp"), "-h", "127.0.0.1", "-p", "0"]
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"port=(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise BenchError("nullresp did not start: %r" % line)
+        self.port = int(m.group(1))
+        self.pid = self.proc.pid
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---- policyd configurations ----
+
+def recipients_text(n=VALID):
+    return "".join("user%d@example.com\n" % i for i in range(n))
+
+
+HARVEST_QUIET = """
+[harvest]
+enabled = yes
+window = 600
+tarpit_after = 1000000
+block_after = 1000000
+"""
+
+
+def daemon(build, extra, recipients=None):
+    os.environ["POLICYD_BUILD"] = build
+    import harness
+    harness.POLICYD = os.path.abspath(os.path.join(build, "policyd"))
+    harness.POLICYCTL = os.path.abspath(os.path.join(build, "policyctl"))
+    return harness.Daemon(extra=extra, recipients=recipients or recipients_text())
+
+
+def daemon_stats(d):
+    """policyd's stats as a dict (None if the control socket fails)."""
+    try:
+        r = d.ctl("stats", "json", check=False)
+        body = r.stdout
+        i = body.find("{")
+        return json.loads(body[i:]) if i >= 0 else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def find_key(obj, key):
+    """The first value of key anywhere in a nested dict."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            r = find_key(v, key)
+            if r is not None:
+                return r
+    return None
+
+
+# ---- redis and slapd, through the shared helpers ----
+
+def start_redis(tmp):
+    """A redis-server on a free loopback port; returns (obj, "host:port")."""
+    try:
+        import redis as redis_helper        # tests/pylib/redis.py
+        if hasattr(redis_helper, "RedisServer"):
+            r = redis_helper.RedisServer()
+            r.start()
+            return r, "127.0.0.1:%d" % r.port
+    except ImportError:
+        pass
+    raise BenchError("tests/pylib/redis.py (RedisServer) is not available")
+
+
+def start_slapd(tmp, users):
+    try:
+        import slapd as slapd_helper        # tests/pylib/slapd.py
+    except ImportError:
+        raise BenchError("tests/pylib/slapd.py is not available")
+    s = slapd_helper.Slapd()
+    s.start()
+    s.add_users(["user%d@example.com" % i for i in range(users)])
+    return s
+
+
+# ---- scenarios ----
+
+def measure(build, port, secs, warmup, extra_args, server_pid):
+    cpu0 = proc_cpu_s(server_pid)
+    t0 = time.monotonic()
+    args = ["-h", "127.0.0.1", "-p", port, "-c", CONNS, "-w", warmup, "-d", secs] + extra_args
+    res = run_loadgen(build, args, timeout=warmup + secs + 30)
+    wall = time.monotonic() - t0
+    cpu1 = proc_cpu_s(server_pid)
+    if cpu0 is not None and cpu1 is not None and wall > 0:
+        res["server_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / wall)
+    res["loadgen_cpu_pct"] = round(100.0 * res.get("cpu_s", 0) / wall) if wall else 0
+    if res["requests"] == 0:
+        raise BenchError("no request was answered")
+    return res
+
+
+MIX = ["--clients", 1000, "--valid-ratio", 0.9, "--valid-range", VALID,
+       "--invalid-range", 1000]
+
+
+def sc_null(build, a):
+    with NullResp(build) as n:
+        return measure(build, n.port, a.seconds, 1, MIX, n.pid)
+
+
+def sc_warm(build, a):
+    extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 100000\n"
+    with daemon(build, extra) as d:
+        res = measure(build, d.port, a.seconds, 2, MIX, d.proc.pid)
+        res["stats"] = daemon_stats(d)
+        return res
+
+
+def sc_redis(build, a):
+    tmp = tempfile.mkdtemp(prefix="bench-redis-")
+    r, addr = start_redis(tmp)
+    try:
+        extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\naddress = %s\n" % addr
+        with daemon(build, extra) as d:
+            # The warm-up pass fills Redis; then every lookup is a Redis hit.
+            res = measure(build, d.port, a.seconds, 2, MIX, d.proc.pid)
+            res["stats"] = daemon_stats(d)
+            return res
+    finally:
+        r.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sc_cold(build, a):
+    users = 20000
+    tmp = tempfile.mkdtemp(prefix="bench-slapd-")
+    s = start_slapd(tmp, users)
+    try:
+        extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n" + s.policyd_config()
+        conf_dir = "[directory]\nbackend = ldap\ndomains = example.com example.org\n"
+        with daemon(build, extra + "\n" + conf_dir) as d:
+            res = measure(build, d.port, a.seconds, 0.5,
+                          ["--clients", 1000, "--valid-ratio", 0.9, "--valid-range", users,
+                           "--sequential", "--invalid-range", 0], d.proc.pid)
+            res["stats"] = daemon_stats(d)
+            return res
+    finally:
+        s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sc_harvest(build, a):
+    tmp = tempfile.mkdtemp(prefix="bench-harvest-")
+    r, addr = start_redis(tmp)
+    try:
+        # Thresholds above what one client reaches in the run: this measures
+        # the counting (one INCR per unknown recipient), not the delays.
+        extra = ("\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = 200\n"
+                 "tarpit_delay = 1\ntarpit_max = 5\nblock_after = 100000\n"
+                 "\n[redis]\naddress = %s\n" % addr)
+        with daemon(build, extra) as d:
+            res = measure(build, d.port, a.seconds, 1,
+                          ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
+                           "--valid-range", VALID, "--invalid-range", 0], d.proc.pid)
+            res["stats"] = daemon_stats(d)
+            return res
+    finally:
+        r.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sc_idle(build, a):
+    extra = "\n[server]\nmax_connections = 20000\n"
+    with daemon(build, extra) as d:
+        pid = d.proc.pid
+        base = proc_rss_kib(pid)
+        lg = Loadgen(build, ["-h", "127.0.0.1", "-p", d.port, "-c", 0,
+                             "--idle", IDLE_CONNS, "-d", 120, "--connect-burst", 500]).start()
+        try:
+            lg.readline_until("idle_connected=", timeout=60)
+            time.sleep(1.0)
+            rss = proc_rss_kib(pid)
+            st = daemon_stats(d)
+            # The connections must still be there when RSS is read.
+            res = lg.stop()
+        finally:
+            lg.kill()
+        held = find_key(st, "conn_current") if st else None
+        return {"rss_kib": rss, "rss_base_kib": base, "idle": res.get("idle"),
+                "errors": res.get("errors"), "daemon_connections": held}
+
+
+def sc_tarpit(build, a):
+    after = 5
+    extra = ("\n[server]\nmax_connections = 20000\n"
+             "\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = %d\n"
+             "tarpit_delay = 20\ntarpit_max = 30\nblock_after = 1000000\n" % after)
+    with daemon(build, extra) as d:
+        n = TARPIT_PARKED + after
+        parker = Loadgen(build, ["-h", "127.0.0.1", "-p", d.port, "-c", n, "-n", n,
+                                 "-d", 120, "--client", "203.0.113.7", "--valid-ratio", 0,
+                                 "--connect-burst", 500, "--progress", 0.5]).start()
+        try:
+            # Parked = sent and not answered; wait until all are sent.
+            deadline = time.monotonic() + 20
+            parked = 0
+            while time.monotonic() < deadline:
+                line = parker.readline_until("progress", timeout=5)
+                m = re.search(r"outstanding=(\d+)", line)
+                parked = int(m.group(1)) if m else 0
+                if parked >= TARPIT_PARKED:
+                    break
+            st = daemon_stats(d)
+            delayed_before = find_key(st, "delayed_now") if st else None
+            inn = measure(build, d.port, min(a.seconds, 5), 0.5,
+                          ["--clients", 1000, "--valid-ratio", 1.0,
+                           "--valid-range", VALID], d.proc.pid)
+            st = daemon_stats(d)
+            delayed_after = find_key(st, "delayed_now") if st else None
+            pres = parker.stop()
+        finally:
+            parker.kill()
+        inn.update({"parked_loadgen": parked, "parked_unanswered_at_end": pres.get("unanswered"),
+                    "delayed_now_before": delayed_before, "delayed_now_after": delayed_after,
+                    "parker_errors": pres.get("errors")})
+        return inn
+
+
+SCENARIOS = [
+    ("null", "null responder", sc_null),
+    ("warm", "warm (L1 hits)", sc_warm),
+    ("redis", "Redis hits", sc_redis),
+    ("cold", "cold (slapd)", sc_cold),
+    ("harvest", "harvest mix (Redis)", sc_harvest),
+    ("idle", "10k idle conns", sc_idle),
+    ("tarpit", "10k parked, others", sc_tarpit),
+]
+
+
+# ---- the table ----
+
+def fmt_us(v):
+    return "%.0f" % v if v is not None else "-"
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def table(results, machine):
+    null = results.get("null", {}).get("rps") if "error" not in results.get("null", {}) else None
+    rows, checks = [], []
+    hdr = "%-22s %9s %8s %8s %9s %7s %9s %-22s %s" % (
+        "scenario", "req/s", "p50 us", "p99 us", "p99.9 us", "x null", "cpu s/lg", "target", "result")
+    for key, title, _ in SCENARIOS:
+        if key not in results:
+            continue
+        r = results[key]
+        if "error" in r:
+            rows.append("%-22s ERROR: %s" % (title, r["error"]))
+            checks.append(False)
+            continue
+        if key == "idle":
+            mib = r["rss_kib"] / 1024.0
+            ok = mib <= 64 and r.get("idle") == IDLE_CONNS
+            rows.append("%-22s RSS %.1f MiB with %s idle connections (%.1f MiB before)  %-14s %s"
+                        % (title, mib, r.get("idle"), r["rss_base_kib"] / 1024.0,
+                           "<= 64 MiB", verdict(ok)))
+            checks.append(ok)
+            continue
+        ratio = r["rps"] / null if null else None
+        target, ok = "", None
+        if key == "warm":
+            target, ok = ">= 0.80 x null", ratio is not None and ratio >= 0.8
+        elif key == "redis":
+            target, ok = ">= 0.50 x null", ratio is not None and ratio >= 0.5
+        elif key == "tarpit":
+            parked = r.get("delayed_now_before") or r.get("parked_loadgen") or 0
+            target = "p99 < 2 ms, %d parked" % TARPIT_PARKED
+            ok = r["p99_us"] < 2000 and parked >= TARPIT_PARKED \
+                and (r.get("delayed_now_after") or parked) >= TARPIT_PARKED
+        cpu = "%s/%s%%" % (r.get("server_cpu_pct", "-"), r.get("loadgen_cpu_pct", "-"))
+        rows.append("%-22s %9.0f %8s %8s %9s %7s %9s %-22s %s" % (
+            title, r["rps"], fmt_us(r["p50_us"]), fmt_us(r["p99_us"]), fmt_us(r["p999_us"]),
+            "%.2f" % ratio if ratio is not None else "-", cpu, target,
+            "" if ok is None else verdict(ok)))
+        if ok is not None:
+            checks.append(ok)
+    out = ["", "policyd benchmark, %s" % machine, hdr, "-" * len(hdr)] + rows
+    notes = []
+    for key, title, _ in SCENARIOS:
+        r = results.get(key)
+        if not r or "error" in r:
+            continue
+        if key == "idle":
+            notes.append("%s: policyd reports %s connections" % (title, r.get("daemon_connections")))
+            continue
+        notes.append("%s: %d answers, errors=%s, actions=%s, valid_not_dunno=%s, invalid_dunno=%s"
+                     % (title, r["requests"], r.get("errors"), r.get("actions"),
+                        r.get("valid_not_dunno"), r.get("invalid_dunno")))
+        if key == "tarpit":
+            notes.append("%s: loadgen saw %s parked; policyd delayed_now %s before, %s after"
+                         % (title, r.get("parked_loadgen"), r.get("delayed_now_before"),
+                            r.get("delayed_now_after")))
+    out += ["", "cpu s/lg: CPU used by the server / by loadgen, % of one core over the run",
+            "(two processes on %d cores: a loadgen near 100%% means the ceiling is the"
+            " generator's)" % os.cpu_count()] + notes
+    return "\n".join(out), all(checks) and bool(checks)
+
+
+def machine_line():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "%s, %d cpus, %.0f GiB, Linux %s, %s" % (
+        cpu, os.cpu_count(), mem, platform.release(), time.strftime("%Y-%m-%d %H:%M"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--no-fail", action="store_true")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    only = set(a.only.split(",")) - {""}
+    results = {}
+    for key, title, fn in SCENARIOS:
+        if only and key not in only:
+            continue
+        sys.stderr.write("bench: %s ...\n" % title)
+        sys.stderr.flush()
+        try:
+            results[key] = fn(build, a)
+        except Exception as e:          # one failed scenario must not hide the rest
+            results[key] = {"error": "%s: %s" % (type(e).__name__, e)}
+        sys.stderr.write("bench: %s: %s\n" % (key, {k: v for k, v in results[key].items()
+                                                      if k != "stats"}))
+    text, ok = table(results, machine_line())
+    print(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    return 0 if ok or a.no_fail else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
