@@ -1,0 +1,1359 @@
+/*
+ * store_redis - the shared store in Redis (hiredis async on the libuv loop)
+ *
+ * SYNOPSIS
+ *	#include "store_redis.h"
+ *
+ *	struct store *store_redis_new(loop, cfg, fallback, err, errlen)
+ *
+ * DESCRIPTION
+ *	Implements backends/store.h over one hiredis async connection driven
+ *	by hiredis's libuv adapter.  Every command goes out through
+ *	redisAsyncCommandArgv, so keys and values are binary-safe.
+ *
+ *	get	GET key				-> STORE_OK / STORE_MISS
+ *	set	SET key val PX ttl		fire and forget
+ *	incr	EVALSHA (INCR + PEXPIRE + PTTL)	one round trip
+ *	peek	EVALSHA (GET + PTTL)		one round trip
+ *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
+ *		the prefix escaped) + UNLINK in batches, until the cursor is 0
+ *
+ *	Connection life: DOWN -> [SENTINEL ->] [RESOLVING ->] CONNECTING -> UP.
+ *	On connect the handshake AUTH, SELECT, ROLE (Sentinel only: the
+ *	server must say "master") and SCRIPT LOAD of both scripts is queued
+ *	at once; the last reply makes the store UP.  connect_timeout covers
+ *	resolve + connect + handshake.  Any failure drops the connection
+ *	and retries after a backoff of 100 ms doubling to 5 s.
+ *
+ *	hiredis 0.14.1 has no timeouts and its libuv adapter ignores poll
+ *	errors (a reset connection can hang silently), so this module keeps
+ *	them itself: every command is queued with a deadline of now +
+ *	timeout (all commands share one timeout, so the queue is in deadline
+ *	order and one uv timer serves it).  On expiry the caller is answered
+ *	at once and a late reply is ignored; SR_TIMEOUT_STREAK timeouts in a
+ *	row, or a timed-out idle PING (sent every SR_HEALTH_MS while idle),
+ *	declare the connection dead: it is freed and reconnected.
+ *
+ *	While the store is not UP, or when a command fails: get answers
+ *	STORE_ERR (the caller asks the directory), set is dropped, incr and
+ *	peek are answered by the fallback store_mem, del deletes there.  The
+ *	change of state is logged once each way, with the reason.
+ *
+ *	Sentinel: the sentinels are asked in order with SENTINEL
+ *	get-master-addr-by-name; a lost connection or a READONLY reply (the
+ *	server became a replica) sends the store back to the sentinels.
+ *
+ * LIFETIME OF A COMMAND
+ *	struct rcmd carries one caller's request.  It is answered exactly
+ *	once (reply, error, timeout, lost connection or store_free) and it
+ *	is freed only from its hiredis callback, which hiredis 0.14.1 calls
+ *	exactly once per queued command: with the reply, or with NULL when
+ *	the context is torn down.  After store_free a command is "detached"
+ *	(sr == NULL) and its late callback just frees it.
+ *
+ * LIMITS
+ *	SR_MAX_INFLIGHT commands waiting for Redis; beyond that requests
+ *	degrade as if Redis were down.  Keys longer than SR_MAX_KEY likewise.
+ *	Sentinel addresses must be IP literals; the master address may be a
+ *	name, resolved with uv_getaddrinfo (off the loop thread).
+ */
+
+#include "store_redis.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libuv.h>
+
+#include "../policyd/log.h"
+#include "../policyd/stats.h"
+#include "../policyd/util.h"
+
+#define SR_MAX_INFLIGHT     20000
+#define SR_MAX_KEY          4096
+#define SR_BACKOFF_MIN_MS   100
+#define SR_BACKOFF_MAX_MS   5000
+#define SR_TIMEOUT_STREAK   3
+#define SR_HEALTH_MS        1000
+#define SR_SCAN_COUNT       "1000"
+#define SR_MAX_SENTINELS    16
+#define SR_HOST_MAX         256
+
+/* INCR with its expiry: a new key lives ARGV[1] ms; reaching ARGV[2]
+ * (when > 0) sets the life to ARGV[3] ms; a key that somehow lost its
+ * expiry gets one again, so no counter lives forever. */
+static const char incr_lua[] =
+    "local n = redis.call('INCR', KEYS[1])\n"
+    "local ttl = tonumber(ARGV[1])\n"
+    "local at = tonumber(ARGV[2])\n"
+    "if at > 0 and n == at then ttl = tonumber(ARGV[3])\n"
+    "elseif n ~= 1 and redis.call('PTTL', KEYS[1]) >= 0 then ttl = 0 end\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "return {n, redis.call('PTTL', KEYS[1])}\n";
+
+/* A counter's value and life; {0, -2} when absent. */
+static const char peek_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return {0, -2} end\n"
+    "return {tonumber(v) or 0, redis.call('PTTL', KEYS[1])}\n";
+
+enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
+enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL };
+enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK };
+enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
+
+struct sr_addr {
+    char *host;                 /* NULL for a unix socket */
+    int port;
+    char *path;                 /* unix socket path */
+};
+
+struct store_redis;
+
+struct rcmd {
+    struct store_redis *sr;     /* NULL once the store is freed */
+    struct rcmd *prev, *next;   /* sr->all: not yet freed */
+    struct rcmd *tprev, *tnext; /* sr's deadline queue, while unanswered */
+    int in_tmo;
+    int kind;
+    int step;                   /* enum hs_step or enum del_step */
+    int hi_pending;             /* hiredis owes us a callback */
+    int answered;               /* the caller has had its answer */
+    int retried;                /* EVALSHA -> EVAL once on NOSCRIPT */
+    uint64_t deadline;
+    store_get_cb *get_cb;
+    store_count_cb *count_cb;
+    void *arg;
+    uint64_t ttl_ms, at_ttl_ms;
+    long long at;
+    long long removed;          /* del: total so far */
+    char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
+    char *pattern;              /* del: escaped SCAN pattern */
+    size_t plen;
+    size_t klen;
+    char key[];
+};
+
+struct sr_resolve {
+    uv_getaddrinfo_t req;
+    struct store_redis *sr;     /* NULL once given up */
+    int port;
+};
+
+struct store_redis {
+    struct store base;
+    uv_loop_t *loop;
+    struct store *fallback;
+
+    struct sr_addr master;      /* [redis] address (unused with sentinels) */
+    struct sr_addr *sentinels;
+    size_t nsentinels;
+    char *master_name;
+    char *password;
+    unsigned db;
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+
+    int state;
+    int closing;
+    redisAsyncContext *ac;      /* the data connection */
+    redisAsyncContext *sac;     /* the sentinel being asked */
+    struct sr_resolve *resolving;
+    size_t sentinel_idx;
+    char cur[SR_HOST_MAX + 16]; /* where we connect(ed), for the log */
+    char reason[320];
+    int ever_up;
+    int down_logged;
+    uint64_t backoff_ms;
+    unsigned streak;            /* timeouts in a row */
+    size_t inflight;            /* commands in the deadline queue */
+    char incr_sha[41], peek_sha[41];
+
+    struct rcmd *all;
+    struct rcmd *tmo_head, *tmo_tail;
+
+    uv_timer_t tmo_timer, conn_timer, retry_timer, health_timer;
+    int handles_open;
+
+    struct log_limiter err_rl, tmo_rl;
+};
+
+static void sr_reply(redisAsyncContext *ac, void *r, void *priv);
+static void hs_reply(redisAsyncContext *ac, void *r, void *priv);
+static void sentinel_reply(redisAsyncContext *ac, void *r, void *priv);
+static void connect_start(struct store_redis *sr);
+static void sentinel_next(struct store_redis *sr);
+static void conn_lost(struct store_redis *sr, const char *reason, int do_free);
+
+/* ---- commands ---------------------------------------------------------- */
+
+static struct rcmd *cmd_new(struct store_redis *sr, int kind, const char *key,
+                            size_t klen)
+{
+    struct rcmd *c = xcalloc(1, sizeof(*c) + klen + 1);
+    c->sr = sr;
+    c->kind = kind;
+    if (key)
+        memcpy(c->key, key, klen);
+    c->klen = klen;
+    c->next = sr->all;
+    if (sr->all)
+        sr->all->prev = c;
+    sr->all = c;
+    return c;
+}
+
+static void tmo_unlink(struct store_redis *sr, struct rcmd *c)
+{
+    if (!c->in_tmo)
+        return;
+    if (c->tprev)
+        c->tprev->tnext = c->tnext;
+    else
+        sr->tmo_head = c->tnext;
+    if (c->tnext)
+        c->tnext->tprev = c->tprev;
+    else
+        sr->tmo_tail = c->tprev;
+    c->tprev = c->tnext = NULL;
+    c->in_tmo = 0;
+    sr->inflight--;
+}
+
+static void tmo_cb(uv_timer_t *t);
+
+static void tmo_arm(struct store_redis *sr)
+{
+    uint64_t now = uv_now(sr->loop);
+    if (!sr->tmo_head) {
+        uv_timer_stop(&sr->tmo_timer);
+        return;
+    }
+    uv_timer_start(&sr->tmo_timer, tmo_cb,
+                   sr->tmo_head->deadline > now ? sr->tmo_head->deadline - now : 0, 0);
+}
+
+/* tmo_push - (re)start c's deadline.  Every command shares one timeout, so
+ * appending keeps the queue in deadline order. */
+static void tmo_push(struct store_redis *sr, struct rcmd *c)
+{
+    int was_empty = sr->tmo_head == NULL;
+    tmo_unlink(sr, c);
+    c->deadline = uv_now(sr->loop) + sr->timeout_ms;
+    c->tprev = sr->tmo_tail;
+    if (sr->tmo_tail)
+        sr->tmo_tail->tnext = c;
+    else
+        sr->tmo_head = c;
+    sr->tmo_tail = c;
+    c->in_tmo = 1;
+    sr->inflight++;
+    if (was_empty)
+        tmo_arm(sr);
+}
+
+/* cmd_release - free c unless hiredis still owes its callback. */
+static void cmd_release(struct rcmd *c)
+{
+    struct store_redis *sr = c->sr;
+    if (c->hi_pending)
+        return;
+    if (sr) {
+        tmo_unlink(sr, c);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            sr->all = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
+    free(c->pattern);
+    free(c);
+}
+
+static void count_noop(void *arg, int status, long long count, long long ttl_ms)
+{
+    (void)arg, (void)status, (void)count, (void)ttl_ms;
+}
+
+/* cmd_fail - answer c's caller as well as we can without Redis.  c must not
+ * be touched afterwards unless the caller knows hiredis is done with it. */
+static void cmd_fail(struct rcmd *c)
+{
+    struct store_redis *sr = c->sr;
+    struct store *fb = sr && !sr->closing ? sr->fallback : NULL;
+
+    if (c->answered)
+        return;
+    c->answered = 1;
+    if (sr)
+        tmo_unlink(sr, c);
+    switch (c->kind) {
+    case K_GET:
+        c->get_cb(c->arg, STORE_ERR, NULL, 0);
+        break;
+    case K_INCR:
+        if (fb)
+            fb->ops->incr(fb, c->key, c->klen, c->ttl_ms, c->at, c->at_ttl_ms,
+                          c->count_cb, c->arg);
+        else
+            c->count_cb(c->arg, STORE_ERR, 0, -1);
+        break;
+    case K_PEEK:
+        if (fb)
+            fb->ops->peek(fb, c->key, c->klen, c->count_cb, c->arg);
+        else
+            c->count_cb(c->arg, STORE_ERR, 0, -1);
+        break;
+    case K_DEL:
+        c->count_cb(c->arg, STORE_ERR, 0, -1);
+        break;
+    default:
+        break;
+    }
+}
+
+static int cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
+                    const char **argv, const size_t *lens)
+{
+    if (!sr->ac || redisAsyncCommandArgv(sr->ac, sr_reply, c, argc, argv, lens)
+                   != REDIS_OK)
+        return -1;
+    c->hi_pending = 1;
+    tmo_push(sr, c);
+    return 0;
+}
+
+static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
+{
+    char ttl[24], at[24], at_ttl[24];
+    const char *argv[7];
+    size_t lens[7];
+    int argc = 4;
+
+    argv[0] = use_eval ? "EVAL" : "EVALSHA";
+    if (c->kind == K_INCR)
+        argv[1] = use_eval ? incr_lua : sr->incr_sha;
+    else
+        argv[1] = use_eval ? peek_lua : sr->peek_sha;
+    argv[2] = "1";
+    argv[3] = c->key;
+    lens[3] = c->klen;
+    if (c->kind == K_INCR) {
+        snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)c->ttl_ms);
+        snprintf(at, sizeof(at), "%lld", c->at > 0 ? c->at : 0);
+        snprintf(at_ttl, sizeof(at_ttl), "%llu", (unsigned long long)c->at_ttl_ms);
+        argv[4] = ttl;
+        argv[5] = at;
+        argv[6] = at_ttl;
+        argc = 7;
+    }
+    for (int i = 0; i < argc; i++)
+        if (i != 3)
+            lens[i] = strlen(argv[i]);
+    return cmd_send(sr, c, argc, argv, lens);
+}
+
+static int scan_send(struct store_redis *sr, struct rcmd *c)
+{
+    const char *argv[6] = { "SCAN", c->cursor, "MATCH", c->pattern, "COUNT",
+                            SR_SCAN_COUNT };
+    size_t lens[6] = { 4, strlen(c->cursor), 5, c->plen, 5,
+                       sizeof(SR_SCAN_COUNT) - 1 };
+    c->step = DEL_SCAN;
+    return cmd_send(sr, c, 6, argv, lens);
+}
+
+static void answer_count(struct rcmd *c, int status, long long n, long long ttl)
+{
+    c->answered = 1;
+    if (c->sr)
+        tmo_unlink(c->sr, c);
+    c->count_cb(c->arg, status, n, ttl);
+}
+
+static int is_err(const redisReply *r, const char *code)
+{
+    size_t n = strlen(code);
+    return r->type == REDIS_REPLY_ERROR && r->len >= n
+           && memcmp(r->str, code, n) == 0;
+}
+
+static int is_int_pair(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2
+           && r->element[0]->type == REDIS_REPLY_INTEGER
+           && r->element[1]->type == REDIS_REPLY_INTEGER;
+}
+
+static const char *kind_name(int kind)
+{
+    static const char *names[] = { "GET", "SET", "INCR", "PEEK", "DEL", "PING",
+                                   "handshake", "SENTINEL" };
+    return names[kind];
+}
+
+/* del_reply - one step of a delete; returns 0 when c was sent again. */
+static int del_reply(struct store_redis *sr, struct rcmd *c, redisReply *r)
+{
+    if (c->step == DEL_ONE || c->step == DEL_UNLINK) {
+        if (r->type != REDIS_REPLY_INTEGER)
+            return -1;
+        c->removed += r->integer;
+        if (c->step == DEL_ONE || strcmp(c->cursor, "0") == 0) {
+            answer_count(c, c->removed ? STORE_OK : STORE_MISS, c->removed, -1);
+            return 1;
+        }
+        return scan_send(sr, c);
+    }
+    /* DEL_SCAN: [cursor, [key ...]] */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+        || r->element[0]->type != REDIS_REPLY_STRING
+        || r->element[0]->len >= sizeof(c->cursor)
+        || r->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    memcpy(c->cursor, r->element[0]->str, r->element[0]->len);
+    c->cursor[r->element[0]->len] = '\0';
+    redisReply *keys = r->element[1];
+    if (keys->elements == 0) {
+        if (strcmp(c->cursor, "0") == 0) {
+            answer_count(c, c->removed ? STORE_OK : STORE_MISS, c->removed, -1);
+            return 1;
+        }
+        return scan_send(sr, c);
+    }
+    const char **argv = xmalloc((keys->elements + 1) * sizeof(*argv));
+    size_t *lens = xmalloc((keys->elements + 1) * sizeof(*lens));
+    argv[0] = "UNLINK";
+    lens[0] = 6;
+    for (size_t i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->type != REDIS_REPLY_STRING) {
+            free(argv);
+            free(lens);
+            return -1;
+        }
+        argv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
+    }
+    c->step = DEL_UNLINK;
+    int rc = cmd_send(sr, c, (int)keys->elements + 1, argv, lens);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+/* sr_reply - hiredis callback of every caller's command. */
+static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct rcmd *c = priv;
+    struct store_redis *sr = c->sr;
+    redisReply *reply = r;
+
+    c->hi_pending = 0;
+    if (!sr) {
+        cmd_release(c);
+        return;
+    }
+    if (ac != sr->ac) {                 /* a connection already given up */
+        if (!c->answered)
+            stats.redis_errors++;
+        cmd_fail(c);
+        cmd_release(c);
+        return;
+    }
+    if (!reply) {                       /* hiredis is tearing it down */
+        snprintf(sr->reason, sizeof(sr->reason), "%s",
+                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
+        conn_lost(sr, sr->reason, 0);
+        if (!c->answered)
+            stats.redis_errors++;
+        cmd_fail(c);
+        cmd_release(c);
+        return;
+    }
+    sr->streak = 0;
+    if (c->answered) {                  /* timed out already: a late reply */
+        cmd_release(c);
+        return;
+    }
+    if ((c->kind == K_INCR || c->kind == K_PEEK) && !c->retried
+        && is_err(reply, "NOSCRIPT")) {
+        /* script cache flushed (or a new master): send the body once */
+        c->retried = 1;
+        if (script_send(sr, c, 1) == 0)
+            return;
+    }
+
+    int ok = 0;
+    switch (c->kind) {
+    case K_GET:
+        if (reply->type == REDIS_REPLY_STRING) {
+            stats.redis_hits++;
+            c->answered = 1;
+            tmo_unlink(sr, c);
+            c->get_cb(c->arg, STORE_OK, reply->str, reply->len);
+            ok = 1;
+        } else if (reply->type == REDIS_REPLY_NIL) {
+            stats.redis_misses++;
+            c->answered = 1;
+            tmo_unlink(sr, c);
+            c->get_cb(c->arg, STORE_MISS, NULL, 0);
+            ok = 1;
+        }
+        break;
+    case K_SET:
+    case K_PING:
+        ok = reply->type == REDIS_REPLY_STATUS;
+        if (ok) {
+            c->answered = 1;
+            tmo_unlink(sr, c);
+        }
+        break;
+    case K_INCR:
+        if (is_int_pair(reply)) {
+            answer_count(c, STORE_OK, reply->element[0]->integer,
+                         reply->element[1]->integer);
+            ok = 1;
+        }
+        break;
+    case K_PEEK:
+        if (is_int_pair(reply)) {
+            long long ttl = reply->element[1]->integer;
+            if (ttl == -2)
+                answer_count(c, STORE_MISS, 0, -1);
+            else
+                answer_count(c, STORE_OK, reply->element[0]->integer, ttl);
+            ok = 1;
+        }
+        break;
+    case K_DEL: {
+        int rc = del_reply(sr, c, reply);
+        if (rc == 0)
+            return;                     /* next step in flight */
+        ok = rc > 0;
+        break;
+    }
+    default:
+        break;
+    }
+    if (!ok) {
+        /* c->sr may have gone if a callback above freed the store; an
+         * unanswered c means no callback ran, so sr is still good */
+        if (!c->answered) {
+            stats.redis_errors++;
+            log_warn_rl(&sr->err_rl, "redis: %s: unexpected reply: %.200s",
+                        kind_name(c->kind),
+                        reply->type == REDIS_REPLY_ERROR ? reply->str : "(wrong type)");
+            cmd_fail(c);
+            if (is_err(reply, "READONLY") && c->sr && sr->ac == ac)
+                conn_lost(sr, "READONLY: the server is a replica now", 1);
+        }
+    }
+    cmd_release(c);
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+static void retry_cb(uv_timer_t *t)
+{
+    struct store_redis *sr = t->data;
+    if (!sr->closing && sr->state == SR_DOWN)
+        connect_start(sr);
+}
+
+static void schedule_retry(struct store_redis *sr)
+{
+    if (sr->closing || uv_is_active((uv_handle_t *)&sr->retry_timer))
+        return;
+    uv_timer_start(&sr->retry_timer, retry_cb, sr->backoff_ms, 0);
+    sr->backoff_ms = sr->backoff_ms * 2 > SR_BACKOFF_MAX_MS ? SR_BACKOFF_MAX_MS
+                                                            : sr->backoff_ms * 2;
+}
+
+/* conn_lost - give up the data connection (do_free: we tear it down; else
+ * hiredis is doing so) and retry later.  Logged once per outage. */
+static void conn_lost(struct store_redis *sr, const char *reason, int do_free)
+{
+    redisAsyncContext *ac = sr->ac;
+    int was_up = sr->state == SR_UP;
+
+    sr->ac = NULL;
+    sr->state = SR_DOWN;
+    stats.redis_up = 0;
+    uv_timer_stop(&sr->conn_timer);
+    if (sr->resolving) {
+        sr->resolving->sr = NULL;
+        uv_cancel((uv_req_t *)&sr->resolving->req);
+        sr->resolving = NULL;
+    }
+    if (was_up)
+        log_warn("redis: down: %s: %s; lookups go to the directory and counters "
+                 "to process memory until it is back", sr->cur, reason);
+    else if (!sr->down_logged)
+        log_warn("redis: unavailable: %s: %s; lookups go to the directory and "
+                 "counters to process memory, retrying in the background",
+                 sr->cur, reason);
+    else
+        log_debug("redis: still unavailable: %s: %s", sr->cur, reason);
+    sr->down_logged = 1;
+    if (was_up)
+        sr->backoff_ms = SR_BACKOFF_MIN_MS;
+    if (ac && do_free) {
+        ac->data = NULL;
+        redisAsyncFree(ac);             /* answers what is pending (NULL) */
+    }
+    if (!sr->closing)
+        schedule_retry(sr);
+}
+
+static void conn_up(struct store_redis *sr)
+{
+    uv_timer_stop(&sr->conn_timer);
+    sr->state = SR_UP;
+    sr->streak = 0;
+    sr->backoff_ms = SR_BACKOFF_MIN_MS;
+    stats.redis_up = 1;
+    if (sr->ever_up)
+        stats.redis_reconnects++;
+    sr->ever_up = 1;
+    sr->down_logged = 0;
+    log_info("redis: up: %s%s", sr->cur, sr->nsentinels ? " (master via sentinel)" : "");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct store_redis *sr = ac->data;
+    (void)status;
+    if (!sr || ac != sr->ac)
+        return;
+    snprintf(sr->reason, sizeof(sr->reason), "%s",
+             ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
+    conn_lost(sr, sr->reason, 0);
+}
+
+static int hs_send(struct store_redis *sr, int step, int argc, const char **argv,
+                   const size_t *lens)
+{
+    struct rcmd *c = cmd_new(sr, K_HS, NULL, 0);
+    c->answered = 1;                    /* nobody waits for it */
+    c->step = step;
+    if (redisAsyncCommandArgv(sr->ac, hs_reply, c, argc, argv, lens) != REDIS_OK) {
+        cmd_release(c);
+        return -1;
+    }
+    c->hi_pending = 1;
+    return 0;
+}
+
+static int hs_queue(struct store_redis *sr)
+{
+    char db[16];
+    const char *argv[3];
+    size_t lens[3];
+
+    if (sr->password) {
+        argv[0] = "AUTH";
+        argv[1] = sr->password;
+        lens[0] = 4;
+        lens[1] = strlen(sr->password);
+        if (hs_send(sr, HS_AUTH, 2, argv, lens) < 0)
+            return -1;
+    }
+    if (sr->db) {
+        snprintf(db, sizeof(db), "%u", sr->db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        lens[0] = 6;
+        lens[1] = strlen(db);
+        if (hs_send(sr, HS_SELECT, 2, argv, lens) < 0)
+            return -1;
+    }
+    if (sr->nsentinels) {
+        argv[0] = "ROLE";
+        lens[0] = 4;
+        if (hs_send(sr, HS_ROLE, 1, argv, lens) < 0)
+            return -1;
+    }
+    argv[0] = "SCRIPT";
+    argv[1] = "LOAD";
+    argv[2] = incr_lua;
+    lens[0] = 6;
+    lens[1] = 4;
+    lens[2] = sizeof(incr_lua) - 1;
+    if (hs_send(sr, HS_LOAD_INCR, 3, argv, lens) < 0)
+        return -1;
+    argv[2] = peek_lua;
+    lens[2] = sizeof(peek_lua) - 1;
+    return hs_send(sr, HS_LOAD_PEEK, 3, argv, lens);
+}
+
+static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct rcmd *c = priv;
+    struct store_redis *sr = c->sr;
+    redisReply *reply = r;
+    int step = c->step;
+
+    c->hi_pending = 0;
+    cmd_release(c);
+    if (!sr || ac != sr->ac)
+        return;
+    if (!reply) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s",
+                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
+        conn_lost(sr, sr->reason, 0);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s: %.200s",
+                 step == HS_AUTH ? "AUTH" : step == HS_SELECT ? "SELECT"
+                 : step == HS_ROLE ? "ROLE" : "SCRIPT LOAD", reply->str);
+        conn_lost(sr, sr->reason, 1);
+        return;
+    }
+    switch (step) {
+    case HS_ROLE:
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || strcmp(reply->element[0]->str, "master") != 0) {
+            snprintf(sr->reason, sizeof(sr->reason),
+                     "not the master (ROLE says %.40s)",
+                     reply->type == REDIS_REPLY_ARRAY && reply->elements
+                     && reply->element[0]->type == REDIS_REPLY_STRING
+                     ? reply->element[0]->str : "?");
+            conn_lost(sr, sr->reason, 1);
+        }
+        break;
+    case HS_LOAD_INCR:
+    case HS_LOAD_PEEK:
+        if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+            conn_lost(sr, "SCRIPT LOAD: unexpected reply", 1);
+            break;
+        }
+        memcpy(step == HS_LOAD_INCR ? sr->incr_sha : sr->peek_sha, reply->str, 41);
+        if (step == HS_LOAD_PEEK)
+            conn_up(sr);
+        break;
+    default:
+        break;
+    }
+}
+
+static void master_connect(struct store_redis *sr, const char *host, int port,
+                           const char *path)
+{
+    redisAsyncContext *ac;
+
+    if (path) {
+        snprintf(sr->cur, sizeof(sr->cur), "unix:%s", path);
+        ac = redisAsyncConnectUnix(path);
+    } else {
+        snprintf(sr->cur, sizeof(sr->cur), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
+                 host, port);
+        ac = redisAsyncConnect(host, port);
+    }
+    if (!ac) {
+        conn_lost(sr, "out of memory", 0);
+        return;
+    }
+    if (ac->err) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s", ac->errstr);
+        redisAsyncFree(ac);
+        conn_lost(sr, sr->reason, 0);
+        return;
+    }
+    ac->data = sr;
+    if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        conn_lost(sr, "cannot attach to the event loop", 0);
+        return;
+    }
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    sr->ac = ac;
+    sr->state = SR_CONNECTING;
+    if (hs_queue(sr) < 0)
+        conn_lost(sr, "cannot queue the handshake", 1);
+}
+
+static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct sr_resolve *rs = (struct sr_resolve *)req;
+    struct store_redis *sr = rs->sr;
+    char ip[INET6_ADDRSTRLEN];
+
+    if (!sr) {
+        if (res)
+            uv_freeaddrinfo(res);
+        free(rs);
+        return;
+    }
+    sr->resolving = NULL;
+    ip[0] = '\0';
+    if (status == 0 && res) {
+        if (res->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr,
+                      ip, sizeof(ip));
+        else if (res->ai_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr,
+                      ip, sizeof(ip));
+    }
+    if (res)
+        uv_freeaddrinfo(res);
+    int port = rs->port;
+    free(rs);
+    if (!ip[0]) {
+        snprintf(sr->reason, sizeof(sr->reason), "cannot resolve: %s",
+                 status ? uv_strerror(status) : "no address");
+        conn_lost(sr, sr->reason, 0);
+        return;
+    }
+    master_connect(sr, ip, port, NULL);
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static void conn_timeout_cb(uv_timer_t *t);
+
+/* connect_to - connect to host:port (or path), resolving a name first. */
+static void connect_to(struct store_redis *sr, const char *host, int port,
+                       const char *path)
+{
+    uv_timer_start(&sr->conn_timer, conn_timeout_cb, sr->connect_timeout_ms, 0);
+    if (path || is_ip_literal(host)) {
+        master_connect(sr, host, port, path);
+        return;
+    }
+    struct addrinfo hints;
+    struct sr_resolve *rs = xcalloc(1, sizeof(*rs));
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rs->sr = sr;
+    rs->port = port;
+    snprintf(sr->cur, sizeof(sr->cur), "%s:%d", host, port);
+    sr->state = SR_RESOLVING;
+    sr->resolving = rs;
+    int rc = uv_getaddrinfo(sr->loop, &rs->req, resolve_cb, host, NULL, &hints);
+    if (rc != 0) {
+        sr->resolving = NULL;
+        free(rs);
+        snprintf(sr->reason, sizeof(sr->reason), "cannot resolve: %s", uv_strerror(rc));
+        conn_lost(sr, sr->reason, 0);
+    }
+}
+
+static void connect_start(struct store_redis *sr)
+{
+    if (sr->nsentinels) {
+        sr->sentinel_idx = 0;
+        sr->reason[0] = '\0';
+        sentinel_next(sr);
+    } else {
+        connect_to(sr, sr->master.host, sr->master.port, sr->master.path);
+    }
+}
+
+/* ---- sentinel ---------------------------------------------------------- */
+
+static void sentinel_drop(struct store_redis *sr)
+{
+    redisAsyncContext *ac = sr->sac;
+    sr->sac = NULL;
+    if (ac)
+        redisAsyncFree(ac);             /* its callback sees a stale ac */
+}
+
+/* sentinel_next - ask the next sentinel; after the last one, give up
+ * until the retry timer. */
+static void sentinel_next(struct store_redis *sr)
+{
+    while (sr->sentinel_idx < sr->nsentinels) {
+        struct sr_addr *a = &sr->sentinels[sr->sentinel_idx++];
+        const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", sr->master_name };
+        size_t lens[3] = { 8, 23, strlen(sr->master_name) };
+        redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+
+        snprintf(sr->cur, sizeof(sr->cur), "sentinel %s:%d", a->host, a->port);
+        if (!ac)
+            continue;
+        if (ac->err) {
+            snprintf(sr->reason, sizeof(sr->reason), "%s: %s", sr->cur, ac->errstr);
+            redisAsyncFree(ac);
+            continue;
+        }
+        if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
+            redisAsyncFree(ac);
+            continue;
+        }
+        struct rcmd *c = cmd_new(sr, K_SENTINEL, NULL, 0);
+        c->answered = 1;
+        if (redisAsyncCommandArgv(ac, sentinel_reply, c, 3, argv, lens) != REDIS_OK) {
+            cmd_release(c);
+            redisAsyncFree(ac);
+            continue;
+        }
+        c->hi_pending = 1;
+        sr->sac = ac;
+        sr->state = SR_SENTINEL;
+        uv_timer_start(&sr->conn_timer, conn_timeout_cb, sr->connect_timeout_ms, 0);
+        return;
+    }
+    snprintf(sr->cur, sizeof(sr->cur), "master %s", sr->master_name);
+    if (!sr->reason[0])
+        snprintf(sr->reason, sizeof(sr->reason), "no sentinel answered");
+    conn_lost(sr, sr->reason, 0);
+}
+
+static void sentinel_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct rcmd *c = priv;
+    struct store_redis *sr = c->sr;
+    redisReply *reply = r;
+    char host[SR_HOST_MAX];
+    unsigned long long port = 0;
+
+    c->hi_pending = 0;
+    cmd_release(c);
+    if (!sr || ac != sr->sac)
+        return;
+    uv_timer_stop(&sr->conn_timer);
+    if (!reply) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s: %s", sr->cur,
+                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
+        sr->sac = NULL;                 /* hiredis is freeing it */
+        sentinel_next(sr);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len > 0 && reply->element[0]->len < sizeof(host)
+        && is_ip_literal(reply->element[0]->str)
+        && util_parse_uint(reply->element[1]->str, 65535, &port) == 0 && port > 0) {
+        memcpy(host, reply->element[0]->str, reply->element[0]->len + 1);
+        sentinel_drop(sr);
+        connect_to(sr, host, (int)port, NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL)
+        snprintf(sr->reason, sizeof(sr->reason), "%s does not know master %s",
+                 sr->cur, sr->master_name);
+    else
+        snprintf(sr->reason, sizeof(sr->reason), "%s: unexpected reply%s%.200s",
+                 sr->cur, reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    sentinel_drop(sr);
+    sentinel_next(sr);
+}
+
+static void conn_timeout_cb(uv_timer_t *t)
+{
+    struct store_redis *sr = t->data;
+    char msg[64];
+
+    if (sr->state == SR_SENTINEL) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s: no answer within %llu ms",
+                 sr->cur, (unsigned long long)sr->connect_timeout_ms);
+        sentinel_drop(sr);
+        sentinel_next(sr);
+    } else if (sr->state == SR_CONNECTING || sr->state == SR_RESOLVING) {
+        snprintf(msg, sizeof(msg), "connect timeout (%llu ms)",
+                 (unsigned long long)sr->connect_timeout_ms);
+        conn_lost(sr, msg, 1);
+    }
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void tmo_cb(uv_timer_t *t)
+{
+    struct store_redis *sr = t->data;
+    uint64_t now = uv_now(sr->loop);
+    unsigned n = 0;
+    int ping_lost = 0;
+    struct rcmd *c;
+
+    while ((c = sr->tmo_head) && c->deadline <= now) {
+        tmo_unlink(sr, c);
+        n++;
+        stats.redis_errors++;
+        if (c->kind == K_PING)
+            ping_lost = 1;
+        else
+            sr->streak++;
+        cmd_fail(c);                    /* c lives on until hiredis calls back */
+        if (sr->closing)
+            return;
+    }
+    if (n)
+        log_warn_rl(&sr->tmo_rl, "redis: %u command(s) got no reply within %llu ms",
+                    n, (unsigned long long)sr->timeout_ms);
+    if (sr->state == SR_UP && (ping_lost || sr->streak >= SR_TIMEOUT_STREAK)) {
+        snprintf(sr->reason, sizeof(sr->reason), "%s",
+                 ping_lost ? "no reply to PING" : "commands in a row got no reply");
+        conn_lost(sr, sr->reason, 1);
+    }
+    if (!sr->closing)
+        tmo_arm(sr);
+}
+
+/* health_cb - PING an idle connection, so a silently dead one (the libuv
+ * adapter drops poll errors) is noticed without waiting for traffic. */
+static void health_cb(uv_timer_t *t)
+{
+    struct store_redis *sr = t->data;
+    const char *argv[1] = { "PING" };
+    size_t lens[1] = { 4 };
+
+    if (sr->state != SR_UP || sr->tmo_head)
+        return;
+    struct rcmd *c = cmd_new(sr, K_PING, NULL, 0);
+    if (cmd_send(sr, c, 1, argv, lens) < 0)
+        cmd_release(c);
+}
+
+/* ---- store ops --------------------------------------------------------- */
+
+static struct store_redis *sr_of(struct store *s)
+{
+    return (struct store_redis *)s;
+}
+
+static int usable(const struct store_redis *sr, size_t klen)
+{
+    return sr->state == SR_UP && !sr->closing && sr->ac
+           && sr->inflight < SR_MAX_INFLIGHT && klen <= SR_MAX_KEY;
+}
+
+static void sr_get(struct store *s, const char *key, size_t klen,
+                   store_get_cb *cb, void *arg)
+{
+    struct store_redis *sr = sr_of(s);
+    const char *argv[2] = { "GET", key };
+    size_t lens[2] = { 3, klen };
+
+    if (!usable(sr, klen)) {
+        cb(arg, STORE_ERR, NULL, 0);
+        return;
+    }
+    struct rcmd *c = cmd_new(sr, K_GET, NULL, 0);
+    c->get_cb = cb;
+    c->arg = arg;
+    if (cmd_send(sr, c, 2, argv, lens) < 0) {
+        cmd_fail(c);
+        cmd_release(c);
+    }
+}
+
+static void sr_set(struct store *s, const char *key, size_t klen,
+                   const char *val, size_t vlen, uint64_t ttl_ms)
+{
+    struct store_redis *sr = sr_of(s);
+    char ttl[24];
+    const char *argv[5] = { "SET", key, val, "PX", ttl };
+    size_t lens[5] = { 3, klen, vlen, 2, 0 };
+
+    if (!usable(sr, klen))
+        return;
+    lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+    struct rcmd *c = cmd_new(sr, K_SET, NULL, 0);
+    if (cmd_send(sr, c, ttl_ms ? 5 : 3, argv, lens) < 0) {
+        cmd_fail(c);
+        cmd_release(c);
+    }
+}
+
+static void sr_incr(struct store *s, const char *key, size_t klen,
+                    uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
+                    store_count_cb *cb, void *arg)
+{
+    struct store_redis *sr = sr_of(s);
+
+    if (!usable(sr, klen)) {
+        sr->fallback->ops->incr(sr->fallback, key, klen, ttl_ms, at, at_ttl_ms,
+                                cb, arg);
+        return;
+    }
+    struct rcmd *c = cmd_new(sr, K_INCR, key, klen);
+    c->count_cb = cb;
+    c->arg = arg;
+    c->ttl_ms = ttl_ms;
+    c->at = at;
+    c->at_ttl_ms = at_ttl_ms;
+    if (script_send(sr, c, 0) < 0) {
+        cmd_fail(c);
+        cmd_release(c);
+    }
+}
+
+static void sr_peek(struct store *s, const char *key, size_t klen,
+                    store_count_cb *cb, void *arg)
+{
+    struct store_redis *sr = sr_of(s);
+
+    if (!usable(sr, klen)) {
+        sr->fallback->ops->peek(sr->fallback, key, klen, cb, arg);
+        return;
+    }
+    struct rcmd *c = cmd_new(sr, K_PEEK, key, klen);
+    c->count_cb = cb;
+    c->arg = arg;
+    if (script_send(sr, c, 0) < 0) {
+        cmd_fail(c);
+        cmd_release(c);
+    }
+}
+
+/* glob_escape - the SCAN pattern matching keys that start with p[0..n). */
+static char *glob_escape(const char *p, size_t n, size_t *outlen)
+{
+    char *out = xmalloc(2 * n + 2), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (strchr("*?[]\\^-", p[i]) && p[i] != '\0')
+            *o++ = '\\';
+        *o++ = p[i];
+    }
+    *o++ = '*';
+    *o = '\0';
+    *outlen = (size_t)(o - out);
+    return out;
+}
+
+static void sr_del(struct store *s, const char *key, size_t klen,
+                   store_count_cb *cb, void *arg)
+{
+    struct store_redis *sr = sr_of(s);
+    int rc;
+
+    if (!usable(sr, klen)) {
+        sr->fallback->ops->del(sr->fallback, key, klen, cb, arg);
+        return;
+    }
+    /* counters made during an outage go too; the answer is Redis's count */
+    sr->fallback->ops->del(sr->fallback, key, klen, count_noop, NULL);
+    struct rcmd *c = cmd_new(sr, K_DEL, key, klen);
+    c->count_cb = cb;
+    c->arg = arg;
+    if (klen && key[klen - 1] == '*') {
+        c->pattern = glob_escape(key, klen - 1, &c->plen);
+        strcpy(c->cursor, "0");
+        rc = scan_send(sr, c);
+    } else {
+        const char *argv[2] = { "UNLINK", c->key };
+        size_t lens[2] = { 6, klen };
+        c->step = DEL_ONE;
+        rc = cmd_send(sr, c, 2, argv, lens);
+    }
+    if (rc < 0) {
+        cmd_fail(c);
+        cmd_release(c);
+    }
+}
+
+static int sr_shared(struct store *s)
+{
+    return sr_of(s)->state == SR_UP;
+}
+
+static void addr_free(struct sr_addr *a)
+{
+    free(a->host);
+    free(a->path);
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    struct store_redis *sr = h->data;
+    if (--sr->handles_open == 0)
+        free(sr);
+}
+
+static void sr_free(struct store *s)
+{
+    struct store_redis *sr = sr_of(s);
+    struct rcmd *list = sr->all, *c;
+
+    sr->closing = 1;
+    sr->state = SR_DOWN;
+    stats.redis_up = 0;
+    /* detach everything first: a callback below cannot reach a half-freed
+     * list, and hiredis's NULL replies then only free the commands */
+    sr->all = NULL;
+    sr->tmo_head = sr->tmo_tail = NULL;
+    sr->inflight = 0;
+    for (c = list; c; c = c->next) {
+        c->sr = NULL;
+        c->in_tmo = 0;
+    }
+    /* STORE_ERR to whoever still waits.  Each command is freed by its
+     * hiredis callback (the NULL replies of redisAsyncFree below, or the
+     * one running now if free is called from inside a callback). */
+    for (c = list; c; c = c->next)
+        cmd_fail(c);
+    if (sr->resolving) {
+        sr->resolving->sr = NULL;
+        uv_cancel((uv_req_t *)&sr->resolving->req);
+        sr->resolving = NULL;
+    }
+    if (sr->ac) {
+        redisAsyncContext *ac = sr->ac;
+        sr->ac = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+    sentinel_drop(sr);
+    store_free(sr->fallback);
+    sr->fallback = NULL;
+    addr_free(&sr->master);
+    for (size_t i = 0; i < sr->nsentinels; i++)
+        addr_free(&sr->sentinels[i]);
+    free(sr->sentinels);
+    free(sr->master_name);
+    free(sr->password);
+    uv_close((uv_handle_t *)&sr->tmo_timer, close_cb);
+    uv_close((uv_handle_t *)&sr->conn_timer, close_cb);
+    uv_close((uv_handle_t *)&sr->retry_timer, close_cb);
+    uv_close((uv_handle_t *)&sr->health_timer, close_cb);
+}
+
+static const struct store_ops redis_ops = {
+    "redis", sr_get, sr_set, sr_incr, sr_peek, sr_del, sr_shared, sr_free,
+};
+
+/* ---- construction ------------------------------------------------------ */
+
+/* parse_addr - "host:port", "[v6]:port", "unix:/path"; port defaults. */
+static int parse_addr(const char *s, int def_port, struct sr_addr *out,
+                      char *err, size_t errlen)
+{
+    const char *colon;
+    unsigned long long port = (unsigned long long)def_port;
+    size_t hlen;
+
+    memset(out, 0, sizeof(*out));
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (s[5] != '/' || strlen(s + 5) >= 108) {
+            snprintf(err, errlen, "%.200s: want unix:/absolute/path (< 108 bytes)", s);
+            return -1;
+        }
+        out->path = xstrdup(s + 5);
+        return 0;
+    }
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || (end[1] != '\0' && end[1] != ':')) {
+            snprintf(err, errlen, "%.200s: bad [IPv6]:port", s);
+            return -1;
+        }
+        hlen = (size_t)(end - s - 1);
+        colon = end[1] == ':' ? end + 1 : NULL;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon && strchr(s, ':') != colon) {
+            snprintf(err, errlen, "%.200s: write an IPv6 address as [addr]:port", s);
+            return -1;
+        }
+        hlen = colon ? (size_t)(colon - s) : strlen(s);
+    }
+    if (hlen == 0 || hlen >= SR_HOST_MAX) {
+        snprintf(err, errlen, "%.200s: bad host", s);
+        return -1;
+    }
+    if (colon && (util_parse_uint(colon + 1, 65535, &port) < 0 || port == 0)) {
+        snprintf(err, errlen, "%.200s: bad port", s);
+        return -1;
+    }
+    out->host = xstrndup(s, hlen);
+    out->port = (int)port;
+    return 0;
+}
+
+struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
+                              struct store *fallback, char *err, size_t errlen)
+{
+    struct store_redis *sr = xcalloc(1, sizeof(*sr));
+
+    sr->base.ops = &redis_ops;
+    sr->loop = loop;
+    sr->fallback = fallback;
+    sr->db = cfg->redis.db;
+    sr->timeout_ms = cfg->redis.timeout_ms ? cfg->redis.timeout_ms : 250;
+    sr->connect_timeout_ms = cfg->redis.connect_timeout_ms
+                             ? cfg->redis.connect_timeout_ms : 1000;
+    sr->backoff_ms = SR_BACKOFF_MIN_MS;
+    sr->err_rl = (struct log_limiter)LOG_LIMITER_INIT(10000);
+    sr->tmo_rl = (struct log_limiter)LOG_LIMITER_INIT(10000);
+    if (cfg->redis.password && cfg->redis.password[0])
+        sr->password = xstrdup(cfg->redis.password);
+
+    if (cfg->redis.sentinels.n) {
+        if (!cfg->redis.master_name || !cfg->redis.master_name[0]) {
+            snprintf(err, errlen, "[redis] sentinels: master_name is required");
+            goto fail;
+        }
+        if (cfg->redis.sentinels.n > SR_MAX_SENTINELS) {
+            snprintf(err, errlen, "[redis] sentinels: at most %d", SR_MAX_SENTINELS);
+            goto fail;
+        }
+        sr->master_name = xstrdup(cfg->redis.master_name);
+        sr->sentinels = xcalloc(cfg->redis.sentinels.n, sizeof(*sr->sentinels));
+        for (size_t i = 0; i < cfg->redis.sentinels.n; i++, sr->nsentinels++) {
+            char why[256];
+            if (parse_addr(cfg->redis.sentinels.v[i], 26379, &sr->sentinels[i],
+                           why, sizeof(why)) < 0) {
+                snprintf(err, errlen, "[redis] sentinels: %s", why);
+                goto fail;
+            }
+            if (!sr->sentinels[i].host || !is_ip_literal(sr->sentinels[i].host)) {
+                snprintf(err, errlen, "[redis] sentinels: %.200s: want IP:port",
+                         cfg->redis.sentinels.v[i]);
+                sr->nsentinels++;
+                goto fail;
+            }
+        }
+    } else {
+        char why[256];
+        if (!cfg->redis.address
+            || parse_addr(cfg->redis.address, 6379, &sr->master, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "[redis] address: %s",
+                     cfg->redis.address ? why : "missing");
+            goto fail;
+        }
+    }
+
+    uv_timer_init(loop, &sr->tmo_timer);
+    uv_timer_init(loop, &sr->conn_timer);
+    uv_timer_init(loop, &sr->retry_timer);
+    uv_timer_init(loop, &sr->health_timer);
+    sr->tmo_timer.data = sr->conn_timer.data = sr->retry_timer.data =
+        sr->health_timer.data = sr;
+    sr->handles_open = 4;
+    uv_timer_start(&sr->health_timer, health_cb, SR_HEALTH_MS, SR_HEALTH_MS);
+    uv_unref((uv_handle_t *)&sr->health_timer);
+    stats.redis_up = 0;
+    connect_start(sr);
+    return &sr->base;
+
+fail:
+    store_free(fallback);
+    addr_free(&sr->master);
+    for (size_t i = 0; i < sr->nsentinels; i++)
+        addr_free(&sr->sentinels[i]);
+    free(sr->sentinels);
+    free(sr->master_name);
+    free(sr->password);
+    free(sr);
+    return NULL;
+}
