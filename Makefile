@@ -39,7 +39,7 @@ endif
 
 LIB_SRCS  := $(filter-out policyd/main.c policyd/policyctl.c, $(wildcard policyd/*.c)) \
              $(wildcard backends/*.c)
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libpolicyd.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -52,7 +52,7 @@ FUZZ_SECONDS ?= 60
 .PHONY: all deps run check unit integration bench fuzz install clean
 all: $(BUILD)/policyd $(BUILD)/policyctl
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -60,10 +60,10 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/policyd: $(BUILD)/policyd/main.o $(LIB)
+$(BUILD)/policyd: $(BUILD)/obj/policyd/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/policyctl: $(BUILD)/policyd/policyctl.o $(LIB)
+$(BUILD)/policyctl: $(BUILD)/obj/policyd/policyctl.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
@@ -112,4 +112,4 @@ install: all
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/policyd/main.d $(BUILD)/policyd/policyctl.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/policyd/main.d $(BUILD)/obj/policyd/policyctl.d
