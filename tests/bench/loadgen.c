@@ -28,8 +28,8 @@
  *				still bounds the run)
  *	-w secs			warm-up before measuring (not recorded)
  *	--valid-ratio r		fraction of valid recipients (default 0.9)
- *	--pattern p		valid recipients: p with %d replaced by an index
- *				(default user%d@example.com)
+ *	--pattern p		valid recipients: p with %d (or %05d) replaced
+ *				by an index (default user%d@example.com)
  *	--valid-range n		valid indexes 0..n-1 (default 1000)
  *	--recipients-file f	valid recipients from f, one a line
  *	--invalid-pattern p	invalid recipients (default nobody%d@example.com)
@@ -266,19 +266,28 @@ static int lg_parse_double(const char *s, double lo, double hi, double *out)
 
 /* ---- requests ---- */
 
-/* Expand the first %d (or %u) of pattern with n; the pattern comes from
- * the command line, so it is never handed to printf as a format. */
+/* Expand the first %d, %u or %0Nd of pattern with n; the pattern comes
+ * from the command line, so it is never handed to printf as a format. */
 static int lg_expand(const char *pattern, unsigned long long n, char *out, size_t cap)
 {
-    const char *p = strstr(pattern, "%d");
+    const char *p, *q = NULL;
+    unsigned width = 0;
     int len;
 
-    if (p == NULL)
-        p = strstr(pattern, "%u");
+    for (p = pattern; (p = strchr(p, '%')) != NULL; p++) {
+        width = 0;
+        q = p + 1;
+        if (*q == '0')
+            while (*q >= '0' && *q <= '9' && width < 100)
+                width = width * 10 + (unsigned) (*q++ - '0');
+        if (*q == 'd' || *q == 'u')
+            break;
+    }
     if (p == NULL)
         len = snprintf(out, cap, "%s", pattern);
     else
-        len = snprintf(out, cap, "%.*s%llu%s", (int) (p - pattern), pattern, n, p + 2);
+        len = snprintf(out, cap, "%.*s%0*llu%s", (int) (p - pattern), pattern,
+                       (int) width, n, q + 1);
     return len < 0 || (size_t) len >= cap ? -1 : 0;
 }
 
