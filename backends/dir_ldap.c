@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <lber.h>
 #include <ldap.h>
@@ -96,7 +97,7 @@ struct dir_ldap {
     int starting;               /* no connection attempt has finished yet */
     int closing;
     size_t pending;             /* handles and jobs still open */
-    char last_err[256];         /* last failure logged; "" when healthy */
+    char (*uri_err)[256];       /* per URI: last failure logged, or "" */
     struct log_limiter rl_query;
     struct log_limiter rl_drop;
 };
@@ -154,28 +155,34 @@ static void dl_maybe_free(struct dir_ldap *dl)
     free(dl->filter);
     free(dl->tls_ca);
     free(dl->conns);
+    free(dl->uri_err);
     free(dl);
 }
 
-/* note_failure - log a failure once per change of reason, not per try */
-static void note_failure(struct dir_ldap *dl, const char *what)
+/* note_failure - log a URI's failure once per change of reason, not per
+ * attempt: a wrong password would otherwise fill the log */
+static void note_failure(struct dir_ldap *dl, size_t uri_idx, const char *what)
 {
-    if (strcmp(dl->last_err, what) == 0) {
+    char *last = dl->uri_err[uri_idx];
+
+    if (strcmp(last, what) == 0) {
         log_debug("ldap: %s", what);
         return;
     }
-    snprintf(dl->last_err, sizeof(dl->last_err), "%s", what);
-    log_err("ldap: %s; retrying with backoff, lookups answer tempfail "
-            "while no connection is up", what);
+    snprintf(last, sizeof(dl->uri_err[0]), "%s", what);
+    log_err("ldap: %s (retrying; lookups answer tempfail while no "
+            "connection is up)", what);
 }
 
 static void note_success(struct dir_ldap *dl, struct ldconn *c)
 {
-    if (dl->last_err[0] || dl->up == 1)
+    char *last = dl->uri_err[c->uri_idx];
+
+    if (last[0] || dl->up == 1)
         log_info("ldap: connected to %s%s (%u of %u connections up)",
                  dl->uris[c->uri_idx], dl->starttls ? " with StartTLS" : "",
                  dl->up, dl->nconn);
-    dl->last_err[0] = 0;
+    last[0] = 0;
 }
 
 /* --- queries ---------------------------------------------------------- */
@@ -260,8 +267,12 @@ static void conn_drop(struct ldconn *c, const char *why)
     c->poll = NULL;
     ldap_unbind_ext(c->ld, NULL, NULL);
     c->ld = NULL;
-    log_warn_rl(&dl->rl_drop, "ldap: dropped connection %u to %s: %s",
-                c->idx, dl->uris[c->uri_idx], why);
+    if (dl->closing)
+        log_debug("ldap: closing connection %u to %s", c->idx,
+                  dl->uris[c->uri_idx]);
+    else
+        log_warn_rl(&dl->rl_drop, "ldap: dropped connection %u to %s: %s",
+                    c->idx, dl->uris[c->uri_idx], why);
     lost = c->inflight;
     c->inflight.head = c->inflight.tail = NULL;
     c->inflight.n = 0;
@@ -371,7 +382,7 @@ static void job_bind(uv_work_t *w)
     c->job_fd = -1;
     c->job_err[0] = 0;
 
-    if (dl->starttls && strncmp(dl->uris[c->uri_idx], "ldaps:", 6) != 0) {
+    if (dl->starttls && strncasecmp(dl->uris[c->uri_idx], "ldaps:", 6) != 0) {
         stage = "StartTLS";
         rc = ldap_start_tls(ld, NULL, NULL, &msgid);
         if (rc != LDAP_SUCCESS) {
@@ -425,6 +436,8 @@ static void job_bind(uv_work_t *w)
     return;
 
 fail:
+    if (err == LDAP_SERVER_DOWN || err == LDAP_CONNECT_ERROR)
+        stage = "connect";
     snprintf(c->job_err, sizeof(c->job_err), "%s %s%s%s: %s (%d)",
              dl->uris[c->uri_idx], stage,
              dl->bind_dn && strstr(stage, "bind") ? " as " : "",
@@ -448,7 +461,8 @@ static void job_done(uv_work_t *w, int status)
             return;
         }
         dl->starting = 0;
-        note_failure(dl, c->job_err[0] ? c->job_err : "connection job cancelled");
+        note_failure(dl, c->uri_idx,
+                     c->job_err[0] ? c->job_err : "connection job cancelled");
         c->uri_idx = (c->uri_idx + 1) % dl->nuris;
         if (++c->fails_in_cycle < dl->nuris) {
             conn_schedule(c, 0);        /* next URI at once */
@@ -471,7 +485,7 @@ static void job_done(uv_work_t *w, int status)
         ldap_unbind_ext(c->ld, NULL, NULL);
         c->ld = NULL;
         c->state = CONN_DOWN;
-        note_failure(dl, "cannot watch the LDAP socket");
+        note_failure(dl, c->uri_idx, "cannot watch the LDAP socket");
         conn_schedule(c, c->backoff_ms);
         return;
     }
@@ -507,7 +521,7 @@ static void conn_start(struct ldconn *c)
     ldap_set_option(c->ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
     ldap_set_option(c->ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
     ldap_set_option(c->ld, LDAP_OPT_TIMEOUT, &tv);
-    if (dl->starttls || strncmp(uri, "ldaps:", 6) == 0) {
+    if (dl->starttls || strncasecmp(uri, "ldaps:", 6) == 0) {
         int demand = LDAP_OPT_X_TLS_DEMAND, zero = 0;
 
         if (dl->tls_ca)
@@ -536,7 +550,7 @@ fail:
     c->ld = NULL;
     c->state = CONN_DOWN;
     dl->starting = 0;
-    note_failure(dl, why);
+    note_failure(dl, c->uri_idx, why);
     c->uri_idx = (c->uri_idx + 1) % dl->nuris;
     conn_schedule(c, c->backoff_ms);
     c->backoff_ms *= 2;
@@ -717,7 +731,7 @@ static int check_one(struct dir_ldap *dl, const char *uri,
     ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
     ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
     ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
-    if (dl->starttls || strncmp(uri, "ldaps:", 6) == 0) {
+    if (dl->starttls || strncasecmp(uri, "ldaps:", 6) == 0) {
         int demand = LDAP_OPT_X_TLS_DEMAND, zero = 0;
 
         if (dl->tls_ca)
@@ -725,7 +739,7 @@ static int check_one(struct dir_ldap *dl, const char *uri,
         ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
         ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
     }
-    if (dl->starttls && strncmp(uri, "ldaps:", 6) != 0) {
+    if (dl->starttls && strncasecmp(uri, "ldaps:", 6) != 0) {
         rc = ldap_start_tls_s(ld, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
             sbuf_printf(out, "%s: StartTLS: %s\n", uri, ldap_err2string(rc));
@@ -827,13 +841,13 @@ struct directory *dir_ldap_new(uv_loop_t *loop, const struct config *cfg,
     for (size_t i = 0; i < cfg->ldap.uri.n; i++) {
         const char *u = cfg->ldap.uri.v[i];
 
-        if (strncmp(u, "ldap://", 7) != 0 && strncmp(u, "ldaps://", 8) != 0
-            && strncmp(u, "ldapi://", 8) != 0) {
+        if (strncasecmp(u, "ldap://", 7) != 0 && strncasecmp(u, "ldaps://", 8) != 0
+            && strncasecmp(u, "ldapi://", 8) != 0) {
             snprintf(err, errlen, "[ldap] uri: %s: not an ldap://, ldaps:// "
                      "or ldapi:// URI", u);
             return NULL;
         }
-        if (!ldap_is_ldap_url(u) && strncmp(u, "ldapi://", 8) != 0) {
+        if (!ldap_is_ldap_url(u) && strncasecmp(u, "ldapi://", 8) != 0) {
             snprintf(err, errlen, "[ldap] uri: %s: does not parse", u);
             return NULL;
         }
@@ -865,6 +879,7 @@ struct directory *dir_ldap_new(uv_loop_t *loop, const struct config *cfg,
     dl->loop = loop;
     dl->nuris = cfg->ldap.uri.n;
     dl->uris = xcalloc(dl->nuris, sizeof(*dl->uris));
+    dl->uri_err = xcalloc(dl->nuris, sizeof(*dl->uri_err));
     for (size_t i = 0; i < dl->nuris; i++)
         dl->uris[i] = xstrdup(cfg->ldap.uri.v[i]);
     dl->bind_dn = cfg->ldap.bind_dn && *cfg->ldap.bind_dn
