@@ -1,0 +1,408 @@
+"""The control socket and policyctl against the real daemon: stats numbers,
+client/unblock/flush, reload (good, bad, under load, SIGHUP), socket errors,
+and the privilege drop.
+"""
+import json
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import Daemon, POLICYCTL, wait_for
+
+UNKNOWN = "550 5.1.1 User unknown"
+BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
+
+NO_HARVEST = """
+[harvest]
+enabled = no
+"""
+
+BLOCK_AT_3 = """
+[harvest]
+tarpit_after = 0
+block_after = 3
+block_time = 600
+ipv4_prefix = 24
+"""
+
+
+def stats_json(d):
+    r = d.ctl("stats", "--json")
+    assert r.stderr == ""
+    return json.loads(r.stdout)
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+# ---- stats ----
+
+def test_stats_json_counts_exactly_what_was_sent():
+    with Daemon(NO_HARVEST) as d:
+        before = stats_json(d)
+        assert before["requests"]["total"] == 0
+        with d.client() as c:
+            # 7 RCPT: 2 known, 3 unknown, 2 in foreign domains; 1 CONNECT
+            assert c.ask(recipient="user@example.com") == "DUNNO"
+            assert c.ask(recipient="alice@example.com") == "DUNNO"
+            for i in range(3):
+                assert c.ask(recipient="nobody%d@example.com" % i) == UNKNOWN
+            assert c.ask(recipient="x@foreign.test") == "DUNNO"
+            assert c.ask(recipient="y@elsewhere.test") == "DUNNO"
+            assert c.ask(protocol_state="CONNECT", recipient="") == "DUNNO"
+            # the connection is still open while we look
+            s = stats_json(d)
+        assert s["requests"]["total"] == 8
+        assert s["requests"]["by_state"]["RCPT"] == 7
+        assert s["requests"]["by_state"]["CONNECT"] == 1
+        assert s["requests"]["by_state"]["MAIL"] == 0
+        assert s["requests"]["by_verdict"] == {
+            "accepted": 5, "unknown": 3, "tempfail": 0, "blocked": 0, "delayed": 0}
+        assert s["connections"]["total"] - before["connections"]["total"] == 1
+        assert s["connections"]["current"] == 1
+        assert s["connections"]["refused"] == 0
+        # every looked-up answer is timed; the rest may be too
+        assert 5 <= s["latency_us"]["count"] <= 8
+        assert 0 < s["latency_us"]["p50"] <= s["latency_us"]["p90"] <= s["latency_us"]["p99"]
+        assert s["harvest"]["delayed_now"] == 0
+        assert s["harvest"]["blocked_now"] == 0
+        assert s["harvest"]["top"] == []
+        assert s["uptime_s"] >= 0
+
+
+def test_stats_text_table_and_prometheus():
+    with Daemon(NO_HARVEST) as d:
+        with d.client() as c:
+            for i in range(4):
+                assert c.ask(recipient="ghost%d@example.com" % i) == UNKNOWN
+            assert c.ask(recipient="user@example.com") == "DUNNO"
+        r = d.ctl("stats")
+        lines = r.stdout.splitlines()
+        assert "  state RCPT             5" in lines
+        assert "  verdict unknown        4" in lines
+        assert "  verdict accepted       1" in lines
+        assert "top offending networks" in lines
+        assert any(l.startswith("uptime ") for l in lines)
+        assert any(l.startswith("  latency                p50 ") for l in lines)
+
+        r = d.ctl("stats", "--prometheus")
+        assert 'policyd_requests_total{state="RCPT"} 5\n' in r.stdout
+        assert 'policyd_verdicts_total{verdict="unknown"} 4\n' in r.stdout
+        p = subprocess.run(["promtool", "check", "metrics"], input=r.stdout,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout == "" and p.stderr == ""
+
+
+# ---- client / unblock ----
+
+def test_client_unblock_change_behaviour():
+    with Daemon(BLOCK_AT_3) as d:
+        r = d.ctl("client", "192.0.2.77")
+        assert r.stdout == "network: 192.0.2.0/24\ncount: 0\nstage: clean\nscope: this process\n"
+
+        with d.client() as c:
+            answers = [c.ask(client_address="192.0.2.10", recipient="nope%d@example.com" % i)
+                       for i in range(3)]
+        assert answers[:2] == [UNKNOWN, UNKNOWN]
+        assert answers[2] in (UNKNOWN, BLOCKED)   # the one that reached block_after
+        # the whole /24 is blocked now, even for a recipient that exists
+        assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == BLOCKED
+        # another network is not
+        assert d.ask(client_address="198.51.100.1", recipient="user@example.com") == "DUNNO"
+
+        r = d.ctl("client", "192.0.2.55")
+        out = r.stdout.splitlines()
+        assert out[0:3] == ["network: 192.0.2.0/24", "count: 3", "stage: blocked"]
+        left = float(out[3].split(": ")[1])
+        assert out[3].startswith("block_left_s: ") and 590 <= left <= 600
+
+        s = stats_json(d)
+        assert s["harvest"]["blocked_now"] == 1
+        assert s["harvest"]["top"][0]["network"] == "192.0.2.0/24"
+        assert s["harvest"]["top"][0]["count"] == 3
+        assert 590000 <= s["harvest"]["top"][0]["block_ms"] <= 600000
+        assert s["requests"]["by_verdict"]["blocked"] == 1 + answers.count(BLOCKED)
+        assert s["requests"]["by_verdict"]["unknown"] == answers.count(UNKNOWN)
+
+        r = d.ctl("unblock", "192.0.2.1")
+        assert r.stdout == "192.0.2.0/24: counter and block removed\n"
+        assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == "DUNNO"
+        r = d.ctl("client", "192.0.2.55")
+        assert r.stdout.splitlines()[1:3] == ["count: 0", "stage: clean"]
+        r = d.ctl("unblock", "192.0.2.1")
+        assert r.stdout == "192.0.2.0/24: nothing to remove\n"
+
+
+def test_client_bad_address_is_an_error():
+    with Daemon() as d:
+        r = d.ctl("client", "not-an-ip", check=False)
+        assert r.returncode == 1
+        assert r.stdout == ""
+        assert r.stderr == "policyctl: not an IP address\n"
+        r = d.ctl("unblock", "300.1.1.1", check=False)
+        assert r.returncode == 1
+        assert r.stderr == "policyctl: not an IP address\n"
+
+
+# ---- flush ----
+
+def test_flush_drops_cached_answers():
+    with Daemon(NO_HARVEST) as d:
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        s0 = stats_json(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        s1 = stats_json(d)
+        # answered from the in-process cache, the directory not asked
+        assert s1["cache"]["l1_hits"] == s0["cache"]["l1_hits"] + 1
+        assert s1["directory"]["queries"] == s0["directory"]["queries"]
+
+        r = d.ctl("flush", "User@Example.COM")
+        assert r.stdout.startswith("flushed")
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        s2 = stats_json(d)
+        assert s2["cache"]["l1_hits"] == s1["cache"]["l1_hits"]
+        assert s2["directory"]["queries"] == s1["directory"]["queries"] + 1
+        # the other entry was kept
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        s3 = stats_json(d)
+        assert s3["cache"]["l1_hits"] == s2["cache"]["l1_hits"] + 1
+
+        d.ctl("flush", "--all")
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        s4 = stats_json(d)
+        assert s4["cache"]["l1_hits"] == s3["cache"]["l1_hits"]
+        assert s4["directory"]["queries"] == s3["directory"]["queries"] + 2
+
+        r = d.ctl("flush", "no-at-sign", check=False)
+        assert r.returncode == 1
+        assert r.stderr == "policyctl: not an email address\n"
+
+
+# ---- reload ----
+
+def write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def test_reload_applies_new_recipients_and_refuses_bad_config():
+    with Daemon(NO_HARVEST) as d:
+        recipients = os.path.join(d.dir, "recipients")
+        assert d.ask(recipient="newbie@example.com") == UNKNOWN
+        with open(recipients, "a") as f:
+            f.write("newbie@example.com\n")
+        r = d.ctl("reload")
+        assert r.stdout == "configuration reloaded\n"
+        assert d.ask(recipient="newbie@example.com") == "DUNNO"
+        assert stats_json(d)["reloads"] == {"done": 1, "failed": 0}
+
+        good = open(d.conf).read()
+        write(d.conf, good + "\n[server]\nbogus_key = 1\n")
+        with d.client() as c:      # a connection open across the failed reload
+            r = d.ctl("reload", check=False)
+            assert r.returncode == 1
+            assert r.stdout == ""
+            assert r.stderr.startswith("policyctl: ")
+            assert d.conf in r.stderr and "bogus_key" in r.stderr
+            assert c.ask(recipient="newbie@example.com") == "DUNNO"
+        assert "bogus_key" in d.read_log()
+        assert stats_json(d)["reloads"] == {"done": 1, "failed": 1}
+        # the old configuration keeps serving
+        assert d.proc.poll() is None
+        assert d.ask(recipient="newbie@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+
+        # SIGHUP reloads too, once the file is good again
+        write(d.conf, good)
+        with open(recipients, "a") as f:
+            f.write("hupper@example.com\n")
+        assert d.ask(recipient="hupper@example.com") == UNKNOWN
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: d.ask(recipient="hupper@example.com") == "DUNNO",
+                 timeout=10, what="SIGHUP reload")
+        assert stats_json(d)["reloads"]["done"] == 2
+
+
+def test_reload_under_load_loses_no_request():
+    with Daemon(NO_HARVEST) as d:
+        stop = threading.Event()
+        results = {"ok": 0, "bad": []}
+        lock = threading.Lock()
+
+        def hammer(n):
+            cases = [("user@example.com", "DUNNO"), ("ghost@example.com", UNKNOWN),
+                     ("x@foreign.test", "DUNNO"), ("any@example.org", "DUNNO")]
+            i = 0
+            while not stop.is_set():
+                # a long-lived connection, and a fresh one now and then
+                try:
+                    with d.client(timeout=15) as c:
+                        for _ in range(20):
+                            rcpt, want = cases[i % len(cases)]
+                            i += 1
+                            got = c.ask(recipient=rcpt,
+                                        client_address="198.51.100.%d" % n)
+                            with lock:
+                                if got == want:
+                                    results["ok"] += 1
+                                else:
+                                    results["bad"].append((rcpt, got))
+                except Exception as e:  # noqa: BLE001 - any failure is a lost request
+                    with lock:
+                        results["bad"].append(("exception", repr(e)))
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            for _ in range(10):
+                r = d.ctl("reload")
+                assert r.stdout == "configuration reloaded\n"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert results["bad"] == []
+        assert results["ok"] > 50
+        s = stats_json(d)
+        assert s["reloads"] == {"done": 10, "failed": 0}
+        assert s["requests"]["total"] == results["ok"]
+        assert s["connections"]["protocol_errors"] == 0
+        assert d.proc.poll() is None
+
+
+# ---- the socket itself ----
+
+def test_missing_socket_message():
+    path = "/tmp/policyd-test-no-such-dir-%d/control.sock" % os.getpid()
+    r = subprocess.run([POLICYCTL, "-s", path, "stats"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert r.stderr == ("policyctl: cannot connect to %s: No such file or directory "
+                        "(is policyd running with [server] control = unix:%s?)\n"
+                        % (path, path))
+
+
+def test_usage_errors_exit_2():
+    for args in ([], ["frobnicate"], ["stats", "--xml"], ["client"],
+                 ["flush"], ["reload", "now"], ["client", "a b"]):
+        r = subprocess.run([POLICYCTL, "-s", "/nonexistent"] + args,
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, args
+        assert r.stderr.startswith("policyctl: "), args
+        assert "usage: policyctl" in r.stderr
+
+
+def test_socket_mode_stale_replace_and_unlink():
+    d = Daemon(extra="")
+    try:
+        # a stale socket from a dead process is replaced
+        import socket as so
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        s.bind(d.control_path)
+        s.close()
+        d.start()
+        st = os.stat(d.control_path)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert d.ctl("stats", "--json").returncode == 0
+        assert d.stop() == 0
+        assert not os.path.exists(d.control_path)
+    finally:
+        d.cleanup()
+
+
+def run_as_nobody(argv):
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                           "--clear-groups"] + argv,
+                          capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.skipif(not is_root(), reason="needs root to own the socket")
+def test_permission_denied_message():
+    with Daemon() as d:
+        os.chmod(d.dir, 0o755)     # the directory is not what stops nobody
+        r = run_as_nobody([POLICYCTL, "-s", d.control_path, "stats"])
+        assert r.returncode == 1
+        assert r.stderr == ("policyctl: cannot connect to %s: Permission denied "
+                            "(policyctl must run as a user in the socket's group)\n"
+                            % d.control_path)
+    # the same user gets in when the mode allows it: the test can tell
+    d = Daemon(extra="")
+    conf = open(d.conf).read().replace(
+        "allow_root = yes", "allow_root = yes\ncontrol_mode = 0666")
+    with open(d.conf, "w") as f:
+        f.write(conf)
+    try:
+        d.start()
+        os.chmod(d.dir, 0o755)
+        r = run_as_nobody([POLICYCTL, "-s", d.control_path, "stats", "--json"])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["requests"]["total"] == 0
+    finally:
+        d.cleanup()
+
+
+# ---- privileges ----
+
+def proc_ids(pid):
+    ids = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Uid", "Gid", "Groups"):
+                ids[k] = v.split()
+    return ids
+
+
+@pytest.mark.skipif(not is_root(), reason="needs root to drop privileges")
+def test_privilege_drop_to_user():
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    d = Daemon(extra="")
+    conf = open(d.conf).read().replace("allow_root = yes", "user = nobody")
+    with open(d.conf, "w") as f:
+        f.write(conf)
+    os.chmod(d.dir, 0o755)
+    try:
+        d.start()
+        ids = proc_ids(d.proc.pid)
+        assert ids["Uid"] == [str(nobody.pw_uid)] * 4
+        assert ids["Gid"] == [str(nobody.pw_gid)] * 4
+        assert ids["Groups"] == [] or ids["Groups"] == [str(nobody.pw_gid)]
+        # and it still serves, and its control socket still answers root
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        assert d.ctl("stats", "--json").returncode == 0
+    finally:
+        d.cleanup()
+
+
+@pytest.mark.skipif(not is_root(), reason="only root can be refused as root")
+def test_refuses_root_without_user():
+    d = Daemon(extra="")
+    conf = open(d.conf).read().replace("allow_root = yes", "")
+    with open(d.conf, "w") as f:
+        f.write(conf)
+    try:
+        d.start(wait=False)
+        rc = d.proc.wait(15)
+        assert rc != 0
+        log = d.read_log()
+        assert "root" in log and "user" in log
+        assert not os.path.exists(d.control_path)
+    finally:
+        d.cleanup()
