@@ -7,10 +7,11 @@ Every scenario starts what it needs on free loopback ports in a temp dir
 (nullresp, policyd through harness.Daemon, redis-server and slapd through the
 tests/pylib helpers), runs BUILD/bench/loadgen against it, and stops what it
 started.  The null responder is measured in the same run, so each ratio
-compares two numbers taken minutes apart on the same loaded machine.
+compares rates taken in the same run on the same (shared) machine.
 
 Scenarios (see tests/bench/README.md for what each one means):
-  null     nullresp, 50 connections: the machine's ceiling
+  null     nullresp, 50 connections: the machine's ceiling (run twice, first
+           and after redis; the better rate is the ratio's base)
   warm     file directory, every answer an in-process (L1) hit
   redis    [cache] local_size = 0, every lookup a Redis hit
   cold     LDAP through a real slapd, L1 and Redis off, addresses distinct
@@ -205,7 +206,7 @@ def daemon(build, extra, recipients=None):
 def daemon_stats(d):
     """policyd's stats as a dict (None if the control socket fails)."""
     try:
-        r = d.ctl("stats", "json", check=False)
+        r = d.ctl("stats", "--json", check=False)
         body = r.stdout
         i = body.find("{")
         return json.loads(body[i:]) if i >= 0 else None
@@ -361,7 +362,7 @@ def sc_idle(build, a):
             res = lg.stop()
         finally:
             lg.kill()
-        held = find_key(st, "conn_current") if st else None
+        held = (st or {}).get("connections", {}).get("current")
         return {"rss_kib": rss, "rss_base_kib": base, "idle": res.get("idle"),
                 "errors": res.get("errors"), "daemon_connections": held}
 
@@ -406,6 +407,7 @@ SCENARIOS = [
     ("null", "null responder", sc_null),
     ("warm", "warm (L1 hits)", sc_warm),
     ("redis", "Redis hits", sc_redis),
+    ("null2", "null responder again", sc_null),
     ("cold", "cold (slapd)", sc_cold),
     ("harvest", "harvest mix (Redis)", sc_harvest),
     ("idle", "10k idle conns", sc_idle),
@@ -424,7 +426,11 @@ def verdict(ok):
 
 
 def table(results, machine):
-    null = results.get("null", {}).get("rps") if "error" not in results.get("null", {}) else None
+    # The machine is shared: the null responder runs twice and the better
+    # of the two is the ceiling, so a quiet moment never flatters policyd.
+    nulls = [results[k]["rps"] for k in ("null", "null2")
+             if k in results and "error" not in results[k]]
+    null = max(nulls) if nulls else None
     rows, checks = [], []
     hdr = "%-22s %9s %8s %8s %9s %7s %9s %-22s %s" % (
         "scenario", "req/s", "p50 us", "p99 us", "p99.9 us", "x null", "cpu s/lg", "target", "result")
@@ -474,6 +480,15 @@ def table(results, machine):
         notes.append("%s: %d answers, errors=%s, actions=%s, valid_not_dunno=%s, invalid_dunno=%s"
                      % (title, r["requests"], r.get("errors"), r.get("actions"),
                         r.get("valid_not_dunno"), r.get("invalid_dunno")))
+        st = r.get("stats")
+        if st:
+            c, dr = st.get("cache", {}), st.get("directory", {})
+            notes.append("%s: policyd: l1 hits/misses %s/%s, redis hits/misses %s/%s, "
+                         "directory queries %s (errors %s, timeouts %s), verdicts %s"
+                         % (title, c.get("l1_hits"), c.get("l1_misses"), c.get("redis_hits"),
+                            c.get("redis_misses"), dr.get("queries"), dr.get("errors"),
+                            dr.get("timeouts"),
+                            st.get("requests", {}).get("by_verdict")))
         if key == "tarpit":
             notes.append("%s: loadgen saw %s parked; policyd delayed_now %s before, %s after"
                          % (title, r.get("parked_loadgen"), r.get("delayed_now_before"),

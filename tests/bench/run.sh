@@ -18,7 +18,7 @@ if [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ]; then
     ulimit -n "$want"
 else
     ulimit -n "$hard"
-    if [ "$hard" -lt 20100 ]; then
+    if [ "$hard" -lt 10200 ]; then
         echo "run.sh: warning: the descriptor limit is $hard; the 10k-connection" \
              "scenarios need about 10,100 per process" >&2
     fi
