@@ -28,11 +28,9 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -228,17 +226,16 @@ def find_key(obj, key):
 
 # ---- redis and slapd, through the shared helpers ----
 
-def start_redis(tmp):
-    """A redis-server on a free loopback port; returns (obj, "host:port")."""
+def start_redis():
+    """The shared RedisServer helper (no persistence, free loopback port)."""
+    import redis as redis_helper            # tests/pylib/redis.py
+    r = redis_helper.RedisServer()
     try:
-        import redis as redis_helper        # tests/pylib/redis.py
-        if hasattr(redis_helper, "RedisServer"):
-            r = redis_helper.RedisServer()
-            r.start()
-            return r, "127.0.0.1:%d" % r.port
-    except ImportError:
-        pass
-    raise BenchError("tests/pylib/redis.py (RedisServer) is not available")
+        r.start()
+    except Exception:
+        r.cleanup()
+        raise
+    return r, "127.0.0.1:%d" % r.port
 
 
 def start_slapd(users):
@@ -293,18 +290,17 @@ def sc_warm(build, a):
 
 
 def sc_redis(build, a):
-    tmp = tempfile.mkdtemp(prefix="bench-redis-")
-    r, addr = start_redis(tmp)
+    r, addr = start_redis()
     try:
         extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\naddress = %s\n" % addr
         with daemon(build, extra) as d:
             # The warm-up pass fills Redis; then every lookup is a Redis hit.
             res = measure(build, d.port, a.seconds, 2, MIX, d.proc.pid)
             res["stats"] = daemon_stats(d)
+            res["redis_keys"] = r.call("DBSIZE")
             return res
     finally:
-        r.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        r.cleanup()
 
 
 def sc_cold(build, a):
@@ -327,8 +323,7 @@ def sc_cold(build, a):
 
 
 def sc_harvest(build, a):
-    tmp = tempfile.mkdtemp(prefix="bench-harvest-")
-    r, addr = start_redis(tmp)
+    r, addr = start_redis()
     try:
         # Thresholds above what one client reaches in the run: this measures
         # the counting (one INCR per unknown recipient), not the delays.
@@ -340,10 +335,10 @@ def sc_harvest(build, a):
                           ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
                            "--valid-range", VALID, "--invalid-range", 0], d.proc.pid)
             res["stats"] = daemon_stats(d)
+            res["redis_keys"] = r.call("DBSIZE")
             return res
     finally:
-        r.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        r.cleanup()
 
 
 def sc_idle(build, a):
@@ -489,6 +484,8 @@ def table(results, machine):
                             c.get("redis_misses"), dr.get("queries"), dr.get("errors"),
                             dr.get("timeouts"),
                             st.get("requests", {}).get("by_verdict")))
+        if "redis_keys" in r:
+            notes.append("%s: %s keys in Redis at the end" % (title, r["redis_keys"]))
         if key == "tarpit":
             notes.append("%s: loadgen saw %s parked; policyd delayed_now %s before, %s after"
                          % (title, r.get("parked_loadgen"), r.get("delayed_now_before"),
