@@ -1,0 +1,434 @@
+"""The Redis store through the real daemon, against real redis-server and
+redis-sentinel processes started here on free loopback ports.
+
+Cache keys are PREFIX "c:" DIGEST ":" ADDRESS with "1"/"0" values, harvest
+counters PREFIX "h:" NETWORK; the tests read and write them directly with
+the tiny RESP client of tests/pylib/redis.py.
+"""
+import json
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from harness import Daemon, wait_for
+from redis import RedisServer, SentinelSet
+
+PREFIX = "t:"
+UNKNOWN = "550 5.1.1 User unknown"
+
+
+def redis_conf(address=None, sentinels=None, master_name="mymaster",
+               prefix=PREFIX, timeout="0.25", connect_timeout="0.5",
+               password=None, db=None, local_size=0, positive_ttl=60,
+               negative_ttl=30, tarpit_after=100000, block_after=200000):
+    lines = ["", "[redis]"]
+    if address:
+        lines.append("address = " + address)
+    if sentinels:
+        lines += ["sentinels = " + sentinels, "master_name = " + master_name]
+    lines += ["prefix = " + prefix, "timeout = " + timeout,
+              "connect_timeout = " + connect_timeout]
+    if password:
+        lines.append("password = " + password)
+    if db is not None:
+        lines.append("db = %d" % db)
+    lines += ["", "[cache]",
+              "positive_ttl = %s" % positive_ttl,
+              "negative_ttl = %s" % negative_ttl,
+              "local_size = %d" % local_size,
+              "local_ttl = 1",
+              "", "[harvest]",
+              "tarpit_after = %d" % tarpit_after,
+              "block_after = %d" % block_after, ""]
+    return "\n".join(lines)
+
+
+def stats(d):
+    return json.loads(d.ctl("stats", "--json").stdout)
+
+
+def up_count(d):
+    return d.read_log().count("redis: up:")
+
+
+def wait_up(d, n=1, timeout=10.0):
+    wait_for(lambda: up_count(d) >= n, timeout, what="redis up #%d" % n)
+
+
+def cache_keys(r, addr, prefix=PREFIX):
+    return [k for k in r.keys(prefix + "c:*") if k.endswith(b":" + addr.encode())]
+
+
+def cache_key(r, addr, prefix=PREFIX):
+    ks = cache_keys(r, addr, prefix)
+    assert len(ks) == 1, ks
+    return ks[0]
+
+
+def counter(r, net, prefix=PREFIX):
+    v = r.call("GET", prefix + "h:" + net)
+    return None if v is None else int(v)
+
+
+@pytest.fixture
+def redis_server():
+    with RedisServer() as r:
+        yield r
+
+
+def daemon_for(r, **kw):
+    return Daemon(redis_conf(address="127.0.0.1:%d" % r.port, **kw))
+
+
+# ---- cache ----------------------------------------------------------------
+
+def test_miss_then_hit_and_negative_caching(redis_server):
+    r = redis_server
+    with daemon_for(r, positive_ttl=60, negative_ttl=30) as d:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        pos, neg = cache_key(r, "user@example.com"), cache_key(r, "nobody@example.com")
+        assert r.call("GET", pos) == b"1"
+        assert r.call("GET", neg) == b"0"
+        assert 55000 < r.call("PTTL", pos) <= 60000
+        assert 25000 < r.call("PTTL", neg) <= 30000
+        s = stats(d)
+        assert s["cache"]["redis_misses"] == 2 and s["cache"]["redis_hits"] == 0
+        assert s["directory"]["queries"] == 2
+
+        # both answers now come from Redis, not the directory
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        s = stats(d)
+        assert s["cache"]["redis_hits"] == 2
+        assert s["directory"]["queries"] == 2
+        assert s["redis"]["up"] is True and s["redis"]["errors"] == 0
+
+        # proof the answer is Redis's: flip the cached values
+        r.call("SET", pos, "0")
+        r.call("SET", neg, "1")
+        assert d.ask(recipient="user@example.com") == UNKNOWN
+        assert d.ask(recipient="nobody@example.com") == "DUNNO"
+
+
+def test_expiry(redis_server):
+    r = redis_server
+    with daemon_for(r, positive_ttl="1.5", negative_ttl="0.7") as d:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        pos, neg = cache_key(r, "user@example.com"), cache_key(r, "nobody@example.com")
+        assert 0 < r.call("PTTL", pos) <= 1500
+        assert 0 < r.call("PTTL", neg) <= 700
+        wait_for(lambda: r.call("EXISTS", neg) == 0, 5, what="negative entry to expire")
+        assert r.call("EXISTS", pos) == 1        # the positive one lives longer
+        wait_for(lambda: r.call("EXISTS", pos) == 0, 5, what="positive entry to expire")
+        q = stats(d)["directory"]["queries"]
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert stats(d)["directory"]["queries"] == q + 1   # a miss again
+        assert r.call("GET", cache_key(r, "user@example.com")) == b"1"
+
+
+FIXED_CONF = """
+[server]
+listen = {{listen}}
+control = unix:{{control}}
+idle_timeout = 60
+allow_root = yes
+
+[directory]
+backend = file
+file = {file}
+domains = example.com example.org
+
+[actions]
+unknown = 550 5.1.1 User unknown
+"""
+
+
+@pytest.fixture
+def recipients_file(tmp_path):
+    """One recipients file for several daemons: the directory digest in the
+    cache keys covers the file's path, so they must share it."""
+    path = tmp_path / "recipients"
+    path.write_text("user@example.com\nalice@example.com\n")
+    return path
+
+
+def fixed_daemon(path, r):
+    return Daemon(conf=FIXED_CONF.format(file=path) +
+                  redis_conf(address="127.0.0.1:%d" % r.port))
+
+
+def test_cached_answers_survive_a_restart(redis_server, recipients_file):
+    r = redis_server
+    with fixed_daemon(recipients_file, r) as d:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        assert stats(d)["directory"]["queries"] == 2
+    with fixed_daemon(recipients_file, r) as d2:
+        wait_up(d2)
+        assert d2.ask(recipient="user@example.com") == "DUNNO"
+        assert d2.ask(recipient="nobody@example.com") == UNKNOWN
+        s = stats(d2)
+        assert s["directory"]["queries"] == 0, s
+        assert s["cache"]["redis_hits"] == 2
+
+
+def test_changed_directory_never_serves_old_answers(redis_server, recipients_file):
+    r = redis_server
+    with fixed_daemon(recipients_file, r) as d:
+        wait_up(d)
+        assert d.ask(recipient="alice@example.com") == "DUNNO"
+    # alice leaves the directory: the cached "1" must not be used
+    recipients_file.write_text("user@example.com\n")
+    with fixed_daemon(recipients_file, r) as d2:
+        wait_up(d2)
+        assert d2.ask(recipient="alice@example.com") == UNKNOWN
+        assert stats(d2)["directory"]["queries"] == 1
+    assert len(cache_keys(r, "alice@example.com")) == 2
+
+
+def test_l1_in_front_of_redis(redis_server):
+    r = redis_server
+    with daemon_for(r, local_size=100) as d:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        r.call("SET", cache_key(r, "user@example.com"), "0")
+        # L1 (local_ttl = 1 s) answers first, then Redis's value shows
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        s = stats(d)
+        assert s["cache"]["l1_hits"] == 1 and s["cache"]["redis_hits"] == 0
+        wait_for(lambda: d.ask(recipient="user@example.com") == UNKNOWN, 5,
+                 interval=0.2, what="L1 entry to expire")
+
+
+def test_auth_and_db():
+    with RedisServer(password="s3cr3t pass") as r:
+        with daemon_for(r, password="s3cr3t pass", db=3) as d:
+            wait_up(d)
+            assert d.ask(recipient="user@example.com") == "DUNNO"
+            with r.client() as c:
+                assert c.keys("*") == []
+                c.call("SELECT", 3)
+                assert len([k for k in c.keys("t:c:*")]) == 1
+        # a wrong password: logged once, every answer still right
+        with daemon_for(r, password="wrong") as d:
+            d.wait_log("redis: unavailable")
+            assert d.ask(recipient="user@example.com") == "DUNNO"
+            assert d.ask(recipient="nobody@example.com") == UNKNOWN
+            time.sleep(1.0)
+            log = d.read_log()
+            assert "WRONGPASS" in log
+            assert log.count("redis: unavailable") == 1
+            assert "redis: up" not in log
+
+
+def test_flush_escapes_glob_characters_in_prefix():
+    prefix = "p*[x]?:"
+    with RedisServer() as r:
+        with daemon_for(r, prefix=prefix) as d:
+            wait_up(d)
+            assert d.ask(recipient="user@example.com") == "DUNNO"
+            assert d.ask(recipient="nobody@example.com") == UNKNOWN
+            assert len(r.keys("p\\*\\[x\\]\\?:c:*")) == 2
+            # matched by the prefix taken as a glob, not by the literal prefix
+            r.call("SET", "pAB[x]Z:c:decoy", "1")
+            r.call("SET", "pQx?:c:decoy2", "1")
+            out = d.ctl("flush", "--all").stdout
+            assert "2" in out, out
+            assert r.keys("p\\*\\[x\\]\\?:c:*") == []
+            assert r.call("GET", "pAB[x]Z:c:decoy") == b"1"
+            assert r.call("GET", "pQx?:c:decoy2") == b"1"
+            # a counter of this prefix is untouched by a cache flush
+            assert counter(r, "192.0.2.10/32", prefix) == 1
+
+
+# ---- counters -------------------------------------------------------------
+
+def test_counter_atomic_with_expiry(redis_server):
+    r = redis_server
+    with daemon_for(r) as d:
+        wait_up(d)
+        for i in range(3):
+            assert d.ask(recipient="n%d@example.com" % i,
+                         client_address="192.0.2.10") == UNKNOWN
+        assert counter(r, "192.0.2.10/32") == 3
+        ttl = r.call("PTTL", PREFIX + "h:192.0.2.10/32")
+        assert 3500000 < ttl <= 3600000             # [harvest] window default 1 h
+        out = d.ctl("client", "192.0.2.10").stdout
+        assert re.search(r"\b3\b", out), out
+        d.ctl("unblock", "192.0.2.10")
+        assert counter(r, "192.0.2.10/32") is None
+
+
+def test_two_daemons_share_one_count(redis_server):
+    r = redis_server
+    conf = redis_conf(address="127.0.0.1:%d" % r.port)
+    with Daemon(conf) as a, Daemon(conf) as b:
+        wait_up(a)
+        wait_up(b)
+        for i in range(2):
+            assert a.ask(recipient="a%d@example.com" % i, client_address="192.0.2.20") == UNKNOWN
+        for i in range(3):
+            assert b.ask(recipient="b%d@example.com" % i, client_address="192.0.2.20") == UNKNOWN
+        assert counter(r, "192.0.2.20/32") == 5
+        # each sees the shared count in its decision log
+        b.wait_log("count=5")
+        assert a.ask(recipient="a9@example.com", client_address="192.0.2.20") == UNKNOWN
+        a.wait_log("count=6")
+
+
+def test_counting_falls_back_to_memory_and_resumes():
+    r = RedisServer()               # not started: the port is closed
+    try:
+        with daemon_for(r) as d:
+            d.wait_log("redis: unavailable")
+            for i in range(3):
+                assert d.ask(recipient="x%d@example.com" % i,
+                             client_address="192.0.2.30") == UNKNOWN
+            d.wait_log("count=3")                    # counted in memory
+            s = stats(d)
+            assert s["redis"]["up"] is False
+            r.start()
+            wait_up(d, 1, timeout=15)               # backoff is at most 5 s
+            assert d.ask(recipient="x9@example.com", client_address="192.0.2.31") == UNKNOWN
+            assert counter(r, "192.0.2.31/32") == 1  # counting in Redis again
+            assert stats(d)["redis"]["up"] is True
+            assert d.read_log().count("redis: unavailable") == 1
+    finally:
+        r.cleanup()
+
+
+# ---- outages --------------------------------------------------------------
+
+class Load:
+    """Worker threads asking known and unknown recipients on persistent
+    connections; every answer is checked, every latency kept."""
+
+    def __init__(self, d, workers=4):
+        self.d = d
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.wrong = []
+        self.errors = []
+        self.max_latency = 0.0
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(workers)]
+
+    def run(self, i):
+        try:
+            with self.d.client(timeout=10) as c:
+                n = 0
+                while not self.stop.is_set():
+                    n += 1
+                    known = n % 2 == 0
+                    rcpt = "user@example.com" if known else "u%d-%d@example.com" % (i, n % 50)
+                    t0 = time.monotonic()
+                    got = c.ask(recipient=rcpt, client_address="198.51.100.%d" % (i + 1))
+                    dt = time.monotonic() - t0
+                    want = "DUNNO" if known else UNKNOWN
+                    with self.lock:
+                        self.max_latency = max(self.max_latency, dt)
+                        if got == want:
+                            self.ok += 1
+                        else:
+                            self.wrong.append((rcpt, got))
+        except Exception as e:          # noqa: BLE001 - reported by check()
+            with self.lock:
+                self.errors.append(repr(e))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+    def count(self):
+        with self.lock:
+            return self.ok
+
+
+def test_sigkill_under_load_every_request_answered(redis_server):
+    r = redis_server
+    with daemon_for(r) as d:
+        wait_up(d)
+        with Load(d) as load:
+            wait_for(lambda: load.count() > 200, 10, what="load to run")
+            r.kill()
+            n_kill = load.count()
+            time.sleep(1.5)
+            assert load.count() > n_kill + 50        # answers kept coming
+            r.restart()
+            wait_up(d, 2, timeout=15)
+            n_back = load.count()
+            wait_for(lambda: load.count() > n_back + 100, 10, what="load after return")
+        assert load.errors == []
+        assert load.wrong == []
+        assert load.max_latency < 2.0, load.max_latency
+        log = d.read_log()
+        assert log.count("redis: down") == 1, log
+        assert log.count("redis: unavailable") == 0
+        s = stats(d)
+        assert s["redis"]["up"] is True and s["redis"]["reconnects"] == 1
+        # counting resumed in the new (empty) Redis
+        assert d.ask(recipient="zz@example.com", client_address="192.0.2.40") == UNKNOWN
+        assert counter(r, "192.0.2.40/32") == 1
+        assert cache_keys(r, "user@example.com")  # written back again
+
+
+def test_sigstop_slow_redis_times_out_and_recovers(redis_server):
+    r = redis_server
+    with daemon_for(r, timeout="0.2") as d:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        r.sigstop()
+        try:
+            for i in range(6):
+                t0 = time.monotonic()
+                assert d.ask(recipient="alice@example.com") == "DUNNO"
+                assert d.ask(recipient="s%d@example.com" % i,
+                             client_address="192.0.2.50") == UNKNOWN
+                assert time.monotonic() - t0 < 1.5
+            d.wait_log("redis: down")
+            d.wait_log("count=6")                    # counted in memory meanwhile
+            assert stats(d)["redis"]["errors"] >= 3
+        finally:
+            r.sigcont()
+        wait_up(d, 2, timeout=15)
+        assert d.ask(recipient="s9@example.com", client_address="192.0.2.51") == UNKNOWN
+        assert counter(r, "192.0.2.51/32") == 1
+        assert d.read_log().count("redis: down") == 1
+
+
+# ---- sentinel ---------------------------------------------------------------
+
+def test_sentinel_failover_is_followed():
+    with SentinelSet(down_after=1000, failover_timeout=5000) as ss:
+        old_port, new_port = ss.master.port, ss.replica.port
+        with Daemon(redis_conf(sentinels=ss.sentinel_list())) as d:
+            d.wait_log("redis: up: 127.0.0.1:%d (master via sentinel)" % old_port)
+            assert d.ask(recipient="nobody@example.com", client_address="192.0.2.60") == UNKNOWN
+            assert counter(ss.master, "192.0.2.60/32") == 1
+            with Load(d, workers=2) as load:
+                wait_for(lambda: load.count() > 50, 10, what="load to run")
+                ss.failover()
+                d.wait_log("redis: up: 127.0.0.1:%d (master via sentinel)" % new_port,
+                           timeout=20)
+                n = load.count()
+                wait_for(lambda: load.count() > n + 50, 10, what="load after failover")
+            assert load.errors == [] and load.wrong == []
+            assert ss.master.port == new_port
+            assert d.ask(recipient="nobody2@example.com", client_address="192.0.2.61") == UNKNOWN
+            assert counter(ss.master, "192.0.2.61/32") == 1
+            assert cache_keys(ss.master, "nobody2@example.com")
+            assert stats(d)["redis"]["up"] is True
