@@ -245,7 +245,8 @@ static int conn_alive(const struct ldconn *c, unsigned gen)
 
 static void poll_closed(uv_handle_t *h)
 {
-    struct dir_ldap *dl = h->data;
+    struct ldconn *c = h->data;
+    struct dir_ldap *dl = c->dl;
 
     free(h);
     dl->pending--;
