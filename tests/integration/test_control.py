@@ -406,3 +406,71 @@ def test_refuses_root_without_user():
         assert not os.path.exists(d.control_path)
     finally:
         d.cleanup()
+
+
+def test_stats_delayed_now_during_tarpit():
+    tarpit = """
+[harvest]
+tarpit_after = 1
+tarpit_delay = 1.5
+tarpit_max = 1.5
+block_after = 0
+"""
+    with Daemon(tarpit) as d:
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(
+            d.ask(client_address="203.0.113.5", recipient="ghost@example.com")))
+        t0 = time.monotonic()
+        t.start()
+        s = wait_for(lambda: (lambda j: j if j["harvest"]["delayed_now"] == 1 else None)(
+            stats_json(d)), timeout=5, what="a request waiting in the tarpit")
+        assert s["requests"]["by_verdict"]["delayed"] == 1
+        assert s["requests"]["by_verdict"]["unknown"] == 0   # not answered yet
+        t.join(10)
+        elapsed = time.monotonic() - t0
+        assert answers == [UNKNOWN]
+        assert 1.4 <= elapsed < 6
+        s = stats_json(d)
+        assert s["harvest"]["delayed_now"] == 0
+        assert s["requests"]["by_verdict"]["delayed"] == 1
+        assert s["requests"]["by_verdict"]["unknown"] == 1
+        # a 1.5 s answer lands in the (1 s, 5 s] bucket
+        assert s["latency_us"]["p99"] == 5000000
+        top = s["harvest"]["top"]
+        assert top == [{"network": "203.0.113.5/32", "count": 1, "block_ms": 0}]
+
+
+def test_control_protocol_limits():
+    import socket as so
+    with Daemon() as d:
+        def talk(data):
+            s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(d.control_path)
+            s.sendall(data)
+            out = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:
+                    break   # closed with our excess bytes unread: the reply came first
+                if not chunk:
+                    break
+                out += chunk
+            s.close()
+            return out
+        assert talk(b"x" * 2000) == b"error\ncommand line too long\n"
+        assert talk(b"stats\x00json\n") == b"error\nNUL byte in the command\n"
+        assert talk(b"stats json\r\n").startswith(b"ok\n{\"uptime_s\":")
+        assert talk(b"\n") == b"error\nempty command\n"
+        assert talk(b"frob\n").startswith(b"error\nunknown command or wrong arguments: frob\n")
+        # an idle connection is closed (after ~5 s) without an answer
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        s.connect(d.control_path)
+        s.settimeout(15)
+        t0 = time.monotonic()
+        assert s.recv(100) == b""
+        assert 4 <= time.monotonic() - t0 < 12
+        s.close()
+        # and the daemon is fine
+        assert d.ask(recipient="user@example.com") == "DUNNO"
