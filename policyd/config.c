@@ -87,6 +87,7 @@ enum key_type {
 /* K_STR: empty value -> NULL; "none" -> NULL */
 #define F_EMPTY_NULL 1
 #define F_NONE_NULL 2
+#define F_SECRET 4              /* never echo the value in a message */
 
 struct config_ctx;
 
@@ -546,7 +547,7 @@ static const struct key_def keys[] = {
 
     LIST("ldap", "uri", ldap.uri, check_uri),
     STR("ldap", "bind_dn", ldap.bind_dn, F_EMPTY_NULL, check_printable),
-    STR("ldap", "bind_pw", ldap.bind_pw, F_EMPTY_NULL, NULL),
+    STR("ldap", "bind_pw", ldap.bind_pw, F_EMPTY_NULL | F_SECRET, NULL),
     { "ldap", "bind_pw_file", K_PWFILE, 0, 0, 0, 0, NULL, NULL, NULL },
     STR("ldap", "base", ldap.base, F_EMPTY_NULL, check_printable),
     ENUM("ldap", "scope", scope_names, set_scope),
@@ -559,7 +560,7 @@ static const struct key_def keys[] = {
     BOOL("ldap", "fail_open", ldap.fail_open),
 
     STR("redis", "address", redis.address, F_EMPTY_NULL | F_NONE_NULL, check_redis_addr),
-    STR("redis", "password", redis.password, F_EMPTY_NULL, NULL),
+    STR("redis", "password", redis.password, F_EMPTY_NULL | F_SECRET, NULL),
     NUM("redis", "db", K_UINT, redis.db, 0, 65535),
     STR("redis", "prefix", redis.prefix, 0, check_token),
     NUM("redis", "timeout", K_DUR, redis.timeout_ms, 1, 60 * SEC),
@@ -679,7 +680,8 @@ static int config_set(struct config_ctx *c, const struct key_def *k,
     if (cont && k->type != K_LIST)
         return config_fail(c, c->lineno, k, "an indented line continues the "
                            "previous value, and this key takes one value: %s",
-                           config_quote(v, q, sizeof(q)));
+                           (k->flags & F_SECRET) ? "(value not shown)"
+                           : config_quote(v, q, sizeof(q)));
 
     switch (k->type) {
     case K_LIST: {

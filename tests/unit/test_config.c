@@ -543,6 +543,10 @@ static void test_dialect(void **state)
     expect_error(MINIMAL "[server]\nmax_connections = 5\n  idle_timeout = 3\n",
                  "6: [server] max_connections: an indented line continues the "
                  "previous value, and this key takes one value: 'idle_timeout = 3'");
+    /* ...without echoing a secret */
+    expect_error(MINIMAL "[redis]\npassword = abc\n  def\n",
+                 "6: [redis] password: an indented line continues the previous "
+                 "value, and this key takes one value: (value not shown)");
     /* but an indented first key of a section is an ordinary key */
     cfg = expect_ok(MINIMAL "[server]\n  max_connections = 9\n");
     assert_int_equal(cfg->server.max_connections, 9);
