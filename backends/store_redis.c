@@ -62,6 +62,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -976,6 +977,15 @@ static void conn_timeout_cb(uv_timer_t *t)
 
 /* ---- timers ------------------------------------------------------------ */
 
+/* sock_broken - the libuv adapter drops poll errors, so a reset connection
+ * looks merely silent; ask the socket itself (a zero-timeout poll). */
+static int sock_broken(const redisAsyncContext *ac)
+{
+    struct pollfd pfd = { ac->c.fd, POLLIN, 0 };
+    return ac->c.fd >= 0 && poll(&pfd, 1, 0) == 1
+           && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
 static void tmo_cb(uv_timer_t *t)
 {
     struct store_redis *sr = t->data;
@@ -999,7 +1009,10 @@ static void tmo_cb(uv_timer_t *t)
     if (n)
         log_warn_rl(&sr->tmo_rl, "redis: %u command(s) got no reply within %llu ms",
                     n, (unsigned long long)sr->timeout_ms);
-    if (sr->state == SR_UP && (ping_lost || sr->streak >= SR_TIMEOUT_STREAK)) {
+    if (sr->state == SR_UP && n && sr->ac && sock_broken(sr->ac)) {
+        snprintf(sr->reason, sizeof(sr->reason), "connection reset");
+        conn_lost(sr, sr->reason, 1);
+    } else if (sr->state == SR_UP && (ping_lost || sr->streak >= SR_TIMEOUT_STREAK)) {
         snprintf(sr->reason, sizeof(sr->reason), "%s",
                  ping_lost ? "no reply to PING" : "commands in a row got no reply");
         conn_lost(sr, sr->reason, 1);
