@@ -475,3 +475,65 @@ def test_control_protocol_limits():
         s.close()
         # and the daemon is fine
         assert d.ask(recipient="user@example.com") == "DUNNO"
+
+
+LDAP_CONF = """
+[server]
+listen = {listen}
+control = unix:{control}
+allow_root = yes
+
+[directory]
+backend = ldap
+domains = example.com
+
+[ldap]
+uri = %(uri)s
+bind_dn = %(bind_dn)s
+bind_pw = %(bind_pw)s
+base = dc=example,dc=com
+scope = sub
+filter = (mail=%%s)
+timeout = 2
+
+[cache]
+local_size = 1000
+local_ttl = 600
+positive_ttl = 600
+negative_ttl = 600
+
+[harvest]
+enabled = no
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/slapd"), reason="slapd not installed")
+def test_flush_makes_a_new_directory_entry_visible():
+    import slapd as slapd_helper
+    sl = slapd_helper.Slapd(users=3)
+    sl.start()
+    try:
+        d = Daemon(conf=LDAP_CONF % {"uri": sl.uri, "bind_dn": slapd_helper.BIND_DN,
+                                     "bind_pw": slapd_helper.BIND_PW})
+        try:
+            d.start()
+            wait_for(lambda: d.ask(recipient="alice@example.com") == "DUNNO",
+                     timeout=15, what="policyd to answer from LDAP")
+            assert d.ask(recipient="dave@example.com") == UNKNOWN
+            ldif = ("dn: uid=dave,%s\nobjectClass: inetOrgPerson\nuid: dave\n"
+                    "cn: dave\nsn: dave\nmail: dave@example.com\n" % slapd_helper.PEOPLE)
+            r = subprocess.run(["ldapadd", "-x", "-H", sl.uri, "-D", slapd_helper.ROOT_DN,
+                                "-w", slapd_helper.ROOT_PW], input=ldif,
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            # the cached "unknown" still answers: that is what flush is for
+            assert d.ask(recipient="dave@example.com") == UNKNOWN
+            d.ctl("flush", "alice@example.com")
+            assert d.ask(recipient="dave@example.com") == UNKNOWN
+            r = d.ctl("flush", "dave@example.com")
+            assert r.stdout.startswith("flushed")
+            assert d.ask(recipient="dave@example.com") == "DUNNO"
+        finally:
+            d.cleanup()
+    finally:
+        sl.cleanup()
