@@ -184,18 +184,24 @@ static void watch_signal(struct daemon *d, uv_signal_t *h, int signum)
 
 /* ---- privileges and limits ---- */
 
+/* root_refused - checked before binding anything: root without a user to
+ * become is refused unless allow_root says so. */
+static int root_refused(const struct config *cfg)
+{
+    if (geteuid() != 0 || cfg->server.user)
+        return 0;
+    if (cfg->server.allow_root) {
+        log_warn("running as root ([server] allow_root = yes)");
+        return 0;
+    }
+    log_err("refusing to serve as root: set [server] user (or allow_root = yes)");
+    return 1;
+}
+
 static int drop_privileges(const struct config *cfg)
 {
-    if (geteuid() != 0)
+    if (geteuid() != 0 || !cfg->server.user)
         return 0;
-    if (!cfg->server.user) {
-        if (cfg->server.allow_root) {
-            log_warn("running as root ([server] allow_root = yes)");
-            return 0;
-        }
-        log_err("refusing to serve as root: set [server] user (or allow_root = yes)");
-        return -1;
-    }
     errno = 0;
     struct passwd *pw = getpwnam(cfg->server.user);
     if (!pw) {
@@ -327,6 +333,10 @@ int main(int argc, char **argv)
         return rc;
     }
 
+    if (root_refused(cfg)) {
+        config_free(cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(cfg);
     stats_init();

@@ -1,0 +1,460 @@
+"""The core daemon through its sockets: protocol, decisions, limits,
+listeners, signals, config check.  File backend, no other servers."""
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from harness import (POLICYD, Daemon, PolicyClient, free_port, request,
+                     wait_for)
+
+
+@pytest.fixture
+def daemon():
+    d = Daemon()
+    d.start()
+    yield d
+    d.__exit__(None, None, None)
+
+
+# ---- decisions ----
+
+@pytest.mark.parametrize("rcpt,action", [
+    ("user@example.com", "DUNNO"),
+    ("<user@example.com>", "DUNNO"),
+    ("USER@EXAMPLE.COM", "DUNNO"),                 # ignore_case = yes (default)
+    ("bob.smith@example.com", "DUNNO"),            # file entry had capitals
+    ("user+newsletter@example.com", "DUNNO"),      # extension stripped
+    ('"user"@example.com', "DUNNO"),               # needless quotes
+    ("nobody@example.com", "550 5.1.1 User unknown"),
+    ("nobody+x@example.com", "550 5.1.1 User unknown"),
+    ('"no body"@example.com', "550 5.1.1 User unknown"),
+    ("anyone@example.org", "DUNNO"),               # @example.org catch-all
+    ("someone@elsewhere.net", "DUNNO"),            # not our domain
+    ("", "DUNNO"),                                 # null recipient
+    ("<>", "DUNNO"),
+    ("postmaster", "DUNNO"),                       # unqualified
+])
+def test_rcpt_decisions(daemon, rcpt, action):
+    assert daemon.ask(recipient=rcpt) == action
+
+
+@pytest.mark.parametrize("state", ["CONNECT", "EHLO", "HELO", "MAIL", "DATA",
+                                   "END-OF-MESSAGE", "VRFY", "ETRN"])
+def test_other_states_get_dunno(daemon, state):
+    assert daemon.ask(protocol_state=state, recipient="nobody@example.com") == "DUNNO"
+
+
+def test_exact_reply_bytes(daemon):
+    with daemon.client() as c:
+        c.send_raw(request(recipient="nobody@example.com"))
+        assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
+
+
+def test_custom_unknown_action():
+    d = Daemon()
+    with open(d.conf) as f:
+        text = f.read().replace("unknown = 550 5.1.1 User unknown",
+                                "unknown = 550 5.1.1 Mailbox does not exist here")
+    with open(d.conf, "w") as f:
+        f.write(text)
+    with d:
+        assert d.ask(recipient="nobody@example.com") == "550 5.1.1 Mailbox does not exist here"
+
+
+def test_many_requests_on_one_connection(daemon):
+    # many smtpd clients share one policy connection; each unknown comes from
+    # its own client, so the harvest defence stays out of this test
+    with daemon.client() as c:
+        for i in range(200):
+            rcpt = "user@example.com" if i % 2 else "ghost%d@example.com" % i
+            want = "DUNNO" if i % 2 else "550 5.1.1 User unknown"
+            assert c.ask(recipient=rcpt, client_address="10.1.%d.%d" % (i // 250, i % 250)) == want
+
+
+# ---- framing ----
+
+def test_byte_by_byte(daemon):
+    with daemon.client() as c:
+        for b in request(recipient="nobody@example.com"):
+            c.send_raw(bytes([b]))
+        assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
+
+
+def test_crlf_line_ends(daemon):
+    with daemon.client() as c:
+        c.send_raw(request(recipient="user@example.com").replace(b"\n", b"\r\n"))
+        assert c.read_reply() == b"action=DUNNO\n\n"
+
+
+def test_pipelined_requests_keep_order(daemon):
+    rcpts = ["nobody@example.com", "user@example.com", "x@elsewhere.net",
+             "ghost@example.com", "alice@example.com"]
+    want = [b"action=550 5.1.1 User unknown\n\n", b"action=DUNNO\n\n",
+            b"action=DUNNO\n\n", b"action=550 5.1.1 User unknown\n\n",
+            b"action=DUNNO\n\n"]
+    with daemon.client() as c:
+        c.send_raw(b"".join(request(recipient=r) for r in rcpts))
+        assert [c.read_reply() for _ in rcpts] == want
+
+
+def test_split_across_writes(daemon):
+    data = request(recipient="nobody@example.com") + request(recipient="user@example.com")
+    with daemon.client() as c:
+        c.send_raw(data[:37])
+        time.sleep(0.05)
+        c.send_raw(data[37:150])
+        time.sleep(0.05)
+        c.send_raw(data[150:])
+        assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
+        assert c.read_reply() == b"action=DUNNO\n\n"
+
+
+def test_unknown_and_repeated_attributes(daemon):
+    raw = (b"request=smtpd_access_policy\nprotocol_state=RCPT\nfoo=bar\n"
+           b"recipient=user@example.com\nrecipient=nobody@example.com\n"
+           b"client_address=192.0.2.1\n\n")
+    with daemon.client() as c:
+        c.send_raw(raw)
+        assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
+
+
+# ---- hostile input: closed without a reply, others unaffected ----
+
+BAD_REQUESTS = {
+    "no_equals": b"request=smtpd_access_policy\nthis line has no equals\n\n",
+    "nul_byte": b"request=smtpd_access_policy\nrecipient=a\x00b@example.com\n\n",
+    "wrong_type": b"request=something_else\nprotocol_state=RCPT\n\n",
+    "no_type": b"protocol_state=RCPT\nrecipient=user@example.com\n\n",
+    "empty_request": b"\n",
+    "long_line": b"request=smtpd_access_policy\nrecipient=" + b"a" * 5000 + b"\n\n",
+    "too_many_attrs": b"request=smtpd_access_policy\n" +
+                      b"".join(b"x%d=1\n" % i for i in range(150)) + b"\n",
+    "too_large": b"request=smtpd_access_policy\n" +
+                 b"".join(b"x%d=%s\n" % (i, b"v" * 1000) for i in range(40)) + b"\n",
+}
+
+REASONS = {
+    "no_equals": "malformed attribute line", "nul_byte": "NUL byte in request",
+    "wrong_type": "not an smtpd_access_policy request",
+    "no_type": "not an smtpd_access_policy request",
+    "empty_request": "not an smtpd_access_policy request",
+    "long_line": "line too long", "too_many_attrs": "too many attributes",
+    "too_large": "request too large",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+def test_malformed_request_closes_connection(daemon, name):
+    with daemon.client() as good, daemon.client() as bad:
+        bad_port = bad.sock.getsockname()[1]
+        assert good.ask(recipient="user@example.com") == "DUNNO"
+        bad.send_raw(BAD_REQUESTS[name])
+        assert bad.closed_by_peer(5.0)
+        assert bad.buf == b""          # no reply at all
+        # the other connection is still served
+        assert good.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+    daemon.wait_log("closing the connection without a reply")
+    log = daemon.read_log()
+    assert "127.0.0.1:%d: %s; closing" % (bad_port, REASONS[name]) in log
+
+
+def test_endless_line_is_cut_off(daemon):
+    """A peer that never sends a newline is closed once it passes the line
+    limit: memory stays bounded."""
+    with daemon.client() as c:
+        c.send_raw(b"request=smtpd_access_policy\nrecipient=")
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for _ in range(200):
+                c.send_raw(b"x" * 4096)
+                time.sleep(0.001)
+        assert c.closed_by_peer(5.0)
+
+
+def test_flood_while_busy_is_bounded():
+    """Bytes sent while a request is being decided (here: tarpitted) are
+    buffered only up to request_limit."""
+    d = Daemon()
+    with open(d.conf) as f:
+        text = f.read()
+    text = text.replace("[server]\n", "[server]\nrequest_limit = 8192\n", 1)
+    text += "[harvest]\ntarpit_after = 1\ntarpit_delay = 2\ntarpit_max = 2\nblock_after = 0\n"
+    with open(d.conf, "w") as f:
+        f.write(text)
+    with d:
+        with d.client() as c:
+            c.send_raw(request(recipient="nobody@example.com"))   # delayed 2 s
+            time.sleep(0.2)
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                for _ in range(100):
+                    c.send_raw(b"x=" + b"y" * 1000 + b"\n")
+                    time.sleep(0.01)
+        assert "request too large" in d.read_log()
+
+
+# ---- connection limits ----
+
+def conf_with(d, **server):
+    with open(d.conf) as f:
+        text = f.read()
+    lines = "".join("%s = %s\n" % kv for kv in server.items())
+    text = text.replace("[server]\n", "[server]\n" + lines, 1)
+    text = text.replace("idle_timeout = 60\n", "") if "idle_timeout" in server else text
+    with open(d.conf, "w") as f:
+        f.write(text)
+
+
+def test_max_connections():
+    d = Daemon()
+    conf_with(d, max_connections=3)
+    with d:
+        # the harness's own readiness probe must be gone before we count
+        wait_for(lambda: '"current":0' in d.ctl("stats", "--json").stdout.replace(" ", ""),
+                 timeout=5, what="no connections")
+        held = [d.client() for _ in range(3)]
+        for c in held:
+            assert c.ask(recipient="user@example.com") == "DUNNO"
+        extra = d.client()
+        assert extra.closed_by_peer(5.0)
+        d.wait_log("max_connections")
+        held[0].close()
+        wait_for(lambda: _served(d), timeout=5, what="a free slot")
+        for c in held[1:] + [extra]:
+            c.close()
+
+
+def _served(d):
+    try:
+        return d.ask(recipient="user@example.com") == "DUNNO"
+    except (OSError, AssertionError):
+        return False
+
+
+def test_idle_timeout():
+    d = Daemon()
+    conf_with(d, idle_timeout="0.5")
+    with d:
+        with d.client() as c:
+            assert c.ask(recipient="user@example.com") == "DUNNO"
+            t0 = time.monotonic()
+            assert c.closed_by_peer(5.0)
+            assert 0.4 < time.monotonic() - t0 < 3.0
+
+
+def test_idle_timeout_spares_active_connection():
+    d = Daemon()
+    conf_with(d, idle_timeout="1")
+    with d:
+        with d.client() as c:
+            for _ in range(8):
+                assert c.ask(recipient="user@example.com") == "DUNNO"
+                time.sleep(0.3)
+
+
+# ---- listeners ----
+
+def test_ipv6_listener():
+    with Daemon(host="::1") as d:
+        assert d.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+
+
+def test_unix_listener_mode_stale_and_removal():
+    d = Daemon()
+    path = os.path.join(d.dir, "policy.sock")
+    # a stale socket file left by an earlier run
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()
+    with open(d.conf) as f:
+        text = f.read()
+    text = text.replace("listen = ", "listen = unix:%s " % path, 1)
+    text = text.replace("[server]\n", "[server]\nsocket_mode = 0600\n", 1)
+    with open(d.conf, "w") as f:
+        f.write(text)
+    with d:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with PolicyClient.unix(path) as c:
+            assert c.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+        assert d.ask(recipient="user@example.com") == "DUNNO"   # inet too
+        assert d.stop() == 0
+        assert not os.path.exists(path)
+
+
+def test_unix_listener_refuses_to_replace_regular_file():
+    d = Daemon()
+    path = os.path.join(d.dir, "not-a-socket")
+    open(path, "w").close()
+    with open(d.conf) as f:
+        text = f.read().replace("listen = ", "listen = unix:%s " % path, 1)
+    with open(d.conf, "w") as f:
+        f.write(text)
+    with pytest.raises(RuntimeError, match="exists and is not a socket"):
+        d.start()
+    d.cleanup()
+    assert True
+
+
+# ---- signals ----
+
+def test_sighup_reloads_recipients(daemon):
+    assert daemon.ask(recipient="newbie@example.com") == "550 5.1.1 User unknown"
+    with open(os.path.join(daemon.dir, "recipients"), "a") as f:
+        f.write("newbie@example.com\n")
+    with daemon.client() as held:            # a connection open across the reload
+        assert held.ask(recipient="user@example.com") == "DUNNO"
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("reloaded")
+        assert held.ask(recipient="newbie@example.com") == "DUNNO"
+    assert daemon.ask(recipient="newbie@example.com") == "DUNNO"
+
+
+def test_sighup_with_broken_file_keeps_old_table(daemon):
+    with open(os.path.join(daemon.dir, "recipients"), "a") as f:
+        f.write("this is not an address\n")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log("reload refused")
+    assert "recipients:6:" in daemon.read_log()
+    assert daemon.ask(recipient="user@example.com") == "DUNNO"
+    assert daemon.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+
+
+def test_sighup_with_unreadable_file_keeps_old_table(daemon):
+    os.unlink(os.path.join(daemon.dir, "recipients"))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_log("reload refused")
+    assert "cannot open" in daemon.read_log()
+    assert daemon.ask(recipient="alice@example.com") == "DUNNO"
+
+
+def test_sigterm_answers_in_flight_then_exits_zero():
+    d = Daemon()
+    with open(d.conf, "a") as f:
+        f.write("[harvest]\ntarpit_after = 1\ntarpit_delay = 1\ntarpit_max = 1\n"
+                "block_after = 0\n")
+    with d:
+        with d.client() as c, d.client() as idle:
+            assert idle.ask(recipient="user@example.com") == "DUNNO"
+            c.send_raw(request(recipient="nobody@example.com"))    # held 1 s
+            time.sleep(0.3)
+            d.signal(signal.SIGTERM)
+            assert idle.closed_by_peer(2.0)                          # idle: closed
+            assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
+            assert c.closed_by_peer(3.0)
+        assert d.proc.wait(10) == 0
+        assert not _listening(d)
+
+
+def test_sigterm_bounded_by_shutdown_timeout():
+    d = Daemon()
+    with open(d.conf, "a") as f:
+        f.write("[harvest]\ntarpit_after = 1\ntarpit_delay = 20\ntarpit_max = 20\n"
+                "block_after = 0\n")
+    conf_with(d, shutdown_timeout="0.5")
+    with d:
+        with d.client() as c:
+            c.send_raw(request(recipient="nobody@example.com"))    # held 20 s
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            d.signal(signal.SIGTERM)
+            assert d.proc.wait(10) == 0
+            assert time.monotonic() - t0 < 3
+            assert c.closed_by_peer(2.0)
+
+
+def _listening(d):
+    try:
+        socket.create_connection((d.host, d.port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+# ---- logging ----
+
+def test_decision_log_line(daemon):
+    assert daemon.ask(recipient="nobody@example.com", queue_id="4ABCD1234",
+                      client_address="198.51.100.7") == "550 5.1.1 User unknown"
+    daemon.wait_log("4ABCD1234:")
+    log = daemon.read_log()
+    line = [l for l in log.splitlines() if "4ABCD1234:" in l][0]
+    assert "client=198.51.100.7" in line
+    assert "rcpt=<nobody@example.com>" in line
+    assert "verdict=unknown" in line
+    assert "elapsed=" in line and "us" in line
+
+
+# ---- command line ----
+
+def run(*args):
+    return subprocess.run([POLICYD] + list(args), capture_output=True, text=True,
+                          timeout=20)
+
+
+def test_version_and_help():
+    r = run("-V")
+    assert r.returncode == 0 and r.stdout.startswith("policyd ")
+    r = run("-h")
+    assert r.returncode == 0 and "-c FILE" in r.stdout
+    assert run("-x").returncode == 2
+
+
+def test_check_config_ok():
+    d = Daemon()
+    r = run("-c", d.conf, "-t")
+    assert r.returncode == 0, r.stderr
+    assert "configuration OK" in r.stdout
+    d.cleanup()
+
+
+def test_check_config_names_file_line_key():
+    d = Daemon()
+    with open(d.conf, "a") as f:
+        f.write("[server]\nmax_connections = lots\n")
+    r = run("-c", d.conf, "-t")
+    assert r.returncode == 1
+    lineno = len(open(d.conf).read().splitlines())
+    assert "%s:%d: [server] max_connections:" % (d.conf, lineno) in r.stderr
+    d.cleanup()
+
+
+def test_check_config_unknown_key():
+    d = Daemon()
+    with open(d.conf, "a") as f:
+        f.write("[directory]\nbogus_key = 1\n")
+    r = run("-c", d.conf, "-t")
+    assert r.returncode == 1
+    assert "[directory] bogus_key" in r.stderr
+    d.cleanup()
+
+
+def test_check_config_missing_file():
+    r = run("-c", "/nonexistent/policyd.conf", "-t")
+    assert r.returncode == 1
+    assert "/nonexistent/policyd.conf" in r.stderr
+
+
+def test_test_directory_file_backend():
+    d = Daemon()
+    r = run("-c", d.conf, "-T", "user@example.com")
+    assert r.returncode == 0, r.stderr
+    assert "user@example.com: found" in r.stdout
+    r = run("-c", d.conf, "-T", "nobody@example.com")
+    assert "nobody@example.com: not found" in r.stdout
+    d.cleanup()
+
+
+def test_refuses_root_without_user():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    d = Daemon()
+    with open(d.conf) as f:
+        text = f.read().replace("allow_root = yes\n", "")
+    with open(d.conf, "w") as f:
+        f.write(text)
+    with pytest.raises(RuntimeError, match="refusing to serve as root"):
+        d.start()
+    d.cleanup()
