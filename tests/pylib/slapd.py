@@ -159,7 +159,9 @@ class Slapd:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError("slapd exited %d:\n%s" % (self.proc.returncode,
                                                              self.read_log()))
-            if _port_open(self.host, self.port):
+            if _port_open(self.host, self.port) and (
+                    self.proc is not None
+                    or os.path.exists(os.path.join(self.dir, "slapd.pid"))):
                 return self
             time.sleep(0.05)
         raise TimeoutError("slapd did not listen on %s" % self.uri)
