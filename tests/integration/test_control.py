@@ -12,9 +12,35 @@ import time
 
 import pytest
 
-from harness import Daemon, POLICYCTL, wait_for
+from harness import Daemon as _Daemon, POLICYCTL, wait_for
 
 UNKNOWN = "550 5.1.1 User unknown"
+
+
+class Daemon(_Daemon):
+    """The harness's Daemon, ready only once its control socket accepts
+    too: the policy port may open a moment before it (much longer under
+    valgrind)."""
+
+    def start(self, wait=True):
+        super().start(wait)
+        if wait and self.control_path:
+            wait_for(lambda: self.proc.poll() is not None or
+                     _accepts(self.control_path),
+                     timeout=30, what="the control socket")
+        return self
+
+
+def _accepts(path):
+    import socket as so
+    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
 
 NO_HARVEST = """
@@ -379,6 +405,14 @@ def test_privilege_drop_to_user():
     os.chmod(d.dir, 0o755)
     try:
         d.start()
+        # the drop happens before the loop serves anything, but after the
+        # sockets exist: wait for it rather than race it
+        want = [str(nobody.pw_uid)] * 4
+        try:
+            wait_for(lambda: proc_ids(d.proc.pid)["Uid"] == want, timeout=15,
+                     what="the privilege drop")
+        except TimeoutError:
+            pass
         ids = proc_ids(d.proc.pid)
         assert ids["Uid"] == [str(nobody.pw_uid)] * 4
         assert ids["Gid"] == [str(nobody.pw_gid)] * 4
