@@ -343,11 +343,18 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     d.loop = uv_default_loop();
     d.config_path = path;
+    /* before any socket exists: a signal sent as soon as we listen must
+     * find its handler, not the default action */
+    watch_signal(&d, &d.sigterm, SIGTERM);
+    watch_signal(&d, &d.sigint, SIGINT);
+    watch_signal(&d, &d.sighup, SIGHUP);
+    uv_timer_init(d.loop, &d.shutdown_timer);
+    d.shutdown_timer.data = &d;
     d.policy = policy_new(d.loop, cfg, err, sizeof(err));
     if (!d.policy) {
         log_err("%s", err);
         config_free(cfg);
-        return 1;
+        goto fail;
     }
     cfg = NULL;     /* policy owns it */
     const struct config *c = policy_config(d.policy);
@@ -373,11 +380,6 @@ int main(int argc, char **argv)
     }
     if (drop_privileges(c) != 0)
         goto fail;
-    watch_signal(&d, &d.sigterm, SIGTERM);
-    watch_signal(&d, &d.sigint, SIGINT);
-    watch_signal(&d, &d.sighup, SIGHUP);
-    uv_timer_init(d.loop, &d.shutdown_timer);
-    d.shutdown_timer.data = &d;
     log_info("policyd %s started (%s backend, %s store)", POLICYD_VERSION,
              c->directory.backend,
              c->redis.address || c->redis.sentinels.n ? "redis" : "memory");
@@ -391,6 +393,8 @@ fail:
     metrics_free(d.metrics);
     server_free(d.server);
     policy_free(d.policy);
+    close_daemon_handles(&d);
     uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(d.loop);
     return 1;
 }
