@@ -9,6 +9,7 @@
  * the same octets, and keeps log lines and packet dumps readable.
  */
 
+#include <ctype.h>
 #include <string.h>
 
 #include "ldap_filter.h"
@@ -101,8 +102,8 @@ int ldap_filter_check(const char *tmpl)
             if (--depth < 0)
                 return LDAP_FILTER_EPARENS;
         } else if (*p == '\\') {
-            /* an escaped byte in the template's own text */
-            if (p[1] == 0 || p[2] == 0)
+            /* an escaped byte in the template's own text: \XX (RFC 4515) */
+            if (!isxdigit((unsigned char) p[1]) || !isxdigit((unsigned char) p[2]))
                 return LDAP_FILTER_EBADTMPL;
             p += 2;
         } else if (*p == '%') {
@@ -128,7 +129,8 @@ const char *ldap_filter_strerror(int code)
     case LDAP_FILTER_ETOOLONG:
         return "filter too long";
     case LDAP_FILTER_EBADTMPL:
-        return "unknown % sequence (use %s, %u, %d or %%)";
+        return "unknown % sequence (use %s, %u, %d or %%), or a '\\' "
+               "not followed by two hex digits";
     case LDAP_FILTER_EPARENS:
         return "unbalanced parentheses";
     case LDAP_FILTER_ENOSUBST:

@@ -32,7 +32,7 @@
 
 enum {
     LDAP_FILTER_ETOOLONG = -1,
-    LDAP_FILTER_EBADTMPL = -2,      /* '%' + unknown character */
+    LDAP_FILTER_EBADTMPL = -2,      /* '%' + unknown character; bad \\XX */
     LDAP_FILTER_EPARENS = -3,       /* unbalanced parentheses */
     LDAP_FILTER_ENOSUBST = -4,      /* no %s, %u or %d: same for everyone */
 };

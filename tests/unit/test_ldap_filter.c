@@ -122,6 +122,9 @@ static void test_bad_template(void **state)
     assert_int_equal(ldap_filter_check("mail=%s)"), LDAP_FILTER_EPARENS);
     assert_int_equal(ldap_filter_check("(mail=%q)"), LDAP_FILTER_EBADTMPL);
     assert_int_equal(ldap_filter_check("(mail=x)"), LDAP_FILTER_ENOSUBST);
+    assert_int_equal(ldap_filter_check("(cn=a\\%s)"), LDAP_FILTER_EBADTMPL);
+    assert_int_equal(ldap_filter_check("(cn=a\\2%s)"), LDAP_FILTER_EBADTMPL);
+    assert_int_equal(ldap_filter_check("(cn=a\\2"), LDAP_FILTER_EBADTMPL);
     assert_int_equal(ldap_filter_check("(mail=%%)"), LDAP_FILTER_ENOSUBST);
     assert_string_equal(ldap_filter_strerror(LDAP_FILTER_EPARENS),
                         "unbalanced parentheses");
