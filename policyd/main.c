@@ -358,11 +358,6 @@ int main(int argc, char **argv)
     }
     cfg = NULL;     /* policy owns it */
     const struct config *c = policy_config(d.policy);
-    d.server = server_new(d.loop, d.policy, err, sizeof(err));
-    if (!d.server) {
-        log_err("%s", err);
-        goto fail;
-    }
     if (c->server.control) {
         d.control = control_new(d.loop, c->server.control + 5, c->server.control_mode,
                                 d.policy, reload, &d, err, sizeof(err));
@@ -377,6 +372,12 @@ int main(int argc, char **argv)
             log_err("prometheus: %s", err);
             goto fail;
         }
+    }
+    /* the policy listeners last: once they accept, everything is ready */
+    d.server = server_new(d.loop, d.policy, err, sizeof(err));
+    if (!d.server) {
+        log_err("%s", err);
+        goto fail;
     }
     if (drop_privileges(c) != 0)
         goto fail;

@@ -94,7 +94,7 @@ def test_innocent_client_is_not_slowed(daemon):
                 action, took = timed_ask(c, client_address="203.0.113.9",
                                          recipient="alice@example.com")
                 assert action == "DUNNO"
-                assert took < 0.05
+                assert took < TOL   # the tarpit delays are 0.2 s and up
     finally:
         stop.set()
         t.join(10)
