@@ -341,3 +341,54 @@ class SentinelSet:
 
     def __exit__(self, *exc):
         self.cleanup()
+
+
+def bench(seconds=3, conns=50):
+    """Cache-hit (L1) and Redis-hit figures of the built policyd against a
+    private redis-server, with build/bench/loadgen:
+
+        python3 tests/pylib/redis.py [SECONDS [CONNECTIONS]]
+    """
+    import json
+    from harness import BUILD, Daemon
+    loadgen = os.path.abspath(os.path.join(BUILD, "bench", "loadgen"))
+    recipients = "".join("user%d@example.com\n" % i for i in range(1000))
+    with RedisServer() as r:
+        for name, local_size in (("L1 hit", 100000), ("Redis hit (L1 off)", 0)):
+            extra = """
+[redis]
+address = 127.0.0.1:%d
+prefix = bench:
+
+[cache]
+local_size = %d
+
+[harvest]
+enabled = no
+""" % (r.port, local_size)
+            d = Daemon(extra, recipients=recipients)
+            with open(d.conf) as f:
+                conf = f.read().replace("[server]\n", "[server]\nlog_decisions = no\n", 1)
+            with open(d.conf, "w") as f:
+                f.write(conf)
+            with d:
+                wait_for(lambda: "redis: up" in d.read_log(), 10, what="redis up")
+                argv = [loadgen, "-p", str(d.port), "-c", str(conns),
+                        "--valid-ratio", "1", "--pattern", "user%d@example.com",
+                        "--valid-range", "1000", "--client", "192.0.2.1"]
+                # warm: every recipient once into Redis (and L1)
+                subprocess.run(argv + ["-n", "5000"], check=True, capture_output=True)
+                before = json.loads(d.ctl("stats", "--json").stdout)
+                out = subprocess.run(argv + ["-d", str(seconds), "-w", "1"], check=True,
+                                     capture_output=True, text=True).stdout
+                after = json.loads(d.ctl("stats", "--json").stdout)
+                line = out.strip().splitlines()[-1]
+                hits = {k: after["cache"][k] - before["cache"][k] for k in after["cache"]}
+                dq = after["directory"]["queries"] - before["directory"]["queries"]
+                print("%-20s %s" % (name, line))
+                print("%-20s during the run: %s, directory queries %d" % ("", hits, dq))
+
+
+if __name__ == "__main__":
+    import sys
+    bench(*(int(a) for a in sys.argv[1:3]))
