@@ -269,7 +269,6 @@ static void job_complete(struct policy_job *j)
 
     j->step = STEP_DONE;
     stats.verdicts[j->verdict]++;
-    stats_hist_add(&stats.latency, elapsed);
     if (j->rt->cfg->server.log_decisions)
         log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict, j->count,
                      j->delay_ms, elapsed, j->action);

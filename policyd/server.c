@@ -61,6 +61,7 @@ struct conn {
     char *buf;                  /* pending bytes: a partial request */
     size_t len, cap;
     struct proto_scan scan;
+    uint64_t req_start_us;      /* when the request being answered was parsed */
     char peer[64];
 };
 
@@ -304,6 +305,7 @@ static int reply(struct conn *c, const char *action)
         conn_close(c);
         return -1;
     }
+    stats_hist_add(&stats.latency, util_now_us() - c->req_start_us);
     uv_buf_t b = uv_buf_init(out, (unsigned)n);
     int rc = uv_try_write(&c->h.stream, &b, 1);
     if (rc == (int)n)
@@ -377,6 +379,7 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
         }
         off += used;
         memset(&c->scan, 0, sizeof(c->scan));
+        c->req_start_us = util_now_us();
         const char *now;
         struct policy_job *job = policy_decide(c->srv->policy, &req, decided, c, &now);
         if (job) {
