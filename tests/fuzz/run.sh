@@ -10,8 +10,10 @@
 #
 #		// FUZZ_SOURCES: policyd/proto.c policyd/util.c
 #		// FUZZ_MAX_LEN: 4096		(optional, default 4096)
+#		// FUZZ_OPTIONS: -use_value_profile=1	(optional)
 #
-#	name the project sources it needs and the longest input to try.  Each
+#	name the project sources it needs, the longest input to try and extra
+#	libFuzzer flags.  Each
 #	target is built with clang -fsanitize=fuzzer,address,undefined into
 #	build-fuzz/, then run for SECONDS (default 60) on a temporary copy of
 #	tests/fuzz/corpus/<target>/ (so what the fuzzer adds never lands in
@@ -88,6 +90,7 @@ for t in $targets; do
 	sources=$(header FUZZ_SOURCES "$src")
 	maxlen=$(header FUZZ_MAX_LEN "$src")
 	case $maxlen in ''|*[!0-9]*) maxlen=4096 ;; esac
+	options=$(header FUZZ_OPTIONS "$src")
 
 	missing=""
 	for s in $sources; do
@@ -118,13 +121,14 @@ for t in $targets; do
 
 	# libFuzzer: non-zero exit on a crash, leak, timeout or abort().  The
 	# outer timeout guards against a hang that libFuzzer cannot stop.
+	# shellcheck disable=SC2086
 	TMPDIR=$tmp \
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	timeout -k 10 $((secs + 120)) "$bin" \
 	    -max_total_time="$secs" -max_len="$maxlen" -timeout=10 \
 	    -rss_limit_mb=1024 -print_final_stats=1 \
-	    -artifact_prefix="$out/artifacts/$t-" \
+	    -artifact_prefix="$out/artifacts/$t-" $options \
 	    "$corpus" >>"$log" 2>&1
 	rc=$?
 
