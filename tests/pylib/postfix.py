@@ -226,7 +226,12 @@ class Postfix:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # A with-block whose start failed gets no __exit__: clean up here.
+            self.cleanup()
+            raise
 
     def __exit__(self, *exc):
         self.cleanup()
