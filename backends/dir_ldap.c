@@ -401,6 +401,7 @@ static void job_bind(uv_work_t *w)
         if (ldap_parse_result(ld, res, &err, NULL, NULL, NULL, NULL, 1)
             != LDAP_SUCCESS || err != LDAP_SUCCESS)
             goto fail;
+        stage = "TLS handshake";
         rc = ldap_install_tls(ld);
         if (rc != LDAP_SUCCESS) {
             err = rc;
@@ -437,14 +438,26 @@ static void job_bind(uv_work_t *w)
     return;
 
 fail:
-    if (err == LDAP_SERVER_DOWN || err == LDAP_CONNECT_ERROR)
-        stage = "connect";
-    snprintf(c->job_err, sizeof(c->job_err), "%s %s%s%s: %s (%d)",
-             dl->uris[c->uri_idx], stage,
-             dl->bind_dn && strstr(stage, "bind") ? " as " : "",
-             dl->bind_dn && strstr(stage, "bind") ? dl->bind_dn : "",
-             err == LDAP_TIMEOUT ? "no answer within timeout"
-                                 : ldap_err2string(err), err);
+    {
+        char *diag = NULL;
+
+        if ((err == LDAP_SERVER_DOWN || err == LDAP_CONNECT_ERROR)
+            && strcmp(stage, "TLS handshake") != 0)
+            stage = "connect";
+        /* libldap's detail, e.g. "TLS: peer cert untrusted or revoked" */
+        ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+        if (diag && strncmp(diag, "(unknown", 8) == 0)
+            diag[0] = 0;
+        snprintf(c->job_err, sizeof(c->job_err), "%s %s%s%s: %s (%d)%s%.100s",
+                 dl->uris[c->uri_idx], stage,
+                 dl->bind_dn && strstr(stage, "bind") ? " as " : "",
+                 dl->bind_dn && strstr(stage, "bind") ? dl->bind_dn : "",
+                 err == LDAP_TIMEOUT ? "no answer within timeout"
+                                     : ldap_err2string(err), err,
+                 diag && *diag ? ": " : "", diag ? diag : "");
+        if (diag)
+            ldap_memfree(diag);
+    }
 }
 
 static void job_done(uv_work_t *w, int status)

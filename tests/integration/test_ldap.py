@@ -333,6 +333,36 @@ def test_coalescing_1000_requests_10_addresses(sl):
         d.cleanup()
 
 
+def test_starttls(tmp_path):
+    s = slapd_helper.Slapd(users=100, tls=True)
+    s.start()
+    try:
+        tls = "starttls = yes\ntls_ca_file = %s\n" % s.ca_file
+        d = Daemon(conf=ldap_conf(s).replace("[ldap]\n", "[ldap]\n" + tls))
+        d.start()
+        try:
+            wait_ready(d)
+            assert d.ask(recipient="carol.alias@example.com") == DUNNO
+            assert d.ask(recipient="nobody@example.com") == UNKNOWN
+            assert "op=0 EXT oid=1.3.6.1.4.1.1466.20037" in s.read_log()
+        finally:
+            d.cleanup()
+        # a CA that did not sign slapd's certificate: refused, tempfail
+        searched = s.searches()
+        other = slapd_helper.make_cert(str(tmp_path), "127.0.0.1", name="other")
+        tls = "starttls = yes\ntls_ca_file = %s\n" % other
+        d = Daemon(conf=ldap_conf(s).replace("[ldap]\n", "[ldap]\n" + tls))
+        d.start()
+        try:
+            d.wait_log("TLS handshake: Connect error")
+            assert d.ask(recipient="alice@example.com") == TEMPFAIL
+            assert s.searches() == searched     # nothing sent in clear
+        finally:
+            d.cleanup()
+    finally:
+        s.cleanup()
+
+
 # ---- -t and -T ----------------------------------------------------------
 
 def test_config_check_does_not_contact_server(sl, tmp_path):

@@ -67,6 +67,35 @@ access to *
 """
 
 
+TLS_CONF = """\
+TLSCACertificateFile {dir}/ca.pem
+TLSCertificateFile {dir}/server.pem
+TLSCertificateKeyFile {dir}/server.key
+"""
+
+
+def make_cert(dir, host, name="ca"):
+    """A throw-away CA (DIR/NAME.pem) and, for name "ca", a server
+    certificate for IP host signed by it.  Returns the CA file."""
+    def ossl(*args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True,
+                           timeout=60, cwd=dir)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s: %s" % (args[0], r.stderr))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", name + ".key", "-out", name + ".pem",
+         "-days", "2", "-subj", "/CN=policyd test " + name)
+    if name == "ca":
+        with open(os.path.join(dir, "san.ext"), "w") as f:
+            f.write("subjectAltName=IP:%s\n" % host)
+        ossl("req", *ec, "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=" + host)
+        ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2",
+             "-extfile", "san.ext")
+    return os.path.join(dir, name + ".pem")
+
+
 def _free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -112,7 +141,8 @@ def make_ldif(users=3000, alias_every=10):
 class Slapd:
     """A slapd in a temp dir on a free loopback port."""
 
-    def __init__(self, ldif=None, users=3000, dir=None, port=None, host="127.0.0.1"):
+    def __init__(self, ldif=None, users=3000, dir=None, port=None, host="127.0.0.1",
+                 tls=False):
         self.owns_dir = dir is None
         self.dir = dir or tempfile.mkdtemp(prefix="policyd-slapd-")
         os.makedirs(os.path.join(self.dir, "db"), exist_ok=True)
@@ -123,9 +153,14 @@ class Slapd:
         self.log = os.path.join(self.dir, "slapd.log")
         self.proc = None
         self.logf = None
+        conf = SLAPD_CONF.format(schema=SCHEMA_DIR, dir=self.dir, suffix=SUFFIX,
+                                 rootdn=ROOT_DN, rootpw=ROOT_PW, binddn=BIND_DN)
+        self.ca_file = None
+        if tls:
+            self.ca_file = make_cert(self.dir, host)
+            conf = conf.replace("sizelimit 500\n", "sizelimit 500\n" + TLS_CONF.format(dir=self.dir))
         with open(self.conf, "w") as f:
-            f.write(SLAPD_CONF.format(schema=SCHEMA_DIR, dir=self.dir, suffix=SUFFIX,
-                                      rootdn=ROOT_DN, rootpw=ROOT_PW, binddn=BIND_DN))
+            f.write(conf)
         ldif_path = os.path.join(self.dir, "directory.ldif")
         if ldif is None:
             with open(ldif_path, "w") as f:
