@@ -108,11 +108,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cfg == NULL) {
         const char *nul = memchr(err, '\0', sizeof(err));
 
-        if (nul == NULL || nul == err)
+        if (nul == NULL || nul == err) {
+            fprintf(stderr, "fuzz_config: error message empty or unterminated\n");
             abort();
-        for (i = 0; err + i < nul; i++)
-            if ((unsigned char) err[i] < 0x20 || err[i] == 0x7f)
+        }
+        for (i = 0; err + i < nul; i++) {
+            if ((unsigned char) err[i] < 0x20 || err[i] == 0x7f) {
+                fprintf(stderr, "fuzz_config: control character 0x%02x at "
+                        "offset %zu of the error message: ", err[i], i);
+                for (i = 0; err + i < nul; i++)
+                    fprintf(stderr, (unsigned char) err[i] < 0x20
+                            || (unsigned char) err[i] >= 0x7f ? "\\x%02x" : "%c",
+                            (unsigned char) err[i]);
+                fprintf(stderr, "\n");
                 abort();
+            }
+        }
         return 0;
     }
     check_cfg(cfg);

@@ -141,7 +141,8 @@ for t in $targets; do
 	else
 		art=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
 		echo "$t: FAIL (exit $rc after ${runs:-?} runs; ${art:+input $art; }see $log)"
-		grep -m 3 -E 'ERROR: |SUMMARY: |runtime error' "$log" | sed 's/^/    /'
+		grep -m 4 -E 'ERROR: |SUMMARY: |runtime error|^fuzz_|tests/fuzz/' \
+		    "$log" | sed 's/^/    /'
 		status=1
 		failed="$failed $t"
 	fi
