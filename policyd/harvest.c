@@ -215,19 +215,6 @@ static void info_done(void *arg, int status, long long count, long long ttl_ms)
     free(op);
 }
 
-void harvest_client_info(struct harvest *h, const char *ip,
-                         void (*cb)(void *arg, int ok, const char *text), void *arg)
-{
-    struct op *op = op_new(h, ip, cb, arg);
-    char key[128];
-    size_t klen;
-
-    if (!op)
-        return;
-    klen = counter_key(h, op->net, key, sizeof(key));
-    h->store->ops->peek(h->store, key, klen, info_done, op);
-}
-
 static void unblock_done(void *arg, int status, long long count, long long ttl_ms)
 {
     struct op *op = arg;
@@ -246,7 +233,8 @@ static void unblock_done(void *arg, int status, long long count, long long ttl_m
     free(op);
 }
 
-void harvest_unblock(struct harvest *h, const char *ip,
+/* op_start - the store round trip of an operator request about one IP */
+static void op_start(struct harvest *h, const char *ip, int unblock,
                      void (*cb)(void *arg, int ok, const char *text), void *arg)
 {
     struct op *op = op_new(h, ip, cb, arg);
@@ -256,7 +244,22 @@ void harvest_unblock(struct harvest *h, const char *ip,
     if (!op)
         return;
     klen = counter_key(h, op->net, key, sizeof(key));
-    h->store->ops->del(h->store, key, klen, unblock_done, op);
+    if (unblock)
+        h->store->ops->del(h->store, key, klen, unblock_done, op);
+    else
+        h->store->ops->peek(h->store, key, klen, info_done, op);
+}
+
+void harvest_client_info(struct harvest *h, const char *ip,
+                         void (*cb)(void *arg, int ok, const char *text), void *arg)
+{
+    op_start(h, ip, 0, cb, arg);
+}
+
+void harvest_unblock(struct harvest *h, const char *ip,
+                     void (*cb)(void *arg, int ok, const char *text), void *arg)
+{
+    op_start(h, ip, 1, cb, arg);
 }
 
 struct top_walk {

@@ -457,36 +457,53 @@ void policy_cancel(struct policy_job *j)
 
 /* ---- operator actions ---- */
 
-void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
-{
-    harvest_client_info(p->rt->harvest, ip, cb, arg);
-}
-
-void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
-{
-    harvest_unblock(p->rt->harvest, ip, cb, arg);
-}
-
-struct flush_op {
+/* An operator request holds the runtime it started on, so a reload while
+ * the store answers cannot free the harvest or lookup it uses. */
+struct op {
     struct runtime *rt;
     policy_text_cb *cb;
     void *arg;
 };
 
+static struct op *op_new(struct policy *p, policy_text_cb *cb, void *arg)
+{
+    struct op *op = xmalloc(sizeof(*op));
+    op->rt = p->rt;
+    op->rt->refs++;
+    op->cb = cb;
+    op->arg = arg;
+    return op;
+}
+
+static void op_finish(void *arg, int ok, const char *text)
+{
+    struct op *op = arg;
+    op->cb(op->arg, ok, text);
+    runtime_release(op->rt);
+    free(op);
+}
+
+void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
+{
+    harvest_client_info(p->rt->harvest, ip, op_finish, op_new(p, cb, arg));
+}
+
+void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
+{
+    harvest_unblock(p->rt->harvest, ip, op_finish, op_new(p, cb, arg));
+}
+
 static void flushed(void *arg, int status, long long count, long long ttl_ms)
 {
-    struct flush_op *op = arg;
     char text[96];
     (void)ttl_ms;
 
     if (status == STORE_ERR) {
-        op->cb(op->arg, 0, "error: the shared cache did not answer; the local cache was flushed");
-    } else {
-        snprintf(text, sizeof(text), "flushed: local cache; %lld shared entries", count);
-        op->cb(op->arg, 1, text);
+        op_finish(arg, 0, "error: the shared cache did not answer; the local cache was flushed");
+        return;
     }
-    runtime_release(op->rt);
-    free(op);
+    snprintf(text, sizeof(text), "flushed: local cache; %lld shared entries", count);
+    op_finish(arg, 1, text);
 }
 
 void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *arg)
@@ -499,12 +516,7 @@ void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *
         cb(arg, 0, "error: not an email address");
         return;
     }
-    struct flush_op *op = xmalloc(sizeof(*op));
-    op->rt = p->rt;
-    op->rt->refs++;
-    op->cb = cb;
-    op->arg = arg;
-    lookup_flush(p->rt->lookup, addr ? a.full : NULL, flushed, op);
+    lookup_flush(p->rt->lookup, addr ? a.full : NULL, flushed, op_new(p, cb, arg));
 }
 
 void policy_stats_extra(struct policy *p, struct stats_extra *x)

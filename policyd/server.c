@@ -34,25 +34,23 @@
 
 enum conn_state { CONN_READING, CONN_DECIDING, CONN_WRITING, CONN_CLOSING };
 
+/* A TCP or unix stream, as libuv sees it. */
+union stream {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_stream_t stream;
+    uv_handle_t handle;
+};
+
 struct listener {
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } h;
+    union stream h;
     struct server *srv;
     char *path;                 /* unix socket to unlink, or NULL */
     struct listener *next;
 };
 
 struct conn {
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } h;
+    union stream h;
     struct server *srv;
     struct conn *prev, *next;   /* activity order: head is the oldest */
     uint64_t last_active_ms;
