@@ -186,6 +186,11 @@ static int config_fail(struct config_ctx *c, unsigned line,
         vsnprintf(c->err + n, c->errlen - n, fmt, ap);
         va_end(ap);
     }
+    /* names and values from the file reach a terminal or syslog: no
+     * control bytes, whatever path they took into the message */
+    for (char *p = c->err; *p; p++)
+        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+            *p = '?';
     return -1;
 }
 
@@ -654,6 +659,10 @@ static int config_list_add(struct config_ctx *c, const struct key_def *k,
 
     for (item = strtok_r(copy, " \t,", &save); item;
          item = strtok_r(NULL, " \t,", &save)) {
+        /* inih strips " ;comment" from a key's first line only; do the
+         * same for the continuation lines of a list */
+        if (*item == ';')
+            break;
         if (l->n >= CONFIG_LIST_MAX) {
             r = config_fail(c, c->lineno, k, "more than %d entries", CONFIG_LIST_MAX);
             break;
