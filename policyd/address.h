@@ -47,6 +47,7 @@ struct cidr {
 
 /* "192.0.2.0/24", "2001:db8::/32" or a bare address (full length). */
 int addr_cidr_parse(const char *s, struct cidr *out);
+/* 1 when family matches and the first prefix bits agree, else 0. */
 int addr_cidr_match(const struct cidr *c, int family, const uint8_t *addr);
 
 /* Parse an IP address as Postfix sends it (IPv6 without brackets).
@@ -54,7 +55,8 @@ int addr_cidr_match(const struct cidr *c, int family, const uint8_t *addr);
 int addr_parse_ip(const char *s, int *family, uint8_t addr[16]);
 
 /* addr_client_net - network key of an address, masked to the prefix.
- * Returns 0, or -1 if ip does not parse. */
+ * Returns 0, or -1 for an unknown family, a prefix longer than the address,
+ * or an out buffer too small. */
 int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
                     unsigned v6prefix, char *out, size_t outlen);
 

@@ -69,8 +69,9 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
 
 const char *proto_strerror(int code);
 
-/* proto_format - "action=ACTION\n\n" into out; returns its length, or 0 if
- * it does not fit. */
+/* proto_format - "action=ACTION\n\n" and a NUL into out; returns the length
+ * without the NUL, or 0 if it does not fit in cap or ACTION contains a
+ * newline. */
 size_t proto_format(char *out, size_t cap, const char *action);
 
 #endif
