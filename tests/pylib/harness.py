@@ -251,8 +251,22 @@ class Daemon:
     def __enter__(self):
         return self.start()
 
+    def check_clean_exit(self, rc):
+        """A daemon that a test stopped must exit 0 with nothing reported by
+        valgrind, ASan, LeakSanitizer or UBSan."""
+        log = self.read_log()
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "Invalid read", "Invalid write",
+                     "definitely lost in"):
+            if mark in log:
+                raise AssertionError("%s in the daemon's log:\n%s" % (mark, log[-6000:]))
+        if rc not in (0, None):
+            raise AssertionError("policyd exited %s:\n%s" % (rc, log[-6000:]))
+
     def __exit__(self, *exc):
         rc = self.stop()
-        if VALGRIND == "1" and rc == 99:
-            raise AssertionError("valgrind reported errors:\n" + self.read_log())
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            if exc[0] is None:
+                self.check_clean_exit(rc)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
