@@ -126,7 +126,8 @@ class Postfix:
 
     policy_port: the policy server's port (None: no policy check at all).
     domains: the relay domains whose recipients the policy server judges.
-    extra: more main.cf lines, appended (later lines win in Postfix).
+    extra: more main.cf text; its settings replace the defaults' of the
+    same name, the rest is appended.
     """
 
     def __init__(self, policy_port=None, policy_host="127.0.0.1",
@@ -179,6 +180,10 @@ class Postfix:
         wait_for(lambda: port_open(self.host, self.port), timeout=20,
                  what="postfix smtpd on %s:%d" % (self.host, self.port))
         self.master_pid = self._read_pid()
+        # Someone else's listener on our port would also answer: make sure
+        # it is our master that runs and that it did not fail to bind.
+        if not self.running() or "fatal: bind" in self.maillog():
+            raise PostfixError("postfix did not start:\n" + self.maillog())
         return self
 
     def _read_pid(self):
