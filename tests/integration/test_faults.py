@@ -1,0 +1,305 @@
+"""Faults under load: the backends die or freeze, peers misbehave, the
+descriptor table runs out.  In each: the daemon stays up, every well-formed
+request is answered (or its connection closed per protocol), memory stays
+bounded, and service comes back by itself.
+
+The results of these tests are the fault table in the README."""
+import os
+import random
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+import slapd as slapd_helper
+from harness import Daemon, request, wait_for
+from redis import RedisServer
+
+UNKNOWN = "550 5.1.1 User unknown"
+TEMPFAIL = "451 4.3.0 Directory temporarily unavailable, try again later"
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Load:
+    """Threads asking known and unknown recipients until stopped; every
+    answer is checked against the allowed set for that recipient."""
+
+    def __init__(self, daemon, threads=4, allowed_extra=()):
+        self.d = daemon
+        self.allowed_extra = set(allowed_extra)
+        self.stop = threading.Event()
+        self.answers = 0
+        self.wrong = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+
+    def run(self, i):
+        rnd = random.Random(i)
+        while not self.stop.is_set():
+            try:
+                with self.d.client(timeout=10) as c:
+                    for _ in range(50):
+                        if self.stop.is_set():
+                            break
+                        known = rnd.random() < 0.5
+                        rcpt = ("user%05d@example.com" % rnd.randint(1, 500) if known
+                                else "ghost%d@example.com" % rnd.randint(1, 10 ** 6))
+                        want = {"DUNNO" if known else UNKNOWN} | self.allowed_extra
+                        got = c.ask(recipient=rcpt,
+                                    client_address="10.9.%d.%d" % (i, rnd.randint(1, 250)))
+                        with self.lock:
+                            self.answers += 1
+                            if got not in want:
+                                self.wrong.append((rcpt, got))
+            except OSError as e:           # a reply never came: that is a failure
+                with self.lock:
+                    self.wrong.append(("connection", repr(e)))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+RECIPIENTS = "".join("user%05d@example.com\n" % i for i in range(1, 501))
+
+
+# ---- backends ----
+
+def test_redis_sigkill_and_sigstop_under_load():
+    with RedisServer() as redis:
+        extra = ("[redis]\naddress = 127.0.0.1:%d\ntimeout = 0.2\n"
+                 "[cache]\nlocal_size = 0\n" % redis.port)
+        with Daemon(extra=extra, recipients=RECIPIENTS) as d:
+            with Load(d) as load:
+                time.sleep(0.5)
+                redis.sigstop()
+                time.sleep(1.5)
+                redis.sigcont()
+                time.sleep(0.5)
+                redis.kill()
+                time.sleep(1.0)
+                redis.start()
+                time.sleep(1.5)
+            assert load.wrong == []
+            assert load.answers > 100
+            wait_for(lambda: b'"up":true' in d.ctl("stats", "--json").stdout
+                     .replace(" ", "").encode(), timeout=10, what="redis up again")
+            # write-back resumed into the new, empty Redis
+            assert d.ask(recipient="user00007@example.com") == "DUNNO"
+            wait_for(lambda: redis.keys("policyd:c:*"), timeout=5, what="write-back")
+            assert d.proc.poll() is None
+
+
+LDAP_CONF = """
+[server]
+listen = {listen}
+control = unix:{control}
+allow_root = yes
+[directory]
+backend = ldap
+domains = example.com
+[ldap]
+uri = %(uri)s
+bind_dn = %(bind_dn)s
+bind_pw = %(bind_pw)s
+base = dc=example,dc=com
+filter = (mail=%%s)
+timeout = 1
+[cache]
+local_size = 0
+[harvest]
+enabled = no
+"""
+
+
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
+def test_slapd_sigkill_and_sigstop_under_load(fault):
+    sl = slapd_helper.Slapd(users=600)
+    sl.start()
+    try:
+        conf = LDAP_CONF % {"uri": sl.uri, "bind_dn": slapd_helper.BIND_DN,
+                            "bind_pw": slapd_helper.BIND_PW}
+        with Daemon(conf=conf) as d:
+            wait_for(lambda: d.ask(recipient="user00001@example.com") == "DUNNO",
+                     timeout=15, what="LDAP up")
+            with Load(d, allowed_extra={TEMPFAIL}) as load:
+                time.sleep(0.5)
+                if fault == "kill":
+                    sl.kill()
+                    time.sleep(2.0)
+                    sl.start()
+                else:
+                    sl.freeze()
+                    time.sleep(2.0)
+                    sl.thaw()
+                time.sleep(0.5)
+            assert load.wrong == []
+            # service came back without a restart
+            wait_for(lambda: d.ask(recipient="user00002@example.com") == "DUNNO",
+                     timeout=15, what="LDAP answers again")
+            assert d.ask(recipient="ghost@example.com") == UNKNOWN
+    finally:
+        sl.cleanup()
+
+
+# ---- hostile peers ----
+
+def test_5000_slowloris_connections():
+    """Each holds a partial request forever; honest clients are still
+    served at once, and the idle ones cost little memory."""
+    n = 5000
+    if raise_nofile(n + 200) < n + 200:
+        pytest.skip("cannot raise RLIMIT_NOFILE")
+    d = Daemon(extra="[server]\nidle_timeout = 60\n")
+    with d:
+        before = rss_kib(d.proc.pid)
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.create_connection((d.host, d.port))
+                s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=us")
+                socks.append(s)
+            wait_for(lambda: b'"current":%d' % n in d.ctl("stats", "--json").stdout
+                     .replace(" ", "").encode(), timeout=30, what="all connections")
+            t0 = time.monotonic()
+            assert d.ask(recipient="user@example.com") == "DUNNO"
+            assert time.monotonic() - t0 < 0.5
+            grown = rss_kib(d.proc.pid) - before
+            assert grown < 32 * 1024, "RSS grew %d KiB for %d connections" % (grown, n)
+            print("\n5000 slowloris connections: RSS +%d KiB (%.0f bytes each)"
+                  % (grown, grown * 1024.0 / n))
+        finally:
+            for s in socks:
+                s.close()
+        wait_for(lambda: b'"current":0' in d.ctl("stats", "--json").stdout
+                 .replace(" ", "").encode(), timeout=30, what="connections to close")
+
+
+GARBAGE = [
+    b"no equals sign here\n\n",
+    b"request=smtpd_access_policy\nx=\x00\n\n",
+    b"request=other\n\n",
+    b"request=smtpd_access_policy\n" + b"a=" + b"b" * 9000 + b"\n\n",
+    b"\n\n\n",
+    b"request=smtpd_access_policy\n" + b"".join(b"k%d=v\n" % i for i in range(500)),
+]
+
+
+def test_flood_of_malformed_requests():
+    with Daemon() as d:
+        pid = d.proc.pid
+        stop = threading.Event()
+        sent = [0]
+
+        def flood(seed):
+            rnd = random.Random(seed)
+            while not stop.is_set():
+                try:
+                    with socket.create_connection((d.host, d.port), timeout=5) as s:
+                        if rnd.random() < 0.3:
+                            s.sendall(os.urandom(rnd.randint(1, 3000)) + b"\n\n")
+                        else:
+                            s.sendall(rnd.choice(GARBAGE))
+                        s.recv(100)      # the server closes; we read EOF
+                        sent[0] += 1
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            with d.client() as c:
+                for i in range(300):
+                    assert c.ask(recipient="nobody%d@example.com" % i,
+                                 client_address="10.2.%d.%d" % (i // 200, i % 200)) == UNKNOWN
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert sent[0] > 100
+        assert rss_kib(pid) < 64 * 1024
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert "closing the connection without a reply" in d.read_log()
+
+
+def test_low_file_descriptor_limit():
+    """With 64 descriptors, connections past the limit are closed at once;
+    when the held ones go, service is back."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    d = Daemon()
+    orig = Daemon.start
+
+    def start_limited(self, wait=True):
+        import subprocess
+        real_popen = subprocess.Popen
+
+        def popen(*a, **kw):
+            kw["preexec_fn"] = limit
+            return real_popen(*a, **kw)
+        subprocess.Popen = popen
+        try:
+            return orig(self, wait)
+        finally:
+            subprocess.Popen = real_popen
+
+    start_limited(d)
+    try:
+        held = []
+        for _ in range(100):
+            try:
+                s = socket.create_connection((d.host, d.port), timeout=2)
+                held.append(s)
+            except OSError:
+                pass
+        time.sleep(0.5)
+        # at most ~64 are served; the rest were accepted and closed, or wait
+        served = 0
+        for s in held[:10]:
+            s.sendall(request(recipient="user@example.com"))
+            s.settimeout(2)
+            try:
+                if s.recv(100).startswith(b"action=DUNNO"):
+                    served += 1
+            except OSError:
+                pass
+        assert served >= 1
+        for s in held:
+            s.close()
+        wait_for(lambda: _answers(d), timeout=15, what="service after the fd storm")
+        assert d.proc.poll() is None
+        # said once at start, not per refused connection
+        assert "file descriptor limit 64 is below [server] max_connections" in d.read_log()
+    finally:
+        d.__exit__(None, None, None)
+
+
+def _answers(d):
+    try:
+        return d.ask(recipient="user@example.com") == "DUNNO"
+    except OSError:
+        return False
