@@ -45,6 +45,8 @@
  *	--connect-burst n	connects in progress at once (default 200)
  *	--progress secs		print a "progress ..." line this often
  *	--seed n		PRNG seed
+ *	--rate r		at most r requests/s in all (paced in 1 ms
+ *				ticks): latency without self-inflicted queueing
  *
  * OUTPUT
  *	stdout: optional "idle_connected=" and "progress" lines, then one line
@@ -103,6 +105,7 @@ struct lg_conn {
     int valid;                  /* the outstanding recipient is valid */
     int measured;               /* the outstanding request counts */
     int retry_queued;
+    int rate_queued;            /* waiting for a --rate token */
     uint64_t sent_ns;
     size_t rlen;
     char rbuf[LG_RBUF];
@@ -133,12 +136,13 @@ struct lg_opts {
     unsigned connect_burst;
     double progress;
     unsigned long long seed;
+    double rate;
 };
 
 static struct lg_opts opt = {
     "127.0.0.1", 0, NULL, 50, 5.0, 0, 0.0, 0.9, "user%d@example.com", 1000,
     NULL, "nobody%d@example.com", 0, 0, 1000, 0.25, NULL, "RCPT", 0, 1.0,
-    200, 0.0, 0x9e3779b97f4a7c15ULL,
+    200, 0.0, 0x9e3779b97f4a7c15ULL, 0.0,
 };
 
 static uv_loop_t *lg_loop;
@@ -152,7 +156,13 @@ static int lg_idle_reported;
 static struct lg_conn *lg_retry_head;
 
 static uv_timer_t lg_warmup_timer, lg_end_timer, lg_drain_timer;
-static uv_timer_t lg_progress_timer, lg_retry_timer;
+static uv_timer_t lg_progress_timer, lg_retry_timer, lg_rate_timer;
+
+/* --rate: connections wait in a ring for a token; tokens accrue per tick. */
+static struct lg_conn **lg_ring;
+static size_t lg_ring_head, lg_ring_len;
+static double lg_tokens;
+static uint64_t lg_rate_last;
 static uv_signal_t lg_sigint, lg_sigterm;
 
 static int lg_measuring;            /* warm-up over */
@@ -185,6 +195,7 @@ static unsigned lg_nactions;
 static unsigned long long lg_actions_other;
 
 static void lg_send(struct lg_conn *c);
+static void lg_next(struct lg_conn *c);
 static void lg_start_connect(struct lg_conn *c);
 static void lg_stop(void);
 static void lg_finish(void);
@@ -505,7 +516,7 @@ static void lg_on_reply(struct lg_conn *c, size_t end)
             lg_finish();
         return;
     }
-    lg_send(c);
+    lg_next(c);
 }
 
 static void lg_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -568,6 +579,55 @@ static void lg_send(struct lg_conn *c)
         lg_conn_fail(c);
 }
 
+/* Tokens accrue with time; no saving up while every connection is busy:
+ * at most 2 ms worth. */
+static void lg_refill(void)
+{
+    uint64_t now = uv_hrtime();
+    double cap = opt.rate / 500.0 + 1.0;
+
+    lg_tokens += opt.rate * (double) (now - lg_rate_last) / 1e9;
+    lg_rate_last = now;
+    if (lg_tokens > cap)
+        lg_tokens = cap;
+}
+
+/* lg_next - send now, or with --rate when a token is free. */
+static void lg_next(struct lg_conn *c)
+{
+    if (opt.rate <= 0) {
+        lg_send(c);
+        return;
+    }
+    if (c->rate_queued)
+        return;
+    lg_refill();
+    if (lg_ring_len == 0 && lg_tokens >= 1.0) {
+        lg_tokens -= 1.0;
+        lg_send(c);
+        return;
+    }
+    c->rate_queued = 1;
+    lg_ring[(lg_ring_head + lg_ring_len++) % lg_nconns] = c;
+}
+
+static void lg_rate_tick(uv_timer_t *t)
+{
+    (void) t;
+    lg_refill();
+    while (lg_tokens >= 1.0 && lg_ring_len > 0 && !lg_stopping) {
+        struct lg_conn *c = lg_ring[lg_ring_head];
+
+        lg_ring_head = (lg_ring_head + 1) % lg_nconns;
+        lg_ring_len--;
+        c->rate_queued = 0;
+        if (c->state == LG_READY) {
+            lg_send(c);
+            lg_tokens -= 1.0;
+        }
+    }
+}
+
 static void lg_pump_connects(void)
 {
     while (!lg_finished && lg_connecting < opt.connect_burst && lg_next_connect < lg_nconns)
@@ -603,7 +663,7 @@ static void lg_connected(uv_connect_t *req, int status)
             fflush(stdout);
         }
     } else {
-        lg_send(c);
+        lg_next(c);
     }
     lg_pump_connects();
 }
@@ -810,7 +870,7 @@ static void lg_usage(void)
             "         [--recipients-file f] [--invalid-pattern p] [--invalid-range n]\n"
             "         [--sequential] [--clients n] [--ipv6-ratio r] [--client addr]\n"
             "         [--state s] [--idle n] [--drain secs] [--connect-burst n]\n"
-            "         [--progress secs] [--seed n]\n");
+            "         [--progress secs] [--seed n] [--rate r]\n");
     exit(2);
 }
 
@@ -818,7 +878,7 @@ enum {
     OPT_VALID_RATIO = 256, OPT_PATTERN, OPT_VALID_RANGE, OPT_RCPT_FILE,
     OPT_INVALID_PATTERN, OPT_INVALID_RANGE, OPT_SEQUENTIAL, OPT_CLIENTS,
     OPT_IPV6_RATIO, OPT_CLIENT, OPT_STATE, OPT_IDLE, OPT_DRAIN, OPT_BURST,
-    OPT_PROGRESS, OPT_SEED, OPT_HELP,
+    OPT_PROGRESS, OPT_SEED, OPT_RATE, OPT_HELP,
 };
 
 static const struct option lg_longopts[] = {
@@ -842,6 +902,7 @@ static const struct option lg_longopts[] = {
     {"connect-burst", required_argument, NULL, OPT_BURST},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"rate", required_argument, NULL, OPT_RATE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -917,6 +978,9 @@ static void lg_parse_args(int argc, char **argv)
         case OPT_PROGRESS:
             if (lg_parse_double(optarg, 0.01, 3600, &opt.progress) < 0) lg_usage();
             break;
+        case OPT_RATE:
+            if (lg_parse_double(optarg, 0, 1e8, &opt.rate) < 0) lg_usage();
+            break;
         case OPT_SEED:
             if (util_parse_uint(optarg, ~0ULL, &opt.seed) < 0) lg_usage();
             break;
@@ -970,11 +1034,17 @@ int main(int argc, char **argv)
     uv_timer_init(lg_loop, &lg_drain_timer);
     uv_timer_init(lg_loop, &lg_progress_timer);
     uv_timer_init(lg_loop, &lg_retry_timer);
+    uv_timer_init(lg_loop, &lg_rate_timer);
     uv_signal_init(lg_loop, &lg_sigint);
     uv_signal_init(lg_loop, &lg_sigterm);
     uv_signal_start(&lg_sigint, lg_on_signal, SIGINT);
     uv_signal_start(&lg_sigterm, lg_on_signal, SIGTERM);
     uv_timer_start(&lg_retry_timer, lg_retry_tick, 20, 20);
+    if (opt.rate > 0) {
+        lg_ring = xcalloc(lg_nconns, sizeof(*lg_ring));
+        lg_rate_last = uv_hrtime();
+        uv_timer_start(&lg_rate_timer, lg_rate_tick, 1, 1);
+    }
     if (opt.progress > 0) {
         uint64_t ms = (uint64_t) (opt.progress * 1000.0);
 
@@ -995,5 +1065,6 @@ int main(int argc, char **argv)
         free(lg_file[i]);
     free(lg_file);
     free(lg_conns);
+    free(lg_ring);
     return lg_total_answers > 0 || opt.conns == 0 ? 0 : 1;
 }
