@@ -14,7 +14,7 @@ import time
 import pytest
 
 import slapd as slapd_helper
-from harness import Daemon, request, wait_for
+from harness import VALGRIND, Daemon, request, wait_for
 from redis import RedisServer
 
 UNKNOWN = "550 5.1.1 User unknown"
@@ -292,8 +292,11 @@ def test_low_file_descriptor_limit():
             s.close()
         wait_for(lambda: _answers(d), timeout=15, what="service after the fd storm")
         assert d.proc.poll() is None
-        # said once at start, not per refused connection
-        assert "file descriptor limit 64 is below [server] max_connections" in d.read_log()
+        # said once at start, not per refused connection (valgrind keeps
+        # descriptors of its own and shows the daemon a different limit)
+        if VALGRIND != "1":
+            assert "file descriptor limit 64 is below [server] max_connections" \
+                in d.read_log()
     finally:
         d.__exit__(None, None, None)
 
