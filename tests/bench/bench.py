@@ -266,6 +266,9 @@ def measure(build, port, secs, warmup, extra_args, server_pid):
     cpu1 = proc_cpu_s(server_pid)
     if cpu0 is not None and cpu1 is not None and wall > 0:
         res["server_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / wall)
+        # CPU per answer: what the machine's load does not change much.
+        if res.get("answers_total"):
+            res["server_us_per_req"] = 1e6 * (cpu1 - cpu0) / res["answers_total"]
     res["loadgen_cpu_pct"] = round(100.0 * res.get("cpu_s", 0) / wall) if wall else 0
     if res["requests"] == 0:
         raise BenchError("no request was answered")
@@ -434,8 +437,9 @@ def table(results, machine):
              if k in results and "error" not in results[k]]
     null = max(nulls) if nulls else None
     rows, checks = [], []
-    hdr = "%-22s %9s %8s %8s %9s %7s %9s %-22s %s" % (
-        "scenario", "req/s", "p50 us", "p99 us", "p99.9 us", "x null", "cpu s/lg", "target", "result")
+    hdr = "%-22s %9s %8s %8s %9s %7s %9s %7s %-22s %s" % (
+        "scenario", "req/s", "p50 us", "p99 us", "p99.9 us", "x null", "cpu s/lg", "us/req",
+        "target", "result")
     for key, title, _ in SCENARIOS:
         if key not in results:
             continue
@@ -464,9 +468,11 @@ def table(results, machine):
             ok = r["p99_us"] < 2000 and parked >= TARPIT_PARKED \
                 and (r.get("delayed_now_after") or parked) >= TARPIT_PARKED
         cpu = "%s/%s%%" % (r.get("server_cpu_pct", "-"), r.get("loadgen_cpu_pct", "-"))
-        rows.append("%-22s %9.0f %8s %8s %9s %7s %9s %-22s %s" % (
+        upr = r.get("server_us_per_req")
+        rows.append("%-22s %9.0f %8s %8s %9s %7s %9s %7s %-22s %s" % (
             title, r["rps"], fmt_us(r["p50_us"]), fmt_us(r["p99_us"]), fmt_us(r["p999_us"]),
-            "%.2f" % ratio if ratio is not None else "-", cpu, target,
+            "%.2f" % ratio if ratio is not None else "-", cpu,
+            "%.1f" % upr if upr is not None else "-", target,
             "" if ok is None else verdict(ok)))
         if ok is not None:
             checks.append(ok)
@@ -501,8 +507,10 @@ def table(results, machine):
                             r.get("delayed_now_before"), r.get("delayed_now_after"),
                             fmt_us(r.get("baseline_p50_us")), fmt_us(r.get("baseline_p99_us"))))
     out += ["", "cpu s/lg: CPU used by the server / by loadgen, % of one core over the run",
-            "(two processes on %d cores: a loadgen near 100%% means the ceiling is the"
-            " generator's)" % os.cpu_count()] + notes
+            "(on %d cores: a loadgen near 100%% means the ceiling is the generator's)."
+            % os.cpu_count(),
+            "us/req: the server's CPU time per answer (warm-up included); Redis and slapd",
+            "are separate processes and not counted."] + notes
     return "\n".join(out), all(checks) and bool(checks)
 
 

@@ -53,6 +53,7 @@
  *	  requests=N errors=N unanswered=N secs=S rps=R p50_us=.. p90_us=..
  *	  p99_us=.. p999_us=.. max_us=.. actions=DUNNO:n,550:n valid_not_dunno=N
  *	  invalid_dunno=N idle=N cpu_s=S (our own CPU time, whole run)
+ *	  answers_total=N (warm-up included)
  *	stderr: the same in words.
  *	Exit status 0, or 1 when nothing was answered.
  *
@@ -807,8 +808,8 @@ static void lg_report(void)
     getrusage(RUSAGE_SELF, &ru);
     cpu = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
         + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
-    printf(" valid_not_dunno=%llu invalid_dunno=%llu idle=%u cpu_s=%.2f\n",
-           lg_valid_not_dunno, lg_invalid_dunno, lg_idle_up, cpu);
+    printf(" valid_not_dunno=%llu invalid_dunno=%llu idle=%u cpu_s=%.2f answers_total=%llu\n",
+           lg_valid_not_dunno, lg_invalid_dunno, lg_idle_up, cpu, lg_total_answers);
     fflush(stdout);
 
     fprintf(stderr,
