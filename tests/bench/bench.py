@@ -10,14 +10,17 @@ started.  The null responder is measured in the same run, so each ratio
 compares rates taken in the same run on the same (shared) machine.
 
 Scenarios (see tests/bench/README.md for what each one means):
-  null     nullresp, 50 connections: the machine's ceiling (run twice, first
-           and after redis; the better rate is the ratio's base)
+  null     nullresp, 50 connections: the machine's ceiling, measured in turns
+           with each policyd scenario (null, policyd, null, ..., null)
   warm     file directory, every answer an in-process (L1) hit
   redis    [cache] local_size = 0, every lookup a Redis hit
   cold     LDAP through a real slapd, L1 and Redis off, addresses distinct
   harvest  many clients, half the recipients unknown, counters in Redis
   idle     10,000 idle connections: policyd's VmRSS
   tarpit   10,000 requests parked in tarpit delays; p99 of other clients
+
+Rates and percentiles are medians over ROUNDS rounds; each ratio is the
+median of (policyd round / mean of the null rounds either side).
 
 Targets (from issue 7): warm >= 0.8x null, redis >= 0.5x null, idle RSS
 <= 64 MiB, tarpit: innocent p99 < 2 ms with 10,000 parked.  The exit status
@@ -277,17 +280,77 @@ def measure(build, port, secs, warmup, extra_args, server_pid):
 
 MIX = ["--clients", 1000, "--valid-ratio", 0.9, "--valid-range", VALID,
        "--invalid-range", 1000]
+ROUNDS = 3
+
+
+def median(v):
+    v = sorted(x for x in v if x is not None)
+    if not v:
+        return None
+    m = len(v) // 2
+    return v[m] if len(v) % 2 else (v[m - 1] + v[m]) / 2.0
+
+
+def combine(runs):
+    """Several rounds of one load as one result: medians of the rates and
+    percentiles, sums of the counts."""
+    out = {"rounds": len(runs)}
+    for k in ("rps", "p50_us", "p90_us", "p99_us", "p999_us", "server_cpu_pct",
+              "loadgen_cpu_pct", "server_us_per_req"):
+        out[k] = median([r.get(k) for r in runs])
+    out["max_us"] = max(r["max_us"] for r in runs)
+    for k in ("requests", "errors", "unanswered", "lost", "valid_not_dunno",
+              "invalid_dunno"):
+        out[k] = sum(r.get(k, 0) for r in runs)
+    acts = {}
+    for r in runs:
+        for item in str(r.get("actions", "")).split(","):
+            w, _, n = item.rpartition(":")
+            if w:
+                acts[w] = acts.get(w, 0) + int(n)
+    out["actions"] = ",".join("%s:%d" % kv for kv in sorted(acts.items()))
+    out["rps_rounds"] = [round(r["rps"]) for r in runs]
+    out["p99_rounds"] = [round(r["p99_us"]) for r in runs]
+    return out
+
+
+def paired(build, a, port, pid, args, warmup):
+    """The load against policyd and against the null responder in turns:
+    null, policyd, null, policyd, ..., null.  Each policyd round is compared
+    with the mean of the null rounds either side of it and the ratio is the
+    median of those, so the machine's other work, which comes and goes over
+    seconds, weighs on both sides of every ratio."""
+    null = a.null
+    secs = a.seconds / ROUNDS
+    # The warm-up pass (fills L1 or Redis), not recorded.
+    measure(build, port, warmup, 0, args, pid)
+    nulls = [measure(build, null.port, secs, 0.3, args, null.pid)]
+    runs = []
+    for _ in range(ROUNDS):
+        runs.append(measure(build, port, secs, 0.3, args, pid))
+        nulls.append(measure(build, null.port, secs, 0.3, args, null.pid))
+    a.null_rounds.extend(nulls)
+    res = combine(runs)
+    res["ratios"] = [round(r["rps"] / ((n0["rps"] + n1["rps"]) / 2.0), 3)
+                     for r, n0, n1 in zip(runs, nulls, nulls[1:])]
+    res["ratio"] = median(res["ratios"])
+    return res
 
 
 def sc_null(build, a):
-    with NullResp(build) as n:
-        return measure(build, n.port, a.seconds, 1, MIX, n.pid)
+    """The ceiling: every null round of the paired scenarios (or rounds of
+    its own when run alone)."""
+    if not a.null_rounds:
+        for _ in range(ROUNDS):
+            a.null_rounds.append(measure(build, a.null.port, a.seconds / ROUNDS, 0.3, MIX,
+                                         a.null.pid))
+    return combine(a.null_rounds)
 
 
 def sc_warm(build, a):
     extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 100000\n"
     with daemon(build, extra) as d:
-        res = measure(build, d.port, a.seconds, 2, MIX, d.proc.pid)
+        res = paired(build, a, d.port, d.proc.pid, MIX, 2)
         res["stats"] = daemon_stats(d)
         return res
 
@@ -298,7 +361,7 @@ def sc_redis(build, a):
         extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\naddress = %s\n" % addr
         with daemon(build, extra) as d:
             # The warm-up pass fills Redis; then every lookup is a Redis hit.
-            res = measure(build, d.port, a.seconds, 2, MIX, d.proc.pid)
+            res = paired(build, a, d.port, d.proc.pid, MIX, 2)
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
             return res
@@ -314,10 +377,10 @@ def sc_cold(build, a):
         # addresses are walked in order so no two in flight are the same.
         extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n" + ldap_conf
         with daemon(build, extra) as d:
-            res = measure(build, d.port, a.seconds, 0.5,
-                          ["--clients", 1000, "--valid-ratio", 0.9, "--sequential",
-                           "--pattern", "user%05d@example.com", "--valid-range", users,
-                           "--invalid-range", 0], d.proc.pid)
+            res = paired(build, a, d.port, d.proc.pid,
+                         ["--clients", 1000, "--valid-ratio", 0.9, "--sequential",
+                          "--pattern", "user%05d@example.com", "--valid-range", users,
+                          "--invalid-range", 0], 0.5)
             res["stats"] = daemon_stats(d)
             res["slapd_searches"] = s.searches()
             return res
@@ -334,9 +397,9 @@ def sc_harvest(build, a):
                  "tarpit_delay = 1\ntarpit_max = 5\nblock_after = 100000\n"
                  "\n[redis]\naddress = %s\n" % addr)
         with daemon(build, extra) as d:
-            res = measure(build, d.port, a.seconds, 1,
-                          ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
-                           "--valid-range", VALID, "--invalid-range", 0], d.proc.pid)
+            res = paired(build, a, d.port, d.proc.pid,
+                         ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
+                          "--valid-range", VALID, "--invalid-range", 0], 0.5)
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
             return res
@@ -372,21 +435,26 @@ def sc_tarpit(build, a):
     after = 5
     extra = ("\n[server]\nmax_connections = 20000\n"
              "\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = %d\n"
-             "tarpit_delay = 20\ntarpit_max = 30\nblock_after = 1000000\n" % after)
+             "tarpit_delay = 30\ntarpit_max = 60\nblock_after = 1000000\n" % after)
     # Innocent clients: valid recipients at a fixed rate, so the latency is
     # service time, not the queue a saturating closed loop builds itself.
     innocent = ["--clients", 1000, "--valid-ratio", 1.0, "--valid-range", VALID,
                 "--rate", TARPIT_RATE]
-    secs = min(a.seconds, 5)
+    secs = a.seconds / ROUNDS
+
+    def rounds(d):
+        return combine([measure(build, d.port, secs, 0.3, innocent, d.proc.pid)
+                        for _ in range(ROUNDS)])
+
     with daemon(build, extra) as d:
-        base = measure(build, d.port, secs, 0.5, innocent, d.proc.pid)
+        base = rounds(d)
         n = TARPIT_PARKED + after
         parker = Loadgen(build, ["-h", "127.0.0.1", "-p", d.port, "-c", n, "-n", n,
                                  "-d", 120, "--client", "203.0.113.7", "--valid-ratio", 0,
                                  "--connect-burst", 500, "--progress", 0.5]).start()
         try:
             # Parked = sent and not answered; wait until all are sent.  The
-            # first delays end 20 s after parking: measure well within that.
+            # first delays end 30 s after parking: measure well within that.
             deadline = time.monotonic() + 12
             parked = 0
             while time.monotonic() < deadline and parked < TARPIT_PARKED:
@@ -395,7 +463,7 @@ def sc_tarpit(build, a):
                 parked = int(m.group(1)) if m else 0
             st = daemon_stats(d)
             delayed_before = find_key(st, "delayed_now") if st else None
-            inn = measure(build, d.port, secs, 0.5, innocent, d.proc.pid)
+            inn = rounds(d)
             st = daemon_stats(d)
             delayed_after = find_key(st, "delayed_now") if st else None
             pres = parker.stop()
@@ -404,20 +472,21 @@ def sc_tarpit(build, a):
         inn.update({"parked_loadgen": parked, "parked_unanswered_at_end": pres.get("unanswered"),
                     "delayed_now_before": delayed_before, "delayed_now_after": delayed_after,
                     "parker_errors": pres.get("errors"), "stats": st,
-                    "baseline_p99_us": base["p99_us"], "baseline_p50_us": base["p50_us"]})
+                    "baseline_p99_us": base["p99_us"], "baseline_p50_us": base["p50_us"],
+                    "p99_rounds": inn["p99_rounds"], "baseline_p99_rounds": base["p99_rounds"]})
         return inn
 
 
 SCENARIOS = [
-    ("null", "null responder", sc_null),
     ("warm", "warm (L1 hits)", sc_warm),
     ("redis", "Redis hits", sc_redis),
-    ("null2", "null responder again", sc_null),
     ("cold", "cold (slapd)", sc_cold),
     ("harvest", "harvest mix (Redis)", sc_harvest),
     ("idle", "10k idle conns", sc_idle),
     ("tarpit", "10k parked, others", sc_tarpit),
+    ("null", "null responder", sc_null),
 ]
+ORDER = ["null", "warm", "redis", "cold", "harvest", "idle", "tarpit"]
 
 
 # ---- the table ----
@@ -431,16 +500,13 @@ def verdict(ok):
 
 
 def table(results, machine):
-    # The machine is shared: the null responder runs twice and the better
-    # of the two is the ceiling, so a quiet moment never flatters policyd.
-    nulls = [results[k]["rps"] for k in ("null", "null2")
-             if k in results and "error" not in results[k]]
-    null = max(nulls) if nulls else None
     rows, checks = [], []
+    titles = {key: title for key, title, _ in SCENARIOS}
     hdr = "%-22s %9s %8s %8s %9s %7s %9s %7s %-22s %s" % (
         "scenario", "req/s", "p50 us", "p99 us", "p99.9 us", "x null", "cpu s/lg", "us/req",
         "target", "result")
-    for key, title, _ in SCENARIOS:
+    for key in ORDER:
+        title = titles[key]
         if key not in results:
             continue
         r = results[key]
@@ -456,7 +522,7 @@ def table(results, machine):
                            "<= 64 MiB", verdict(ok)))
             checks.append(ok)
             continue
-        ratio = r["rps"] / null if null and key != "tarpit" else None
+        ratio = 1.0 if key == "null" else r.get("ratio")
         target, ok = "", None
         if key == "warm":
             target, ok = ">= 0.80 x null", ratio is not None and ratio >= 0.8
@@ -478,7 +544,8 @@ def table(results, machine):
             checks.append(ok)
     out = ["", "policyd benchmark, %s" % machine, hdr, "-" * len(hdr)] + rows
     notes = []
-    for key, title, _ in SCENARIOS:
+    for key in ORDER:
+        title = titles[key]
         r = results.get(key)
         if not r or "error" in r:
             continue
@@ -488,6 +555,10 @@ def table(results, machine):
         notes.append("%s: %d answers, errors=%s, actions=%s, valid_not_dunno=%s, invalid_dunno=%s"
                      % (title, r["requests"], r.get("errors"), r.get("actions"),
                         r.get("valid_not_dunno"), r.get("invalid_dunno")))
+        if "rps_rounds" in r:
+            notes.append("%s: req/s by round %s%s" % (
+                title, r["rps_rounds"],
+                ", ratio by round %s" % r["ratios"] if "ratios" in r else ""))
         st = r.get("stats")
         if st:
             c, dr = st.get("cache", {}), st.get("directory", {})
@@ -501,11 +572,12 @@ def table(results, machine):
             notes.append("%s: %s keys in Redis at the end" % (title, r["redis_keys"]))
         if key == "tarpit":
             notes.append("%s: innocent clients paced at %d/s; loadgen saw %s parked; policyd "
-                         "delayed_now %s before, %s after the measurement; the same load "
-                         "with nothing parked: p50 %s us, p99 %s us"
+                         "delayed_now %s before, %s after the measurement; p99 by round %s us; "
+                         "the same load with nothing parked: p50 %s us, p99 %s us (by round %s)"
                          % (title, TARPIT_RATE, r.get("parked_loadgen"),
                             r.get("delayed_now_before"), r.get("delayed_now_after"),
-                            fmt_us(r.get("baseline_p50_us")), fmt_us(r.get("baseline_p99_us"))))
+                            r.get("p99_rounds"), fmt_us(r.get("baseline_p50_us")),
+                            fmt_us(r.get("baseline_p99_us")), r.get("baseline_p99_rounds")))
     out += ["", "cpu s/lg: CPU used by the server / by loadgen, % of one core over the run",
             "(on %d cores: a loadgen near 100%% means the ceiling is the generator's)."
             % os.cpu_count(),
@@ -532,7 +604,8 @@ def machine_line():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
-    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--seconds", type=float, default=4.5,
+                    help="measured seconds per load, split over %d rounds" % ROUNDS)
     ap.add_argument("--only", default="")
     ap.add_argument("--json", default="")
     ap.add_argument("--no-fail", action="store_true")
@@ -540,17 +613,20 @@ def main():
     build = os.path.abspath(a.build)
     only = set(a.only.split(",")) - {""}
     results = {}
-    for key, title, fn in SCENARIOS:
-        if only and key not in only:
-            continue
-        sys.stderr.write("bench: %s ...\n" % title)
-        sys.stderr.flush()
-        try:
-            results[key] = fn(build, a)
-        except Exception as e:          # one failed scenario must not hide the rest
-            results[key] = {"error": "%s: %s" % (type(e).__name__, e)}
-        sys.stderr.write("bench: %s: %s\n" % (key, {k: v for k, v in results[key].items()
-                                                      if k != "stats"}))
+    a.null_rounds = []
+    # One null responder for the whole run, measured in turns with policyd.
+    with NullResp(build) as a.null:
+        for key, title, fn in SCENARIOS:
+            if only and key not in only:
+                continue
+            sys.stderr.write("bench: %s ...\n" % title)
+            sys.stderr.flush()
+            try:
+                results[key] = fn(build, a)
+            except Exception as e:      # one failed scenario must not hide the rest
+                results[key] = {"error": "%s: %s" % (type(e).__name__, e)}
+            sys.stderr.write("bench: %s: %s\n" % (key, {k: v for k, v in results[key].items()
+                                                          if k != "stats"}))
     text, ok = table(results, machine_line())
     print(text)
     if a.json:
