@@ -234,6 +234,7 @@ def _served(d):
         return False
 
 
+@pytest.mark.timing
 def test_idle_timeout():
     d = Daemon()
     conf_with(d, idle_timeout="0.5")
@@ -348,6 +349,7 @@ def test_sigterm_answers_in_flight_then_exits_zero():
         assert not _listening(d)
 
 
+@pytest.mark.timing
 def test_sigterm_bounded_by_shutdown_timeout():
     d = Daemon()
     with open(d.conf, "a") as f:

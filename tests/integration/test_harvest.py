@@ -8,6 +8,8 @@ import pytest
 from harness import Daemon
 from redis import RedisServer
 
+pytestmark = pytest.mark.timing     # every test here measures delays
+
 UNKNOWN = "550 5.1.1 User unknown"
 BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
 

@@ -223,6 +223,7 @@ def test_fail_open(sl):
         d.cleanup()
 
 
+@pytest.mark.timing
 def test_slapd_stopped_then_restarted(sl, daemon):
     d = daemon
     pid = d.proc.pid
@@ -243,6 +244,7 @@ def test_slapd_stopped_then_restarted(sl, daemon):
     assert d.proc.pid == pid and d.proc.poll() is None
 
 
+@pytest.mark.timing
 def test_slapd_frozen_tempfail_within_timeout(sl, daemon):
     d = daemon
     assert d.ask(recipient="user00100@example.com") == DUNNO

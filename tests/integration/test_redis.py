@@ -115,6 +115,7 @@ def test_miss_then_hit_and_negative_caching(redis_server):
         assert d.ask(recipient="nobody@example.com") == "DUNNO"
 
 
+@pytest.mark.timing
 def test_expiry(redis_server):
     r = redis_server
     with daemon_for(r, positive_ttl="1.5", negative_ttl="0.7") as d:
@@ -194,6 +195,7 @@ def test_changed_directory_never_serves_old_answers(redis_server, recipients_fil
     assert len(cache_keys(r, "alice@example.com")) == 2
 
 
+@pytest.mark.timing
 def test_l1_in_front_of_redis(redis_server):
     r = redis_server
     with daemon_for(r, local_size=100) as d:
@@ -388,6 +390,7 @@ def test_sigkill_under_load_every_request_answered(redis_server):
         assert cache_keys(r, "user@example.com")  # written back again
 
 
+@pytest.mark.timing
 def test_sigstop_slow_redis_times_out_and_recovers(redis_server):
     r = redis_server
     with daemon_for(r, timeout="0.2") as d:
