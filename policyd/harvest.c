@@ -104,12 +104,19 @@ void harvest_classify(struct harvest *h, const struct proto_request *req,
     out->exempt = 0;
 }
 
+/* counter_key - PREFIX "h:" NETWORK; 0 if it does not fit */
 static size_t counter_key(const struct harvest *h, const char *net, char *key,
                           size_t cap)
 {
-    int n = snprintf(key, cap, "%sh:%s", h->cfg->redis.prefix ? h->cfg->redis.prefix : "",
-                     net);
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    const char *prefix = h->cfg->redis.prefix ? h->cfg->redis.prefix : "";
+    size_t plen = strlen(prefix), nlen = strlen(net);
+
+    if (plen + 2 + nlen + 1 > cap)
+        return 0;
+    memcpy(key, prefix, plen);
+    memcpy(key + plen, "h:", 2);
+    memcpy(key + plen + 2, net, nlen + 1);
+    return plen + 2 + nlen;
 }
 
 static void note(struct harvest *h, const char *net, long long count, long long ttl_ms)
@@ -121,13 +128,22 @@ static void note(struct harvest *h, const char *net, long long count, long long 
         cache_del(h->seen, net, strlen(net));
 }
 
-static void counted(void *arg, int status, long long count, long long ttl_ms)
+static void peeked(void *arg, int status, long long count, long long ttl_ms)
 {
     struct harvest_client *c = arg;
     if (status == STORE_ERR)
         count = 0, ttl_ms = -1;     /* no count known: treat as innocent */
-    note(c->h, c->net, count, ttl_ms);
     c->cb(c->arg, count, ttl_ms);
+}
+
+/* Only a count that grew updates the local view: a peek per request would
+ * cost a table update on the hot path to refresh what the view has. */
+static void counted(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct harvest_client *c = arg;
+    if (status != STORE_ERR)
+        note(c->h, c->net, count, ttl_ms);
+    peeked(arg, status, count, ttl_ms);
 }
 
 static void start(struct harvest_client *c, harvest_cb *cb, void *arg, int incr)
@@ -148,7 +164,7 @@ static void start(struct harvest_client *c, harvest_cb *cb, void *arg, int incr)
                             cfg->harvest.block_after, cfg->harvest.block_time_ms,
                             counted, c);
     else
-        h->store->ops->peek(h->store, key, klen, counted, c);
+        h->store->ops->peek(h->store, key, klen, peeked, c);
 }
 
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
