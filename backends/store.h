@@ -43,8 +43,11 @@ struct store_ops {
     void (*incr)(struct store *s, const char *key, size_t klen,
                  uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
                  store_count_cb *cb, void *arg);
-    /* peek: a counter's value and remaining life, without changing it */
-    void (*peek)(struct store *s, const char *key, size_t klen,
+    /* peek: a counter's value and, with with_ttl, its remaining life
+     * (else ttl_ms is -1), without changing it.  Without the life it is
+     * the cheapest read there is (a plain GET): the request path asks
+     * this way, the operator's `client` command with the life. */
+    void (*peek)(struct store *s, const char *key, size_t klen, int with_ttl,
                  store_count_cb *cb, void *arg);
     /* del: remove keys; count = how many existed.  A key ending in '*'
      * removes every key with that prefix (SCAN, never KEYS). */

@@ -59,14 +59,14 @@ static void mem_incr(struct store *s, const char *key, size_t klen,
     cb(arg, STORE_OK, n, ttl_left(expires, now));
 }
 
-static void mem_peek(struct store *s, const char *key, size_t klen,
+static void mem_peek(struct store *s, const char *key, size_t klen, int with_ttl,
                      store_count_cb *cb, void *arg)
 {
     uint64_t now = util_now_ms(), expires = 0;
     int64_t n = 0;
 
     if (cache_get(counters_of(s), key, klen, now, &n, &expires))
-        cb(arg, STORE_OK, n, ttl_left(expires, now));
+        cb(arg, STORE_OK, n, with_ttl ? ttl_left(expires, now) : -1);
     else
         cb(arg, STORE_MISS, 0, -1);
 }

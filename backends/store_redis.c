@@ -14,7 +14,7 @@
  *	get	GET key				-> STORE_OK / STORE_MISS
  *	set	SET key val PX ttl		fire and forget
  *	incr	EVALSHA (INCR + PEXPIRE + PTTL)	one round trip
- *	peek	EVALSHA (GET + PTTL)		one round trip
+ *	peek	GET key, or with the life EVALSHA (GET + PTTL): one round trip
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
  *
@@ -127,6 +127,7 @@ struct rcmd {
     int hi_pending;             /* hiredis owes us a callback */
     int answered;               /* the caller has had its answer */
     int retried;                /* EVALSHA -> EVAL once on NOSCRIPT */
+    int with_ttl;               /* peek: the life too (the script) */
     uint64_t deadline;
     store_get_cb *get_cb;
     store_count_cb *count_cb;
@@ -308,7 +309,7 @@ static void cmd_fail(struct rcmd *c)
         break;
     case K_PEEK:
         if (fb)
-            fb->ops->peek(fb, c->key, c->klen, c->count_cb, c->arg);
+            fb->ops->peek(fb, c->key, c->klen, c->with_ttl, c->count_cb, c->arg);
         else
             c->count_cb(c->arg, STORE_ERR, 0, -1);
         break;
@@ -483,7 +484,7 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         cmd_release(c);
         return;
     }
-    if ((c->kind == K_INCR || c->kind == K_PEEK) && !c->retried
+    if ((c->kind == K_INCR || (c->kind == K_PEEK && c->with_ttl)) && !c->retried
         && is_err(reply, "NOSCRIPT")) {
         /* script cache flushed (or a new master): send the body once */
         c->retried = 1;
@@ -524,7 +525,17 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         }
         break;
     case K_PEEK:
-        if (is_int_pair(reply)) {
+        if (!c->with_ttl && reply->type == REDIS_REPLY_NIL) {
+            answer_count(c, STORE_MISS, 0, -1);
+            ok = 1;
+        } else if (!c->with_ttl && reply->type == REDIS_REPLY_STRING) {
+            char *end;
+            long long n = strtoll(reply->str, &end, 10);
+            if (end != reply->str && *end == '\0') {
+                answer_count(c, STORE_OK, n, -1);
+                ok = 1;
+            }
+        } else if (c->with_ttl && is_int_pair(reply)) {
             long long ttl = reply->element[1]->integer;
             if (ttl == -2)
                 answer_count(c, STORE_MISS, 0, -1);
@@ -1110,19 +1121,28 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
     }
 }
 
-static void sr_peek(struct store *s, const char *key, size_t klen,
+static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
                     store_count_cb *cb, void *arg)
 {
     struct store_redis *sr = sr_of(s);
 
     if (!usable(sr, klen)) {
-        sr->fallback->ops->peek(sr->fallback, key, klen, cb, arg);
+        sr->fallback->ops->peek(sr->fallback, key, klen, with_ttl, cb, arg);
         return;
     }
     struct rcmd *c = cmd_new(sr, K_PEEK, key, klen);
     c->count_cb = cb;
     c->arg = arg;
-    if (script_send(sr, c, 0) < 0) {
+    c->with_ttl = with_ttl;
+    int rc;
+    if (with_ttl) {
+        rc = script_send(sr, c, 0);
+    } else {
+        const char *argv[2] = { "GET", c->key };
+        size_t lens[2] = { 3, klen };
+        rc = cmd_send(sr, c, 2, argv, lens);
+    }
+    if (rc < 0) {
         cmd_fail(c);
         cmd_release(c);
     }

@@ -164,7 +164,7 @@ static void start(struct harvest_client *c, harvest_cb *cb, void *arg, int incr)
                             cfg->harvest.block_after, cfg->harvest.block_time_ms,
                             counted, c);
     else
-        h->store->ops->peek(h->store, key, klen, peeked, c);
+        h->store->ops->peek(h->store, key, klen, 0, peeked, c);
 }
 
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
@@ -263,7 +263,7 @@ static void op_start(struct harvest *h, const char *ip, int unblock,
     if (unblock)
         h->store->ops->del(h->store, key, klen, unblock_done, op);
     else
-        h->store->ops->peek(h->store, key, klen, info_done, op);
+        h->store->ops->peek(h->store, key, klen, 1, info_done, op);
 }
 
 void harvest_client_info(struct harvest *h, const char *ip,
