@@ -119,15 +119,45 @@ static void ask_directory(struct pending *p)
 
 static void store_done(void *arg, int status, const char *val, size_t len)
 {
-    struct pending *p = arg;
-    if (status == STORE_OK && len == 1 && (val[0] == '1' || val[0] == '0'))
-        resolve(p, val[0] == '1' ? DIR_FOUND : DIR_NOTFOUND);
-    else
-        ask_directory(p);
+    struct lookup_wait *w = arg;
+    enum dir_status st = LOOKUP_MISS;
+
+    if (status == STORE_OK && len == 1 && (val[0] == '1' || val[0] == '0')) {
+        st = val[0] == '1' ? DIR_FOUND : DIR_NOTFOUND;
+        l1_put(w->lk, w->addr, st);
+    }
+    w->cb(w->arg, st);
 }
 
-void lookup_exists(struct lookup *lk, const struct address *a,
+void lookup_cached(struct lookup *lk, const struct address *a,
                    struct lookup_wait *w, lookup_cb *cb, void *arg)
+{
+    char key[ADDR_MAX + 160];
+    size_t klen;
+    int64_t v;
+
+    if (lk->l1) {
+        if (cache_get(lk->l1, a->full, strlen(a->full), util_now_ms(), &v, NULL)) {
+            stats.l1_hits++;
+            cb(arg, (enum dir_status)v);
+            return;
+        }
+        stats.l1_misses++;
+    }
+    klen = lk->store ? store_key(lk, a->full, key, sizeof(key)) : 0;
+    if (!klen) {
+        cb(arg, LOOKUP_MISS);
+        return;
+    }
+    w->lk = lk;
+    w->addr = a->full;
+    w->cb = cb;
+    w->arg = arg;
+    lk->store->ops->get(lk->store, key, klen, store_done, w);
+}
+
+void lookup_directory(struct lookup *lk, const struct address *a,
+                      struct lookup_wait *w, lookup_cb *cb, void *arg)
 {
     size_t alen = strlen(a->full);
     int64_t v;
@@ -135,14 +165,6 @@ void lookup_exists(struct lookup *lk, const struct address *a,
     w->cb = cb;
     w->arg = arg;
     w->next = NULL;
-    if (lk->l1) {
-        if (cache_get(lk->l1, a->full, alen, util_now_ms(), &v, NULL)) {
-            stats.l1_hits++;
-            cb(arg, (enum dir_status)v);
-            return;
-        }
-        stats.l1_misses++;
-    }
     if (cache_get(lk->pending, a->full, alen, 0, &v, NULL)) {
         struct pending *p = (struct pending *)(intptr_t)v;
         w->next = p->waiters;
@@ -156,13 +178,7 @@ void lookup_exists(struct lookup *lk, const struct address *a,
     p->addr.domain = p->addr.full + (a->domain - a->full);
     p->waiters = w;
     cache_put(lk->pending, a->full, alen, (int64_t)(intptr_t)p, 0);
-
-    char key[ADDR_MAX + 160];
-    size_t klen = lk->store ? store_key(lk, a->full, key, sizeof(key)) : 0;
-    if (klen)
-        lk->store->ops->get(lk->store, key, klen, store_done, p);
-    else
-        ask_directory(p);
+    ask_directory(p);
 }
 
 void lookup_flush(struct lookup *lk, const char *addr, store_count_cb *cb,

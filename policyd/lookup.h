@@ -9,18 +9,24 @@
  *     -> store (Redis, when configured; positive_ttl / negative_ttl)
  *       -> directory (file or LDAP)
  *
- * Concurrent asks for one normalized address share one trip past L1: the
+ * The chain is two calls, so the caller can do other work between them
+ * (policy.c reads the client's harvest counter at the same time as the
+ * cache, and asks the directory only for a client that is not blocked):
+ *
+ *   lookup_cached()     L1, then the store: found, not found, or LOOKUP_MISS
+ *   lookup_directory()  the directory, with write-back to the store and L1
+ *
+ * Concurrent directory asks for one normalized address share one query: the
  * first creates a pending entry, later ones wait on it, and all are answered
- * together.  Directory answers are written back to the store and L1;
- * tempfail is never cached.  Store keys are
+ * together.  Tempfail is never cached.  Store keys are
  * PREFIX "c:" DIGEST ":" ADDRESS, where DIGEST covers the directory settings
  * and the directory's content tag, so a changed filter, base or recipient
  * file never serves old answers.
  *
  * The caller provides the waiter's storage (struct lookup_wait, embedded in
- * its job) so a lookup allocates nothing on an L1 hit or a coalesced wait.
- * The callback may run before lookup_exists() returns (an L1 hit, or a
- * synchronous backend).
+ * its job) so a lookup allocates nothing on a cache hit or a coalesced wait.
+ * Callbacks may run before the call returns (an L1 hit, or a synchronous
+ * backend).
  */
 
 #include "../backends/directory.h"
@@ -36,6 +42,8 @@ struct lookup_wait {
     struct lookup_wait *next;
     lookup_cb *cb;
     void *arg;
+    struct lookup *lk;          /* lookup_cached: where to fill L1 */
+    const char *addr;           /* lookup_cached: the caller's address */
 };
 
 /* store may be NULL (no shared cache); neither dir nor store is owned. */
@@ -43,8 +51,14 @@ struct lookup *lookup_new(const struct config *cfg, struct directory *dir,
                           struct store *store);
 void lookup_free(struct lookup *lk);
 
-void lookup_exists(struct lookup *lk, const struct address *a,
+/* LOOKUP_MISS: not in any cache (a lookup_cached answer only) */
+#define LOOKUP_MISS ((enum dir_status) -2)
+
+/* lookup_cached - a must stay valid until cb has run (it is the job's). */
+void lookup_cached(struct lookup *lk, const struct address *a,
                    struct lookup_wait *w, lookup_cb *cb, void *arg);
+void lookup_directory(struct lookup *lk, const struct address *a,
+                      struct lookup_wait *w, lookup_cb *cb, void *arg);
 
 /* lookup_flush - drop cached answers for one normalized address, or all
  * (addr NULL), in L1 and in the store.  cb gets the store's count. */

@@ -52,6 +52,9 @@ struct policy {
     size_t nfree;
 };
 
+/* STEP_STATE: the client's counter and the cached answer are read at the
+ * same time (two store reads, one round trip to Redis); the directory is
+ * asked only after both, and only for a client that is not blocked. */
 enum job_step { STEP_STATE, STEP_EXISTS, STEP_COUNT, STEP_DELAY, STEP_DONE };
 
 struct policy_job {
@@ -63,6 +66,8 @@ struct policy_job {
     enum job_step step;
     int sync;                       /* still inside policy_decide */
     int cancelled;
+    int outstanding;                /* STEP_STATE: reads not yet back */
+    enum dir_status cached;         /* STEP_STATE: the cache's answer */
     struct address addr;
     struct harvest_client client;
     struct lookup_wait wait;
@@ -335,13 +340,11 @@ static void counted(void *arg, long long count, long long ttl_ms)
     finish(j, VERDICT_UNKNOWN, cfg->actions.unknown, harvest_delay_ms(cfg, count));
 }
 
-static void exists(void *arg, enum dir_status st)
+/* judge - the recipient's status is known (from a cache or the directory) */
+static void judge(struct policy_job *j, enum dir_status st)
 {
-    struct policy_job *j = arg;
     const struct config *cfg = j->rt->cfg;
 
-    if (drop_if_cancelled(j))
-        return;
     switch (st) {
     case DIR_FOUND:
         finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
@@ -350,7 +353,7 @@ static void exists(void *arg, enum dir_status st)
         j->step = STEP_COUNT;
         harvest_count(&j->client, counted, j);
         break;
-    case DIR_TEMPFAIL:
+    default:                        /* DIR_TEMPFAIL */
         if (cfg->ldap.fail_open)
             finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
         else
@@ -360,20 +363,47 @@ static void exists(void *arg, enum dir_status st)
     }
 }
 
+static void exists(void *arg, enum dir_status st)
+{
+    struct policy_job *j = arg;
+
+    if (drop_if_cancelled(j))
+        return;
+    judge(j, st);
+}
+
+/* state_known - both reads of STEP_STATE are back */
+static void state_known(struct policy_job *j)
+{
+    if (--j->outstanding > 0 || drop_if_cancelled(j))
+        return;
+    if (harvest_is_blocked(j->rt->cfg, j->count)) {
+        finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked, 0);
+        return;
+    }
+    if (j->cached != LOOKUP_MISS) {
+        judge(j, j->cached);
+        return;
+    }
+    j->step = STEP_EXISTS;
+    lookup_directory(j->rt->lookup, &j->addr, &j->wait, exists, j);
+}
+
 static void client_state(void *arg, long long count, long long ttl_ms)
 {
     struct policy_job *j = arg;
     (void)ttl_ms;
 
-    if (drop_if_cancelled(j))
-        return;
     j->count = count;
-    if (harvest_is_blocked(j->rt->cfg, count)) {
-        finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked, 0);
-        return;
-    }
-    j->step = STEP_EXISTS;
-    lookup_exists(j->rt->lookup, &j->addr, &j->wait, exists, j);
+    state_known(j);
+}
+
+static void cached(void *arg, enum dir_status st)
+{
+    struct policy_job *j = arg;
+
+    j->cached = st;
+    state_known(j);
 }
 
 static int domain_is_ours(const struct config *cfg, const char *domain)
@@ -434,7 +464,9 @@ struct policy_job *policy_decide(struct policy *p, const struct proto_request *r
     harvest_classify(j->rt->harvest, req, &j->client);
 
     j->step = STEP_STATE;
+    j->outstanding = 2;
     harvest_state(&j->client, client_state, j);
+    lookup_cached(j->rt->lookup, &j->addr, &j->wait, cached, j);
     if (j->step == STEP_DONE && j->sync) {
         *now = j->action;
         job_put(j);
