@@ -18,6 +18,14 @@
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
  *
+ *	Reads are batched: the gets and the plain peeks asked during one
+ *	turn of the loop go out as one MGET when the turn's I/O is done (a
+ *	uv_check handle), up to SR_BATCH_MAX keys.  On the request path each
+ *	policy request reads two keys (its cached answer and its client's
+ *	counter), so a busy loop turns dozens of commands into one: Redis and
+ *	hiredis parse one command, and a request costs one round trip.  Each
+ *	read keeps its own deadline and its own answer.
+ *
  *	Connection life: DOWN -> [SENTINEL ->] [RESOLVING ->] CONNECTING -> UP.
  *	On connect the handshake AUTH, SELECT, ROLE (Sentinel only: the
  *	server must say "master") and SCRIPT LOAD of both scripts is queued
@@ -84,6 +92,7 @@
 #define SR_HEALTH_MS        1000
 #define SR_SCAN_COUNT       "1000"
 #define SR_MAX_SENTINELS    16
+#define SR_BATCH_MAX        256     /* keys in one MGET */
 #define SR_HOST_MAX         256
 
 /* INCR with its expiry: a new key lives ARGV[1] ms; reaching ARGV[2]
@@ -179,6 +188,13 @@ struct store_redis {
 
     struct rcmd *all;
     struct rcmd *tmo_head, *tmo_tail;
+
+    /* reads waiting for the end of this loop turn (see batch_add) */
+    struct rcmd *batch[SR_BATCH_MAX];
+    size_t nbatch;
+    const char *batch_argv[SR_BATCH_MAX + 1];
+    size_t batch_lens[SR_BATCH_MAX + 1];
+    uv_check_t batch_check;
 
     uv_timer_t tmo_timer, conn_timer, retry_timer, health_timer;
     int handles_open;
@@ -330,6 +346,72 @@ static int cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
     c->hi_pending = 1;
     tmo_push(sr, c);
     return 0;
+}
+
+/* One MGET on the wire: the reads it answers, in key order. */
+struct rbatch {
+    size_t n;
+    struct rcmd *cmd[];
+};
+
+/* mget_reply - hand each read its element, as if it had been a GET of its
+ * own; a NULL or error reply goes to each of them alike. */
+static void mget_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct rbatch *b = priv;
+    redisReply *reply = r;
+    int split = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == b->n;
+
+    for (size_t i = 0; i < b->n; i++)
+        sr_reply(ac, split ? reply->element[i] : reply, b->cmd[i]);
+    free(b);
+}
+
+static void batch_flush(struct store_redis *sr)
+{
+    size_t n = sr->nbatch;
+    struct rbatch *b;
+
+    uv_check_stop(&sr->batch_check);
+    if (n == 0)
+        return;
+    sr->nbatch = 0;
+    b = xmalloc(sizeof(*b) + n * sizeof(b->cmd[0]));
+    b->n = n;
+    sr->batch_argv[0] = "MGET";
+    sr->batch_lens[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        b->cmd[i] = sr->batch[i];
+        sr->batch_argv[i + 1] = b->cmd[i]->key;
+        sr->batch_lens[i + 1] = b->cmd[i]->klen;
+    }
+    if (sr->ac && redisAsyncCommandArgv(sr->ac, mget_reply, b, (int)n + 1,
+                                        sr->batch_argv, sr->batch_lens) == REDIS_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {     /* not sent: nobody owes a reply */
+        b->cmd[i]->hi_pending = 0;
+        cmd_fail(b->cmd[i]);
+        cmd_release(b->cmd[i]);
+    }
+    free(b);
+}
+
+static void batch_check_cb(uv_check_t *h)
+{
+    batch_flush(h->data);
+}
+
+/* batch_add - queue a read for this turn's MGET.  Its deadline starts now;
+ * hi_pending marks it as owed a reply, so nothing frees it meanwhile. */
+static void batch_add(struct store_redis *sr, struct rcmd *c)
+{
+    c->hi_pending = 1;
+    tmo_push(sr, c);
+    sr->batch[sr->nbatch++] = c;
+    if (sr->nbatch == 1)
+        uv_check_start(&sr->batch_check, batch_check_cb);
+    if (sr->nbatch == SR_BATCH_MAX)
+        batch_flush(sr);
 }
 
 static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
@@ -1064,20 +1146,15 @@ static void sr_get(struct store *s, const char *key, size_t klen,
                    store_get_cb *cb, void *arg)
 {
     struct store_redis *sr = sr_of(s);
-    const char *argv[2] = { "GET", key };
-    size_t lens[2] = { 3, klen };
 
     if (!usable(sr, klen)) {
         cb(arg, STORE_ERR, NULL, 0);
         return;
     }
-    struct rcmd *c = cmd_new(sr, K_GET, NULL, 0);
+    struct rcmd *c = cmd_new(sr, K_GET, key, klen);
     c->get_cb = cb;
     c->arg = arg;
-    if (cmd_send(sr, c, 2, argv, lens) < 0) {
-        cmd_fail(c);
-        cmd_release(c);
-    }
+    batch_add(sr, c);
 }
 
 static void sr_set(struct store *s, const char *key, size_t klen,
@@ -1134,15 +1211,9 @@ static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
     c->count_cb = cb;
     c->arg = arg;
     c->with_ttl = with_ttl;
-    int rc;
-    if (with_ttl) {
-        rc = script_send(sr, c, 0);
-    } else {
-        const char *argv[2] = { "GET", c->key };
-        size_t lens[2] = { 3, klen };
-        rc = cmd_send(sr, c, 2, argv, lens);
-    }
-    if (rc < 0) {
+    if (!with_ttl) {
+        batch_add(sr, c);
+    } else if (script_send(sr, c, 0) < 0) {
         cmd_fail(c);
         cmd_release(c);
     }
@@ -1234,6 +1305,12 @@ static void sr_free(struct store *s)
      * one running now if free is called from inside a callback). */
     for (c = list; c; c = c->next)
         cmd_fail(c);
+    /* reads never sent: no hiredis callback will free them */
+    for (size_t i = 0; i < sr->nbatch; i++) {
+        sr->batch[i]->hi_pending = 0;
+        cmd_release(sr->batch[i]);
+    }
+    sr->nbatch = 0;
     if (sr->resolving) {
         sr->resolving->sr = NULL;
         uv_cancel((uv_req_t *)&sr->resolving->req);
@@ -1258,6 +1335,7 @@ static void sr_free(struct store *s)
     uv_close((uv_handle_t *)&sr->conn_timer, close_cb);
     uv_close((uv_handle_t *)&sr->retry_timer, close_cb);
     uv_close((uv_handle_t *)&sr->health_timer, close_cb);
+    uv_close((uv_handle_t *)&sr->batch_check, close_cb);
 }
 
 static const struct store_ops redis_ops = {
@@ -1370,9 +1448,10 @@ struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
     uv_timer_init(loop, &sr->conn_timer);
     uv_timer_init(loop, &sr->retry_timer);
     uv_timer_init(loop, &sr->health_timer);
+    uv_check_init(loop, &sr->batch_check);
     sr->tmo_timer.data = sr->conn_timer.data = sr->retry_timer.data =
-        sr->health_timer.data = sr;
-    sr->handles_open = 4;
+        sr->health_timer.data = sr->batch_check.data = sr;
+    sr->handles_open = 5;
     uv_timer_start(&sr->health_timer, health_cb, SR_HEALTH_MS, SR_HEALTH_MS);
     uv_unref((uv_handle_t *)&sr->health_timer);
     stats.redis_up = 0;
