@@ -210,6 +210,49 @@ def test_l1_in_front_of_redis(redis_server):
                  interval=0.2, what="L1 entry to expire")
 
 
+def commandstats(r):
+    """{command: calls} from INFO commandstats."""
+    out = {}
+    for line in r.call("INFO", "commandstats").decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            out[name] = int(rest.split(",")[0].split("=")[1])
+    return out
+
+
+def test_reads_are_batched_into_mget(redis_server):
+    """Each request reads two keys (its cached answer and its client's
+    counter); concurrent requests share MGETs, and no read goes alone."""
+    import threading
+    r = redis_server
+    with daemon_for(r) as d:
+        wait_up(d)
+        for addr in ("user@example.com", "alice@example.com", "nobody@example.com"):
+            d.ask(recipient=addr)               # cached in Redis now
+        before = commandstats(r)
+
+        def client(i):
+            with d.client() as c:
+                for n in range(50):
+                    addr = ("user@example.com", "alice@example.com",
+                            "nobody@example.com")[n % 3]
+                    want = UNKNOWN if n % 3 == 2 else "DUNNO"
+                    assert c.ask(recipient=addr, client_address="10.7.%d.%d" % (i, n)) == want
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        after = commandstats(r)
+    mgets = after.get("mget", 0) - before.get("mget", 0)
+    gets = after.get("get", 0) - before.get("get", 0)
+    assert gets == 0                              # every read went in an MGET
+    # 1000 requests, 2000 reads: fewer MGETs than requests means batching
+    print("\n1000 requests, 2000 reads: %d MGETs" % mgets)
+    assert 0 < mgets < 1000, mgets
+
+
 def test_auth_and_db():
     with RedisServer(password="s3cr3t pass") as r:
         with daemon_for(r, password="s3cr3t pass", db=3) as d:
