@@ -366,6 +366,24 @@ static void on_readable(uv_poll_t *h, int status, int events)
         dispatch(c->dl);
 }
 
+/* await_result - wait (in the worker thread) for the answer to msgid and
+ * return its result code: LDAP_TIMEOUT, the connection's error, or the
+ * server's code. */
+static int await_result(LDAP *ld, int msgid, struct timeval *tv)
+{
+    LDAPMessage *res = NULL;
+    int err = LDAP_SERVER_DOWN;
+    int rc = ldap_result(ld, msgid, LDAP_MSG_ALL, tv, &res);
+
+    if (rc <= 0) {
+        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+        return rc == 0 ? LDAP_TIMEOUT : err;
+    }
+    if (ldap_parse_result(ld, res, &err, NULL, NULL, NULL, NULL, 1) != LDAP_SUCCESS)
+        return LDAP_OTHER;
+    return err;
+}
+
 /* job_bind - in the thread pool: connect, StartTLS, bind, all bounded */
 static void job_bind(uv_work_t *w)
 {
@@ -373,7 +391,6 @@ static void job_bind(uv_work_t *w)
     struct dir_ldap *dl = c->dl;
     LDAP *ld = c->ld;
     struct timeval tv;
-    LDAPMessage *res = NULL;
     struct berval cred;
     int msgid, rc, err = LDAP_OTHER;
     const char *stage = "connect";
@@ -390,16 +407,8 @@ static void job_bind(uv_work_t *w)
             err = rc;
             goto fail;
         }
-        rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res);
-        if (rc <= 0) {
-            err = LDAP_SERVER_DOWN;
-            ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
-            if (rc == 0)
-                err = LDAP_TIMEOUT;
-            goto fail;
-        }
-        if (ldap_parse_result(ld, res, &err, NULL, NULL, NULL, NULL, 1)
-            != LDAP_SUCCESS || err != LDAP_SUCCESS)
+        err = await_result(ld, msgid, &tv);
+        if (err != LDAP_SUCCESS)
             goto fail;
         stage = "TLS handshake";
         rc = ldap_install_tls(ld);
@@ -418,16 +427,8 @@ static void job_bind(uv_work_t *w)
         err = rc;
         goto fail;
     }
-    rc = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res);
-    if (rc <= 0) {
-        err = LDAP_SERVER_DOWN;
-        ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
-        if (rc == 0)
-            err = LDAP_TIMEOUT;
-        goto fail;
-    }
-    if (ldap_parse_result(ld, res, &err, NULL, NULL, NULL, NULL, 1)
-        != LDAP_SUCCESS || err != LDAP_SUCCESS)
+    err = await_result(ld, msgid, &tv);
+    if (err != LDAP_SUCCESS)
         goto fail;
     if (ldap_get_option(ld, LDAP_OPT_DESC, &c->job_fd) != LDAP_OPT_SUCCESS
         || c->job_fd < 0) {
