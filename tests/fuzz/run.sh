@@ -28,6 +28,7 @@
 # ENVIRONMENT
 #	FUZZ_CC		compiler, default clang
 #	FUZZ_TARGETS	only these targets (names, blank-separated)
+#	FUZZ_JOBS	targets run at once (default: the number of CPUs)
 
 set -u
 
@@ -76,16 +77,14 @@ if [ -z "$targets" ]; then
 fi
 [ -n "$targets" ] || { echo "fuzz: no targets in tests/fuzz/"; exit 1; }
 
-for t in $targets; do
-	ntargets=$((ntargets + 1))
+run_one() {
+	t=$1
 	src=tests/fuzz/$t.c
 	bin=$out/$t
 	log=$out/$t.log
 	if [ ! -f "$src" ]; then
 		echo "$t: FAIL (no $src)"
-		status=1
-		failed="$failed $t"
-		continue
+		return 1
 	fi
 	sources=$(header FUZZ_SOURCES "$src")
 	maxlen=$(header FUZZ_MAX_LEN "$src")
@@ -98,7 +97,7 @@ for t in $targets; do
 	done
 	if [ -n "$missing" ]; then
 		echo "$t: SKIP (missing source:$missing)"
-		continue
+		return 0
 	fi
 
 	# shellcheck disable=SC2086
@@ -106,9 +105,7 @@ for t in $targets; do
 	    >"$log" 2>&1; then
 		echo "$t: FAIL (build; see $log)"
 		sed -n '1,20p' "$log" | sed 's/^/    /'
-		status=1
-		failed="$failed $t"
-		continue
+		return 1
 	fi
 
 	corpus=$tmp/$t
@@ -143,6 +140,25 @@ for t in $targets; do
 		echo "$t: FAIL (exit $rc after ${runs:-?} runs; ${art:+input $art; }see $log)"
 		grep -m 4 -E 'ERROR: |SUMMARY: |runtime error|^fuzz_|tests/fuzz/' \
 		    "$log" | sed 's/^/    /'
+		return 1
+	fi
+	return 0
+}
+
+# Targets run FUZZ_JOBS at a time (default: one per CPU); each prints its
+# own summary, shown in target order once all are done.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+i=0
+for t in $targets; do
+	(run_one "$t" >"$tmp/$t.out" 2>&1; echo $? >"$tmp/$t.rc") &
+	i=$((i + 1))
+	[ $((i % jobs)) -eq 0 ] && wait
+done
+wait
+for t in $targets; do
+	ntargets=$((ntargets + 1))
+	cat "$tmp/$t.out"
+	if [ "$(cat "$tmp/$t.rc")" != 0 ]; then
 		status=1
 		failed="$failed $t"
 	fi
