@@ -9,8 +9,10 @@
  *   state != RCPT ............................................ DUNNO
  *   recipient -> addr_normalize; empty or unqualified ........ DUNNO
  *   domain not in [directory] domains ........................ DUNNO
- *   client -> harvest: whitelisted / SASL exempt? blocked? ... blocked action
- *   exists? -> lookup (L1 cache -> Redis -> directory)
+ *   at once: client -> harvest counter (exempt: whitelist, SASL)
+ *            recipient -> cached answer (L1, then Redis)
+ *   client blocked ........................................... blocked action
+ *   not cached -> the directory (shared by concurrent asks)
  *   unknown -> harvest: count it (may block the network now)
  *   verdict, delayed by the harvest stage on a uv timer
  *
