@@ -37,7 +37,8 @@ libclang-rt-14-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
 # promtool (in prometheus), valgrind, man for the manual pages.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
-python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2"
+python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2
+openssl util-linux"
 
 PKGS=$(echo $BUILD_PKGS $TEST_PKGS)
 
