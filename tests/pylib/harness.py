@@ -37,6 +37,25 @@ def wait_for(pred, timeout=10.0, interval=0.02, what="condition"):
     raise TimeoutError("timed out waiting for " + what)
 
 
+def stop_process(pid, timeout=10.0):
+    """SIGSTOP pid and wait until every thread of it is stopped: the signal
+    takes a moment on a loaded machine, and a thread that is still running
+    may answer one more request."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def all_stopped():
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                if state not in ("T", "t"):
+                    return False
+            return True
+        except FileNotFoundError:
+            return True
+    wait_for(all_stopped, timeout, interval=0.005, what="process %d to stop" % pid)
+
+
 def port_open(host, port):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import free_port, port_open, wait_for
+from harness import free_port, port_open, stop_process, wait_for
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 REDIS_SENTINEL = os.environ.get("REDIS_SENTINEL", "redis-sentinel")
@@ -207,7 +207,7 @@ class RedisServer:
         self.stopped = False
 
     def sigstop(self):
-        self.proc.send_signal(signal.SIGSTOP)
+        stop_process(self.proc.pid)
         self.stopped = True
 
     def sigcont(self):

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from harness import stop_process
+
 SLAPD = "/usr/sbin/slapd"
 SLAPADD = "/usr/sbin/slapadd"
 SCHEMA_DIR = "/etc/ldap/schema"
@@ -224,7 +226,7 @@ class Slapd:
         return n
 
     def freeze(self):
-        os.kill(self.pid(), signal.SIGSTOP)
+        stop_process(self.pid())
 
     def thaw(self):
         os.kill(self.pid(), signal.SIGCONT)
