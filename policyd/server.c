@@ -85,6 +85,7 @@ struct server {
 
 static struct log_limiter refuse_rl = LOG_LIMITER_INIT(10000);
 static struct log_limiter proto_rl = LOG_LIMITER_INIT(1000);
+static struct log_limiter idle_rl = LOG_LIMITER_INIT(1000);
 
 static void conn_close(struct conn *c);
 static void conn_process(struct conn *c, char *data, size_t n, int owned);
@@ -192,8 +193,8 @@ static void sweep(uv_timer_t *t)
     while (s->head && s->head->last_active_ms + idle <= now) {
         struct conn *c = s->head;
         if (c->state == CONN_READING) {
-            log_debug("%s: idle for %llus, closing", c->peer,
-                      (unsigned long long)(idle / 1000));
+            log_warn_rl(&idle_rl, "%s: idle for %.1fs ([server] idle_timeout), closing",
+                        c->peer, idle / 1000.0);
             stats.conn_idle_closed++;
             conn_close(c);          /* unlinks c */
         } else {

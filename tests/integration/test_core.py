@@ -244,6 +244,7 @@ def test_idle_timeout():
             t0 = time.monotonic()
             assert c.closed_by_peer(5.0)
             assert 0.4 < time.monotonic() - t0 < 3.0
+        d.wait_log("idle for 0.5s ([server] idle_timeout), closing")
 
 
 def test_idle_timeout_spares_active_connection():
