@@ -12,35 +12,11 @@ import time
 
 import pytest
 
-from harness import Daemon as _Daemon, POLICYCTL, wait_for
+from harness import Daemon, POLICYCTL, wait_for
 
 UNKNOWN = "550 5.1.1 User unknown"
 
 
-class Daemon(_Daemon):
-    """The harness's Daemon, ready only once its control socket accepts
-    too: the policy port may open a moment before it (much longer under
-    valgrind)."""
-
-    def start(self, wait=True):
-        super().start(wait)
-        if wait and self.control_path:
-            wait_for(lambda: self.proc.poll() is not None or
-                     _accepts(self.control_path),
-                     timeout=30, what="the control socket")
-        return self
-
-
-def _accepts(path):
-    import socket as so
-    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
 
 NO_HARVEST = """

@@ -7,35 +7,9 @@ import os
 import socket
 import subprocess
 
-from harness import Daemon as _Daemon, free_port, wait_for, port_open
+from harness import Daemon, free_port, wait_for, port_open
 
 UNKNOWN = "550 5.1.1 User unknown"
-
-
-class Daemon(_Daemon):
-    """The harness's Daemon, ready only once its control socket accepts
-    too: the policy port may open a moment before it (much longer under
-    valgrind)."""
-
-    def start(self, wait=True):
-        super().start(wait)
-        if wait and self.control_path:
-            wait_for(lambda: self.proc.poll() is not None or
-                     _accepts(self.control_path),
-                     timeout=30, what="the control socket")
-        return self
-
-
-def _accepts(path):
-    import socket as so
-    s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def metrics_daemon(host="127.0.0.1"):
