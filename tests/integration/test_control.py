@@ -492,25 +492,7 @@ def test_control_protocol_limits():
         assert d.ask(recipient="user@example.com") == "DUNNO"
 
 
-LDAP_CONF = """
-[server]
-listen = {listen}
-control = unix:{control}
-allow_root = yes
-
-[directory]
-backend = ldap
-domains = example.com
-
-[ldap]
-uri = %(uri)s
-bind_dn = %(bind_dn)s
-bind_pw = %(bind_pw)s
-base = dc=example,dc=com
-scope = sub
-filter = (mail=%%s)
-timeout = 2
-
+LDAP_CACHE = """
 [cache]
 local_size = 1000
 local_ttl = 600
@@ -528,8 +510,7 @@ def test_flush_makes_a_new_directory_entry_visible():
     sl = slapd_helper.Slapd(users=3)
     sl.start()
     try:
-        d = Daemon(conf=LDAP_CONF % {"uri": sl.uri, "bind_dn": slapd_helper.BIND_DN,
-                                     "bind_pw": slapd_helper.BIND_PW})
+        d = Daemon(conf=sl.policyd_conf(timeout=2, extra=LDAP_CACHE))
         try:
             d.start()
             wait_for(lambda: d.ask(recipient="alice@example.com") == "DUNNO",

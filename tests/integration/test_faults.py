@@ -112,26 +112,7 @@ def test_redis_sigkill_and_sigstop_under_load():
             assert d.proc.poll() is None
 
 
-LDAP_CONF = """
-[server]
-listen = {listen}
-control = unix:{control}
-allow_root = yes
-[directory]
-backend = ldap
-domains = example.com
-[ldap]
-uri = %(uri)s
-bind_dn = %(bind_dn)s
-bind_pw = %(bind_pw)s
-base = dc=example,dc=com
-filter = (mail=%%s)
-timeout = 1
-[cache]
-local_size = 0
-[harvest]
-enabled = no
-"""
+LDAP_EXTRA = "[cache]\nlocal_size = 0\n[harvest]\nenabled = no\n"
 
 
 @pytest.mark.parametrize("fault", ["kill", "freeze"])
@@ -139,8 +120,7 @@ def test_slapd_sigkill_and_sigstop_under_load(fault):
     sl = slapd_helper.Slapd(users=600)
     sl.start()
     try:
-        conf = LDAP_CONF % {"uri": sl.uri, "bind_dn": slapd_helper.BIND_DN,
-                            "bind_pw": slapd_helper.BIND_PW}
+        conf = sl.policyd_conf(extra=LDAP_EXTRA)
         with Daemon(conf=conf) as d:
             wait_for(lambda: d.ask(recipient="user00001@example.com") == "DUNNO",
                      timeout=15, what="LDAP up")

@@ -225,6 +225,15 @@ class Slapd:
                 n += 1
         return n
 
+    def policyd_conf(self, timeout=1, extra=""):
+        """A whole policyd.conf (for harness.Daemon(conf=...)) whose directory
+        is this slapd; extra is appended ([cache], [harvest], ...)."""
+        return ("[server]\nlisten = {listen}\ncontrol = unix:{control}\n"
+                "allow_root = yes\n\n[directory]\nbackend = ldap\n"
+                "domains = example.com\n\n[ldap]\nuri = %s\nbind_dn = %s\n"
+                "bind_pw = %s\nbase = %s\nfilter = (mail=%%s)\ntimeout = %s\n\n"
+                % (self.uri, BIND_DN, BIND_PW, SUFFIX, timeout)) + extra
+
     def freeze(self):
         stop_process(self.pid())
 
