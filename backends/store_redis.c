@@ -26,12 +26,9 @@
  *	hiredis parse one command, and a request costs one round trip.  Each
  *	read keeps its own deadline and its own answer.
  *
- *	Connection life: DOWN -> [SENTINEL ->] [RESOLVING ->] CONNECTING -> UP.
- *	On connect the handshake AUTH, SELECT, ROLE (Sentinel only: the
- *	server must say "master") and SCRIPT LOAD of both scripts is queued
- *	at once; the last reply makes the store UP.  connect_timeout covers
- *	resolve + connect + handshake.  Any failure drops the connection
- *	and retries after a backoff of 100 ms doubling to 5 s.
+ *	The connection itself (connecting, the handshake, Sentinel,
+ *	reconnecting with backoff) is redis_conn.c's; this file owns the
+ *	commands, their deadlines and replies, and the store ops.
  *
  *	hiredis 0.14.1 has no timeouts and its libuv adapter ignores poll
  *	errors (a reset connection can hang silently), so this module keeps
@@ -46,10 +43,6 @@
  *	STORE_ERR (the caller asks the directory), set is dropped, incr and
  *	peek are answered by the fallback store_mem, del deletes there.  The
  *	change of state is logged once each way, with the reason.
- *
- *	Sentinel: the sentinels are asked in order with SENTINEL
- *	get-master-addr-by-name; a lost connection or a READONLY reply (the
- *	server became a replica) sends the store back to the sentinels.
  *
  * LIFETIME OF A COMMAND
  *	struct rcmd carries one caller's request.  It is answered exactly
@@ -67,14 +60,12 @@
  */
 
 #include "store_redis.h"
+#include "store_redis_priv.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -84,21 +75,10 @@
 #include "../policyd/stats.h"
 #include "../policyd/util.h"
 
-#define SR_MAX_INFLIGHT     20000
-#define SR_MAX_KEY          4096
-#define SR_BACKOFF_MIN_MS   100
-#define SR_BACKOFF_MAX_MS   5000
-#define SR_TIMEOUT_STREAK   3
-#define SR_HEALTH_MS        1000
-#define SR_SCAN_COUNT       "1000"
-#define SR_MAX_SENTINELS    16
-#define SR_BATCH_MAX        256     /* keys in one MGET */
-#define SR_HOST_MAX         256
-
 /* INCR with its expiry: a new key lives ARGV[1] ms; reaching ARGV[2]
  * (when > 0) sets the life to ARGV[3] ms; a key that somehow lost its
  * expiry gets one again, so no counter lives forever. */
-static const char incr_lua[] =
+const char sr_incr_lua[] =
     "local n = redis.call('INCR', KEYS[1])\n"
     "local ttl = tonumber(ARGV[1])\n"
     "local at = tonumber(ARGV[2])\n"
@@ -108,110 +88,15 @@ static const char incr_lua[] =
     "return {n, redis.call('PTTL', KEYS[1])}\n";
 
 /* A counter's value and life; {0, -2} when absent. */
-static const char peek_lua[] =
+const char sr_peek_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return {0, -2} end\n"
     "return {tonumber(v) or 0, redis.call('PTTL', KEYS[1])}\n";
 
-enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
-enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL };
-enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK };
-enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
-
-struct sr_addr {
-    char *host;                 /* NULL for a unix socket */
-    int port;
-    char *path;                 /* unix socket path */
-};
-
-struct store_redis;
-
-struct rcmd {
-    struct store_redis *sr;     /* NULL once the store is freed */
-    struct rcmd *prev, *next;   /* sr->all: not yet freed */
-    struct rcmd *tprev, *tnext; /* sr's deadline queue, while unanswered */
-    int in_tmo;
-    int kind;
-    int step;                   /* enum hs_step or enum del_step */
-    int hi_pending;             /* hiredis owes us a callback */
-    int answered;               /* the caller has had its answer */
-    int retried;                /* EVALSHA -> EVAL once on NOSCRIPT */
-    int with_ttl;               /* peek: the life too (the script) */
-    uint64_t deadline;
-    store_get_cb *get_cb;
-    store_count_cb *count_cb;
-    void *arg;
-    uint64_t ttl_ms, at_ttl_ms;
-    long long at;
-    long long removed;          /* del: total so far */
-    char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
-    char *pattern;              /* del: escaped SCAN pattern */
-    size_t plen;
-    size_t klen;
-    char key[];
-};
-
-struct sr_resolve {
-    uv_getaddrinfo_t req;
-    struct store_redis *sr;     /* NULL once given up */
-    int port;
-};
-
-struct store_redis {
-    struct store base;
-    uv_loop_t *loop;
-    struct store *fallback;
-
-    struct sr_addr master;      /* [redis] address (unused with sentinels) */
-    struct sr_addr *sentinels;
-    size_t nsentinels;
-    char *master_name;
-    char *password;
-    unsigned db;
-    uint64_t timeout_ms;
-    uint64_t connect_timeout_ms;
-
-    int state;
-    int closing;
-    redisAsyncContext *ac;      /* the data connection */
-    redisAsyncContext *sac;     /* the sentinel being asked */
-    struct sr_resolve *resolving;
-    size_t sentinel_idx;
-    char cur[SR_HOST_MAX + 16]; /* where we connect(ed), for the log */
-    char reason[320];
-    int ever_up;
-    int down_logged;
-    uint64_t backoff_ms;
-    unsigned streak;            /* timeouts in a row */
-    size_t inflight;            /* commands in the deadline queue */
-    char incr_sha[41], peek_sha[41];
-
-    struct rcmd *all;
-    struct rcmd *tmo_head, *tmo_tail;
-
-    /* reads waiting for the end of this loop turn (see batch_add) */
-    struct rcmd *batch[SR_BATCH_MAX];
-    size_t nbatch;
-    const char *batch_argv[SR_BATCH_MAX + 1];
-    size_t batch_lens[SR_BATCH_MAX + 1];
-    uv_check_t batch_check;
-
-    uv_timer_t tmo_timer, conn_timer, retry_timer, health_timer;
-    int handles_open;
-
-    struct log_limiter err_rl, tmo_rl;
-};
-
 static void sr_reply(redisAsyncContext *ac, void *r, void *priv);
-static void hs_reply(redisAsyncContext *ac, void *r, void *priv);
-static void sentinel_reply(redisAsyncContext *ac, void *r, void *priv);
-static void connect_start(struct store_redis *sr);
-static void sentinel_next(struct store_redis *sr);
-static void conn_lost(struct store_redis *sr, const char *reason, int do_free);
-
 /* ---- commands ---------------------------------------------------------- */
 
-static struct rcmd *cmd_new(struct store_redis *sr, int kind, const char *key,
+struct rcmd *sr_cmd_new(struct store_redis *sr, int kind, const char *key,
                             size_t klen)
 {
     struct rcmd *c = xcalloc(1, sizeof(*c) + klen + 1);
@@ -277,7 +162,7 @@ static void tmo_push(struct store_redis *sr, struct rcmd *c)
 }
 
 /* cmd_release - free c unless hiredis still owes its callback. */
-static void cmd_release(struct rcmd *c)
+void sr_cmd_release(struct rcmd *c)
 {
     struct store_redis *sr = c->sr;
     if (c->hi_pending)
@@ -391,7 +276,7 @@ static void batch_flush(struct store_redis *sr)
     for (size_t i = 0; i < n; i++) {     /* not sent: nobody owes a reply */
         b->cmd[i]->hi_pending = 0;
         cmd_fail(b->cmd[i]);
-        cmd_release(b->cmd[i]);
+        sr_cmd_release(b->cmd[i]);
     }
     free(b);
 }
@@ -423,9 +308,9 @@ static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
 
     argv[0] = use_eval ? "EVAL" : "EVALSHA";
     if (c->kind == K_INCR)
-        argv[1] = use_eval ? incr_lua : sr->incr_sha;
+        argv[1] = use_eval ? sr_incr_lua : sr->incr_sha;
     else
-        argv[1] = use_eval ? peek_lua : sr->peek_sha;
+        argv[1] = use_eval ? sr_peek_lua : sr->peek_sha;
     argv[2] = "1";
     argv[3] = c->key;
     lens[3] = c->klen;
@@ -541,29 +426,29 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
 
     c->hi_pending = 0;
     if (!sr) {
-        cmd_release(c);
+        sr_cmd_release(c);
         return;
     }
     if (ac != sr->ac) {                 /* a connection already given up */
         if (!c->answered)
             stats.redis_errors++;
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
         return;
     }
     if (!reply) {                       /* hiredis is tearing it down */
         snprintf(sr->reason, sizeof(sr->reason), "%s",
                  ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
-        conn_lost(sr, sr->reason, 0);
+        rconn_lost(sr, sr->reason, 0);
         if (!c->answered)
             stats.redis_errors++;
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
         return;
     }
     sr->streak = 0;
     if (c->answered) {                  /* timed out already: a late reply */
-        cmd_release(c);
+        sr_cmd_release(c);
         return;
     }
     if ((c->kind == K_INCR || (c->kind == K_PEEK && c->with_ttl)) && !c->retried
@@ -646,426 +531,10 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
                         reply->type == REDIS_REPLY_ERROR ? reply->str : "(wrong type)");
             cmd_fail(c);
             if (is_err(reply, "READONLY") && c->sr && sr->ac == ac)
-                conn_lost(sr, "READONLY: the server is a replica now", 1);
+                rconn_lost(sr, "READONLY: the server is a replica now", 1);
         }
     }
-    cmd_release(c);
-}
-
-/* ---- connection -------------------------------------------------------- */
-
-static void retry_cb(uv_timer_t *t)
-{
-    struct store_redis *sr = t->data;
-    if (!sr->closing && sr->state == SR_DOWN)
-        connect_start(sr);
-}
-
-static void schedule_retry(struct store_redis *sr)
-{
-    if (sr->closing || uv_is_active((uv_handle_t *)&sr->retry_timer))
-        return;
-    uv_timer_start(&sr->retry_timer, retry_cb, sr->backoff_ms, 0);
-    sr->backoff_ms = sr->backoff_ms * 2 > SR_BACKOFF_MAX_MS ? SR_BACKOFF_MAX_MS
-                                                            : sr->backoff_ms * 2;
-}
-
-/* conn_lost - give up the data connection (do_free: we tear it down; else
- * hiredis is doing so) and retry later.  Logged once per outage. */
-static void conn_lost(struct store_redis *sr, const char *reason, int do_free)
-{
-    redisAsyncContext *ac = sr->ac;
-    int was_up = sr->state == SR_UP;
-
-    sr->ac = NULL;
-    sr->state = SR_DOWN;
-    stats.redis_up = 0;
-    uv_timer_stop(&sr->conn_timer);
-    if (sr->resolving) {
-        sr->resolving->sr = NULL;
-        uv_cancel((uv_req_t *)&sr->resolving->req);
-        sr->resolving = NULL;
-    }
-    if (was_up)
-        log_warn("redis: down: %s: %s; lookups go to the directory and counters "
-                 "to process memory until it is back", sr->cur, reason);
-    else if (!sr->down_logged)
-        log_warn("redis: unavailable: %s: %s; lookups go to the directory and "
-                 "counters to process memory, retrying in the background",
-                 sr->cur, reason);
-    else
-        log_debug("redis: still unavailable: %s: %s", sr->cur, reason);
-    sr->down_logged = 1;
-    if (was_up)
-        sr->backoff_ms = SR_BACKOFF_MIN_MS;
-    if (ac && do_free) {
-        ac->data = NULL;
-        redisAsyncFree(ac);             /* answers what is pending (NULL) */
-    }
-    if (!sr->closing)
-        schedule_retry(sr);
-}
-
-static void conn_up(struct store_redis *sr)
-{
-    uv_timer_stop(&sr->conn_timer);
-    sr->state = SR_UP;
-    sr->streak = 0;
-    sr->backoff_ms = SR_BACKOFF_MIN_MS;
-    stats.redis_up = 1;
-    if (sr->ever_up)
-        stats.redis_reconnects++;
-    sr->ever_up = 1;
-    sr->down_logged = 0;
-    log_info("redis: up: %s%s", sr->cur, sr->nsentinels ? " (master via sentinel)" : "");
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct store_redis *sr = ac->data;
-    (void)status;
-    if (!sr || ac != sr->ac)
-        return;
-    snprintf(sr->reason, sizeof(sr->reason), "%s",
-             ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
-    conn_lost(sr, sr->reason, 0);
-}
-
-static int hs_send(struct store_redis *sr, int step, int argc, const char **argv,
-                   const size_t *lens)
-{
-    struct rcmd *c = cmd_new(sr, K_HS, NULL, 0);
-    c->answered = 1;                    /* nobody waits for it */
-    c->step = step;
-    if (redisAsyncCommandArgv(sr->ac, hs_reply, c, argc, argv, lens) != REDIS_OK) {
-        cmd_release(c);
-        return -1;
-    }
-    c->hi_pending = 1;
-    return 0;
-}
-
-static int hs_queue(struct store_redis *sr)
-{
-    char db[16];
-    const char *argv[3];
-    size_t lens[3];
-
-    if (sr->password) {
-        argv[0] = "AUTH";
-        argv[1] = sr->password;
-        lens[0] = 4;
-        lens[1] = strlen(sr->password);
-        if (hs_send(sr, HS_AUTH, 2, argv, lens) < 0)
-            return -1;
-    }
-    if (sr->db) {
-        snprintf(db, sizeof(db), "%u", sr->db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        lens[0] = 6;
-        lens[1] = strlen(db);
-        if (hs_send(sr, HS_SELECT, 2, argv, lens) < 0)
-            return -1;
-    }
-    if (sr->nsentinels) {
-        argv[0] = "ROLE";
-        lens[0] = 4;
-        if (hs_send(sr, HS_ROLE, 1, argv, lens) < 0)
-            return -1;
-    }
-    argv[0] = "SCRIPT";
-    argv[1] = "LOAD";
-    argv[2] = incr_lua;
-    lens[0] = 6;
-    lens[1] = 4;
-    lens[2] = sizeof(incr_lua) - 1;
-    if (hs_send(sr, HS_LOAD_INCR, 3, argv, lens) < 0)
-        return -1;
-    argv[2] = peek_lua;
-    lens[2] = sizeof(peek_lua) - 1;
-    return hs_send(sr, HS_LOAD_PEEK, 3, argv, lens);
-}
-
-static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    struct rcmd *c = priv;
-    struct store_redis *sr = c->sr;
-    redisReply *reply = r;
-    int step = c->step;
-
-    c->hi_pending = 0;
-    cmd_release(c);
-    if (!sr || ac != sr->ac)
-        return;
-    if (!reply) {
-        snprintf(sr->reason, sizeof(sr->reason), "%s",
-                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
-        conn_lost(sr, sr->reason, 0);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(sr->reason, sizeof(sr->reason), "%s: %.200s",
-                 step == HS_AUTH ? "AUTH" : step == HS_SELECT ? "SELECT"
-                 : step == HS_ROLE ? "ROLE" : "SCRIPT LOAD", reply->str);
-        conn_lost(sr, sr->reason, 1);
-        return;
-    }
-    switch (step) {
-    case HS_ROLE:
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1
-            || reply->element[0]->type != REDIS_REPLY_STRING
-            || strcmp(reply->element[0]->str, "master") != 0) {
-            snprintf(sr->reason, sizeof(sr->reason),
-                     "not the master (ROLE says %.40s)",
-                     reply->type == REDIS_REPLY_ARRAY && reply->elements
-                     && reply->element[0]->type == REDIS_REPLY_STRING
-                     ? reply->element[0]->str : "?");
-            conn_lost(sr, sr->reason, 1);
-        }
-        break;
-    case HS_LOAD_INCR:
-    case HS_LOAD_PEEK:
-        if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-            conn_lost(sr, "SCRIPT LOAD: unexpected reply", 1);
-            break;
-        }
-        memcpy(step == HS_LOAD_INCR ? sr->incr_sha : sr->peek_sha, reply->str, 41);
-        if (step == HS_LOAD_PEEK)
-            conn_up(sr);
-        break;
-    default:
-        break;
-    }
-}
-
-static void master_connect(struct store_redis *sr, const char *host, int port,
-                           const char *path)
-{
-    redisAsyncContext *ac;
-
-    if (path) {
-        snprintf(sr->cur, sizeof(sr->cur), "unix:%s", path);
-        ac = redisAsyncConnectUnix(path);
-    } else {
-        snprintf(sr->cur, sizeof(sr->cur), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
-                 host, port);
-        ac = redisAsyncConnect(host, port);
-    }
-    if (!ac) {
-        conn_lost(sr, "out of memory", 0);
-        return;
-    }
-    if (ac->err) {
-        snprintf(sr->reason, sizeof(sr->reason), "%s", ac->errstr);
-        redisAsyncFree(ac);
-        conn_lost(sr, sr->reason, 0);
-        return;
-    }
-    ac->data = sr;
-    if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
-        ac->data = NULL;
-        redisAsyncFree(ac);
-        conn_lost(sr, "cannot attach to the event loop", 0);
-        return;
-    }
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    sr->ac = ac;
-    sr->state = SR_CONNECTING;
-    if (hs_queue(sr) < 0)
-        conn_lost(sr, "cannot queue the handshake", 1);
-}
-
-static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    struct sr_resolve *rs = (struct sr_resolve *)req;
-    struct store_redis *sr = rs->sr;
-    char ip[INET6_ADDRSTRLEN];
-
-    if (!sr) {
-        if (res)
-            uv_freeaddrinfo(res);
-        free(rs);
-        return;
-    }
-    sr->resolving = NULL;
-    ip[0] = '\0';
-    if (status == 0 && res) {
-        if (res->ai_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr,
-                      ip, sizeof(ip));
-        else if (res->ai_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr,
-                      ip, sizeof(ip));
-    }
-    if (res)
-        uv_freeaddrinfo(res);
-    int port = rs->port;
-    free(rs);
-    if (!ip[0]) {
-        snprintf(sr->reason, sizeof(sr->reason), "cannot resolve: %s",
-                 status ? uv_strerror(status) : "no address");
-        conn_lost(sr, sr->reason, 0);
-        return;
-    }
-    master_connect(sr, ip, port, NULL);
-}
-
-static int is_ip_literal(const char *host)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-static void conn_timeout_cb(uv_timer_t *t);
-
-/* connect_to - connect to host:port (or path), resolving a name first. */
-static void connect_to(struct store_redis *sr, const char *host, int port,
-                       const char *path)
-{
-    uv_timer_start(&sr->conn_timer, conn_timeout_cb, sr->connect_timeout_ms, 0);
-    if (path || is_ip_literal(host)) {
-        master_connect(sr, host, port, path);
-        return;
-    }
-    struct addrinfo hints;
-    struct sr_resolve *rs = xcalloc(1, sizeof(*rs));
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rs->sr = sr;
-    rs->port = port;
-    snprintf(sr->cur, sizeof(sr->cur), "%s:%d", host, port);
-    sr->state = SR_RESOLVING;
-    sr->resolving = rs;
-    int rc = uv_getaddrinfo(sr->loop, &rs->req, resolve_cb, host, NULL, &hints);
-    if (rc != 0) {
-        sr->resolving = NULL;
-        free(rs);
-        snprintf(sr->reason, sizeof(sr->reason), "cannot resolve: %s", uv_strerror(rc));
-        conn_lost(sr, sr->reason, 0);
-    }
-}
-
-static void connect_start(struct store_redis *sr)
-{
-    if (sr->nsentinels) {
-        sr->sentinel_idx = 0;
-        sr->reason[0] = '\0';
-        sentinel_next(sr);
-    } else {
-        connect_to(sr, sr->master.host, sr->master.port, sr->master.path);
-    }
-}
-
-/* ---- sentinel ---------------------------------------------------------- */
-
-static void sentinel_drop(struct store_redis *sr)
-{
-    redisAsyncContext *ac = sr->sac;
-    sr->sac = NULL;
-    if (ac)
-        redisAsyncFree(ac);             /* its callback sees a stale ac */
-}
-
-/* sentinel_next - ask the next sentinel; after the last one, give up
- * until the retry timer. */
-static void sentinel_next(struct store_redis *sr)
-{
-    while (sr->sentinel_idx < sr->nsentinels) {
-        struct sr_addr *a = &sr->sentinels[sr->sentinel_idx++];
-        const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", sr->master_name };
-        size_t lens[3] = { 8, 23, strlen(sr->master_name) };
-        redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
-
-        snprintf(sr->cur, sizeof(sr->cur), "sentinel %s:%d", a->host, a->port);
-        if (!ac)
-            continue;
-        if (ac->err) {
-            snprintf(sr->reason, sizeof(sr->reason), "%s: %s", sr->cur, ac->errstr);
-            redisAsyncFree(ac);
-            continue;
-        }
-        if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
-            redisAsyncFree(ac);
-            continue;
-        }
-        struct rcmd *c = cmd_new(sr, K_SENTINEL, NULL, 0);
-        c->answered = 1;
-        if (redisAsyncCommandArgv(ac, sentinel_reply, c, 3, argv, lens) != REDIS_OK) {
-            cmd_release(c);
-            redisAsyncFree(ac);
-            continue;
-        }
-        c->hi_pending = 1;
-        sr->sac = ac;
-        sr->state = SR_SENTINEL;
-        uv_timer_start(&sr->conn_timer, conn_timeout_cb, sr->connect_timeout_ms, 0);
-        return;
-    }
-    snprintf(sr->cur, sizeof(sr->cur), "master %s", sr->master_name);
-    if (!sr->reason[0])
-        snprintf(sr->reason, sizeof(sr->reason), "no sentinel answered");
-    conn_lost(sr, sr->reason, 0);
-}
-
-static void sentinel_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    struct rcmd *c = priv;
-    struct store_redis *sr = c->sr;
-    redisReply *reply = r;
-    char host[SR_HOST_MAX];
-    unsigned long long port = 0;
-
-    c->hi_pending = 0;
-    cmd_release(c);
-    if (!sr || ac != sr->sac)
-        return;
-    uv_timer_stop(&sr->conn_timer);
-    if (!reply) {
-        snprintf(sr->reason, sizeof(sr->reason), "%s: %s", sr->cur,
-                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
-        sr->sac = NULL;                 /* hiredis is freeing it */
-        sentinel_next(sr);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[0]->len > 0 && reply->element[0]->len < sizeof(host)
-        && is_ip_literal(reply->element[0]->str)
-        && util_parse_uint(reply->element[1]->str, 65535, &port) == 0 && port > 0) {
-        memcpy(host, reply->element[0]->str, reply->element[0]->len + 1);
-        sentinel_drop(sr);
-        connect_to(sr, host, (int)port, NULL);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_NIL)
-        snprintf(sr->reason, sizeof(sr->reason), "%s does not know master %s",
-                 sr->cur, sr->master_name);
-    else
-        snprintf(sr->reason, sizeof(sr->reason), "%s: unexpected reply%s%.200s",
-                 sr->cur, reply->type == REDIS_REPLY_ERROR ? ": " : "",
-                 reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-    sentinel_drop(sr);
-    sentinel_next(sr);
-}
-
-static void conn_timeout_cb(uv_timer_t *t)
-{
-    struct store_redis *sr = t->data;
-    char msg[64];
-
-    if (sr->state == SR_SENTINEL) {
-        snprintf(sr->reason, sizeof(sr->reason), "%s: no answer within %llu ms",
-                 sr->cur, (unsigned long long)sr->connect_timeout_ms);
-        sentinel_drop(sr);
-        sentinel_next(sr);
-    } else if (sr->state == SR_CONNECTING || sr->state == SR_RESOLVING) {
-        snprintf(msg, sizeof(msg), "connect timeout (%llu ms)",
-                 (unsigned long long)sr->connect_timeout_ms);
-        conn_lost(sr, msg, 1);
-    }
+    sr_cmd_release(c);
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -1104,11 +573,11 @@ static void tmo_cb(uv_timer_t *t)
                     n, (unsigned long long)sr->timeout_ms);
     if (sr->state == SR_UP && n && sr->ac && sock_broken(sr->ac)) {
         snprintf(sr->reason, sizeof(sr->reason), "connection reset");
-        conn_lost(sr, sr->reason, 1);
+        rconn_lost(sr, sr->reason, 1);
     } else if (sr->state == SR_UP && (ping_lost || sr->streak >= SR_TIMEOUT_STREAK)) {
         snprintf(sr->reason, sizeof(sr->reason), "%s",
                  ping_lost ? "no reply to PING" : "commands in a row got no reply");
-        conn_lost(sr, sr->reason, 1);
+        rconn_lost(sr, sr->reason, 1);
     }
     if (!sr->closing)
         tmo_arm(sr);
@@ -1124,9 +593,9 @@ static void health_cb(uv_timer_t *t)
 
     if (sr->state != SR_UP || sr->tmo_head)
         return;
-    struct rcmd *c = cmd_new(sr, K_PING, NULL, 0);
+    struct rcmd *c = sr_cmd_new(sr, K_PING, NULL, 0);
     if (cmd_send(sr, c, 1, argv, lens) < 0)
-        cmd_release(c);
+        sr_cmd_release(c);
 }
 
 /* ---- store ops --------------------------------------------------------- */
@@ -1151,7 +620,7 @@ static void sr_get(struct store *s, const char *key, size_t klen,
         cb(arg, STORE_ERR, NULL, 0);
         return;
     }
-    struct rcmd *c = cmd_new(sr, K_GET, key, klen);
+    struct rcmd *c = sr_cmd_new(sr, K_GET, key, klen);
     c->get_cb = cb;
     c->arg = arg;
     batch_add(sr, c);
@@ -1168,10 +637,10 @@ static void sr_set(struct store *s, const char *key, size_t klen,
     if (!usable(sr, klen))
         return;
     lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
-    struct rcmd *c = cmd_new(sr, K_SET, NULL, 0);
+    struct rcmd *c = sr_cmd_new(sr, K_SET, NULL, 0);
     if (cmd_send(sr, c, ttl_ms ? 5 : 3, argv, lens) < 0) {
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
     }
 }
 
@@ -1186,7 +655,7 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
                                 cb, arg);
         return;
     }
-    struct rcmd *c = cmd_new(sr, K_INCR, key, klen);
+    struct rcmd *c = sr_cmd_new(sr, K_INCR, key, klen);
     c->count_cb = cb;
     c->arg = arg;
     c->ttl_ms = ttl_ms;
@@ -1194,7 +663,7 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
     c->at_ttl_ms = at_ttl_ms;
     if (script_send(sr, c, 0) < 0) {
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
     }
 }
 
@@ -1207,7 +676,7 @@ static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
         sr->fallback->ops->peek(sr->fallback, key, klen, with_ttl, cb, arg);
         return;
     }
-    struct rcmd *c = cmd_new(sr, K_PEEK, key, klen);
+    struct rcmd *c = sr_cmd_new(sr, K_PEEK, key, klen);
     c->count_cb = cb;
     c->arg = arg;
     c->with_ttl = with_ttl;
@@ -1215,7 +684,7 @@ static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
         batch_add(sr, c);
     } else if (script_send(sr, c, 0) < 0) {
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
     }
 }
 
@@ -1246,7 +715,7 @@ static void sr_del(struct store *s, const char *key, size_t klen,
     }
     /* counters made during an outage go too; the answer is Redis's count */
     sr->fallback->ops->del(sr->fallback, key, klen, count_noop, NULL);
-    struct rcmd *c = cmd_new(sr, K_DEL, key, klen);
+    struct rcmd *c = sr_cmd_new(sr, K_DEL, key, klen);
     c->count_cb = cb;
     c->arg = arg;
     if (klen && key[klen - 1] == '*') {
@@ -1261,7 +730,7 @@ static void sr_del(struct store *s, const char *key, size_t klen,
     }
     if (rc < 0) {
         cmd_fail(c);
-        cmd_release(c);
+        sr_cmd_release(c);
     }
 }
 
@@ -1308,7 +777,7 @@ static void sr_free(struct store *s)
     /* reads never sent: no hiredis callback will free them */
     for (size_t i = 0; i < sr->nbatch; i++) {
         sr->batch[i]->hi_pending = 0;
-        cmd_release(sr->batch[i]);
+        sr_cmd_release(sr->batch[i]);
     }
     sr->nbatch = 0;
     if (sr->resolving) {
@@ -1322,7 +791,7 @@ static void sr_free(struct store *s)
         ac->data = NULL;
         redisAsyncFree(ac);
     }
-    sentinel_drop(sr);
+    rconn_sentinel_drop(sr);
     store_free(sr->fallback);
     sr->fallback = NULL;
     addr_free(&sr->master);
@@ -1427,7 +896,7 @@ struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
                 snprintf(err, errlen, "[redis] sentinels: %s", why);
                 goto fail;
             }
-            if (!sr->sentinels[i].host || !is_ip_literal(sr->sentinels[i].host)) {
+            if (!sr->sentinels[i].host || !sr_ip_literal(sr->sentinels[i].host)) {
                 snprintf(err, errlen, "[redis] sentinels: %.200s: want IP:port",
                          cfg->redis.sentinels.v[i]);
                 sr->nsentinels++;
@@ -1455,7 +924,7 @@ struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
     uv_timer_start(&sr->health_timer, health_cb, SR_HEALTH_MS, SR_HEALTH_MS);
     uv_unref((uv_handle_t *)&sr->health_timer);
     stats.redis_up = 0;
-    connect_start(sr);
+    rconn_start(sr);
     return &sr->base;
 
 fail:

@@ -1,0 +1,143 @@
+#ifndef BACKENDS_STORE_REDIS_PRIV_H
+#define BACKENDS_STORE_REDIS_PRIV_H
+
+/*
+ * store_redis_priv - what store_redis.c (commands, replies, store ops) and
+ * redis_conn.c (connecting, handshake, Sentinel, reconnecting) share.  Not
+ * for any other module: the rest of policyd sees only store_redis.h.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "../policyd/address.h"
+#include "../policyd/log.h"
+#include "store.h"
+
+#define SR_MAX_INFLIGHT     20000
+#define SR_MAX_KEY          4096
+#define SR_BACKOFF_MIN_MS   100
+#define SR_BACKOFF_MAX_MS   5000
+#define SR_TIMEOUT_STREAK   3
+#define SR_HEALTH_MS        1000
+#define SR_SCAN_COUNT       "1000"
+#define SR_MAX_SENTINELS    16
+#define SR_BATCH_MAX        256     /* keys in one MGET */
+#define SR_HOST_MAX         256
+
+
+enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
+enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL };
+enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK };
+enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
+
+struct sr_addr {
+    char *host;                 /* NULL for a unix socket */
+    int port;
+    char *path;                 /* unix socket path */
+};
+
+struct store_redis;
+
+struct rcmd {
+    struct store_redis *sr;     /* NULL once the store is freed */
+    struct rcmd *prev, *next;   /* sr->all: not yet freed */
+    struct rcmd *tprev, *tnext; /* sr's deadline queue, while unanswered */
+    int in_tmo;
+    int kind;
+    int step;                   /* enum hs_step or enum del_step */
+    int hi_pending;             /* hiredis owes us a callback */
+    int answered;               /* the caller has had its answer */
+    int retried;                /* EVALSHA -> EVAL once on NOSCRIPT */
+    int with_ttl;               /* peek: the life too (the script) */
+    uint64_t deadline;
+    store_get_cb *get_cb;
+    store_count_cb *count_cb;
+    void *arg;
+    uint64_t ttl_ms, at_ttl_ms;
+    long long at;
+    long long removed;          /* del: total so far */
+    char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
+    char *pattern;              /* del: escaped SCAN pattern */
+    size_t plen;
+    size_t klen;
+    char key[];
+};
+
+struct sr_resolve {
+    uv_getaddrinfo_t req;
+    struct store_redis *sr;     /* NULL once given up */
+    int port;
+};
+
+struct store_redis {
+    struct store base;
+    uv_loop_t *loop;
+    struct store *fallback;
+
+    struct sr_addr master;      /* [redis] address (unused with sentinels) */
+    struct sr_addr *sentinels;
+    size_t nsentinels;
+    char *master_name;
+    char *password;
+    unsigned db;
+    uint64_t timeout_ms;
+    uint64_t connect_timeout_ms;
+
+    int state;
+    int closing;
+    redisAsyncContext *ac;      /* the data connection */
+    redisAsyncContext *sac;     /* the sentinel being asked */
+    struct sr_resolve *resolving;
+    size_t sentinel_idx;
+    char cur[SR_HOST_MAX + 16]; /* where we connect(ed), for the log */
+    char reason[320];
+    int ever_up;
+    int down_logged;
+    uint64_t backoff_ms;
+    unsigned streak;            /* timeouts in a row */
+    size_t inflight;            /* commands in the deadline queue */
+    char incr_sha[41], peek_sha[41];
+
+    struct rcmd *all;
+    struct rcmd *tmo_head, *tmo_tail;
+
+    /* reads waiting for the end of this loop turn (see batch_add) */
+    struct rcmd *batch[SR_BATCH_MAX];
+    size_t nbatch;
+    const char *batch_argv[SR_BATCH_MAX + 1];
+    size_t batch_lens[SR_BATCH_MAX + 1];
+    uv_check_t batch_check;
+
+    uv_timer_t tmo_timer, conn_timer, retry_timer, health_timer;
+    int handles_open;
+
+    struct log_limiter err_rl, tmo_rl;
+};
+
+/* sr_ip_literal - 1 if host is a numeric IPv4 or IPv6 address */
+static inline int sr_ip_literal(const char *host)
+{
+    int family;
+    uint8_t addr[16];
+    return addr_parse_ip(host, &family, addr) == 0;
+}
+
+/* The two Lua scripts (store_redis.c), loaded by the handshake. */
+extern const char sr_incr_lua[];
+extern const char sr_peek_lua[];
+
+/* store_redis.c: a command's life (see LIFETIME OF A COMMAND there) */
+struct rcmd *sr_cmd_new(struct store_redis *sr, int kind, const char *key, size_t klen);
+void sr_cmd_release(struct rcmd *c);
+
+/* redis_conn.c: the connection's life */
+void rconn_start(struct store_redis *sr);
+void rconn_lost(struct store_redis *sr, const char *reason, int do_free);
+void rconn_sentinel_drop(struct store_redis *sr);
+
+#endif
