@@ -424,15 +424,18 @@ def test_refuses_root_without_user():
         d.cleanup()
 
 
-def test_stats_delayed_now_during_tarpit():
-    tarpit = """
+# every unknown recipient is held 1.5 s; nothing is ever blocked
+TARPIT_1_5S = """
 [harvest]
 tarpit_after = 1
 tarpit_delay = 1.5
 tarpit_max = 1.5
 block_after = 0
 """
-    with Daemon(tarpit) as d:
+
+
+def test_stats_delayed_now_during_tarpit():
+    with Daemon(TARPIT_1_5S) as d:
         answers = []
         t = threading.Thread(target=lambda: answers.append(
             d.ask(client_address="203.0.113.5", recipient="ghost@example.com")))
@@ -536,14 +539,7 @@ def test_flush_makes_a_new_directory_entry_visible():
 
 
 def test_reload_keeps_a_request_waiting_in_the_tarpit():
-    tarpit = """
-[harvest]
-tarpit_after = 1
-tarpit_delay = 1.5
-tarpit_max = 1.5
-block_after = 0
-"""
-    with Daemon(tarpit) as d:
+    with Daemon(TARPIT_1_5S) as d:
         answers = []
         t = threading.Thread(target=lambda: answers.append(
             d.ask(client_address="203.0.113.9", recipient="ghost@example.com")))

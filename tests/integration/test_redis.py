@@ -14,6 +14,7 @@ import time
 import pytest
 
 from harness import Daemon, wait_for
+from load import Load
 from redis import RedisServer, SentinelSet
 
 PREFIX = "t:"
@@ -223,7 +224,6 @@ def commandstats(r):
 def test_reads_are_batched_into_mget(redis_server):
     """Each request reads two keys (its cached answer and its client's
     counter); concurrent requests share MGETs, and no read goes alone."""
-    import threading
     r = redis_server
     with daemon_for(r) as d:
         wait_up(d)
@@ -354,62 +354,19 @@ def test_counting_falls_back_to_memory_and_resumes():
 
 # ---- outages --------------------------------------------------------------
 
-class Load:
-    """Worker threads asking known and unknown recipients on persistent
-    connections; every answer is checked, every latency kept."""
-
-    def __init__(self, d, workers=4):
-        self.d = d
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.wrong = []
-        self.errors = []
-        self.max_latency = 0.0
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(workers)]
-
-    def run(self, i):
-        try:
-            with self.d.client(timeout=10) as c:
-                n = 0
-                while not self.stop.is_set():
-                    n += 1
-                    known = n % 2 == 0
-                    rcpt = "user@example.com" if known else "u%d-%d@example.com" % (i, n % 50)
-                    t0 = time.monotonic()
-                    got = c.ask(recipient=rcpt, client_address="198.51.100.%d" % (i + 1))
-                    dt = time.monotonic() - t0
-                    want = "DUNNO" if known else UNKNOWN
-                    with self.lock:
-                        self.max_latency = max(self.max_latency, dt)
-                        if got == want:
-                            self.ok += 1
-                        else:
-                            self.wrong.append((rcpt, got))
-        except Exception as e:          # noqa: BLE001 - reported by check()
-            with self.lock:
-                self.errors.append(repr(e))
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-    def count(self):
-        with self.lock:
-            return self.ok
+def mixed(i, n):
+    """Known and unknown recipients in turn, one client address a worker."""
+    known = n % 2 == 0
+    rcpt = "user@example.com" if known else "u%d-%d@example.com" % (i, n % 50)
+    return ({"recipient": rcpt, "client_address": "198.51.100.%d" % (i + 1)},
+            {"DUNNO" if known else UNKNOWN})
 
 
 def test_sigkill_under_load_every_request_answered(redis_server):
     r = redis_server
     with daemon_for(r) as d:
         wait_up(d)
-        with Load(d) as load:
+        with Load(d, mixed) as load:
             wait_for(lambda: load.count() > 200, 10, what="load to run")
             r.kill()
             n_kill = load.count()
@@ -469,7 +426,7 @@ def test_sentinel_failover_is_followed():
             d.wait_log("redis: up: 127.0.0.1:%d (master via sentinel)" % old_port)
             assert d.ask(recipient="nobody@example.com", client_address="192.0.2.60") == UNKNOWN
             assert counter(ss.master, "192.0.2.60/32") == 1
-            with Load(d, workers=2) as load:
+            with Load(d, mixed, workers=2) as load:
                 wait_for(lambda: load.count() > 50, 10, what="load to run")
                 ss.failover()
                 d.wait_log("redis: up: 127.0.0.1:%d (master via sentinel)" % new_port,
