@@ -82,6 +82,7 @@ enum key_type {
     K_MODE,         /* unsigned, octal */
     K_ENUM,         /* via the key's setter */
     K_PWFILE,       /* read after parsing; kept in the context */
+    K_PCT,          /* unsigned percent, "25" or "25%" */
 };
 
 /* K_STR: empty value -> NULL; "none" -> NULL */
@@ -432,6 +433,26 @@ static int check_cidr(char *v, char *why, size_t whylen)
     return 0;
 }
 
+/* check_trap - "local@domain" or "local@" (that local part in every
+ * domain of [directory] domains); lowercased like the recipients. */
+static int check_trap(char *v, char *why, size_t whylen)
+{
+    char *at = strchr(v, '@');
+
+    if (!at || at == v || strchr(at + 1, '@') || strlen(v) >= ADDR_MAX) {
+        snprintf(why, whylen, "want local@domain or local@");
+        return -1;
+    }
+    for (char *p = v; *p; p++) {
+        if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f) {
+            snprintf(why, whylen, "blanks or control characters");
+            return -1;
+        }
+        *p = (char) tolower((unsigned char) *p);
+    }
+    return 0;
+}
+
 static int check_uri(char *v, char *why, size_t whylen)
 {
     if (strncasecmp(v, "ldap://", 7) != 0 && strncasecmp(v, "ldaps://", 8) != 0
@@ -507,6 +528,13 @@ static void set_level(struct config *cfg, int v)
     cfg->server.log_level = lv[v];
 }
 
+static const char *const referral_names[] = { "ignore", "tempfail", NULL };
+
+static void set_referrals(struct config *cfg, int v)
+{
+    cfg->ldap.referrals = (enum ldap_referrals_cfg) v;
+}
+
 static void set_scope(struct config *cfg, int v)
 {
     cfg->ldap.scope = v == 0 ? SCOPE_BASE : v == 1 ? SCOPE_ONE : SCOPE_SUB;
@@ -549,6 +577,7 @@ static const struct key_def keys[] = {
     STR("actions", "unknown", actions.unknown, 0, check_action),
     STR("actions", "tempfail", actions.tempfail, 0, check_action),
     STR("actions", "blocked", actions.blocked, 0, check_action),
+    BOOL("actions", "dry_run", actions.dry_run),
 
     LIST("ldap", "uri", ldap.uri, check_uri),
     STR("ldap", "bind_dn", ldap.bind_dn, F_EMPTY_NULL, check_printable),
@@ -563,6 +592,7 @@ static const struct key_def keys[] = {
     BOOL("ldap", "starttls", ldap.starttls),
     STR("ldap", "tls_ca_file", ldap.tls_ca_file, F_EMPTY_NULL, check_printable),
     BOOL("ldap", "fail_open", ldap.fail_open),
+    ENUM("ldap", "referrals", referral_names, set_referrals),
 
     STR("redis", "address", redis.address, F_EMPTY_NULL | F_NONE_NULL, check_redis_addr),
     STR("redis", "password", redis.password, F_EMPTY_NULL | F_SECRET, NULL),
@@ -580,15 +610,25 @@ static const struct key_def keys[] = {
 
     BOOL("harvest", "enabled", harvest.enabled),
     NUM("harvest", "window", K_DUR, harvest.window_ms, 1, 30 * CONFIG_DUR_DAY),
+    BOOL("harvest", "dry_run", harvest.dry_run),
     NUM("harvest", "tarpit_after", K_UINT, harvest.tarpit_after, 0, 1000000),
+    NUM("harvest", "tarpit_share", K_PCT, harvest.tarpit_share, 0, 100),
     NUM("harvest", "tarpit_delay", K_DUR, harvest.tarpit_delay_ms, 0, 3600 * SEC),
     NUM("harvest", "tarpit_max", K_DUR, harvest.tarpit_max_ms, 0, 3600 * SEC),
     NUM("harvest", "block_after", K_UINT, harvest.block_after, 0, 1000000),
+    NUM("harvest", "block_share", K_PCT, harvest.block_share, 0, 100),
+    NUM("harvest", "block_ceiling", K_UINT, harvest.block_ceiling, 0, 1000000),
     NUM("harvest", "block_time", K_DUR, harvest.block_time_ms, 1, 30 * CONFIG_DUR_DAY),
+    NUM("harvest", "wide_tarpit_after", K_UINT, harvest.wide_tarpit_after, 0, 1000000),
+    NUM("harvest", "wide_block_after", K_UINT, harvest.wide_block_after, 0, 1000000),
+    NUM("harvest", "wide_block_ceiling", K_UINT, harvest.wide_block_ceiling, 0, 1000000),
     LIST("harvest", "whitelist", harvest.whitelist, check_cidr),
+    LIST("harvest", "traps", harvest.traps, check_trap),
     BOOL("harvest", "exempt_sasl", harvest.exempt_sasl),
     NUM("harvest", "ipv4_prefix", K_UINT, harvest.ipv4_prefix, 0, 32),
     NUM("harvest", "ipv6_prefix", K_UINT, harvest.ipv6_prefix, 0, 128),
+    NUM("harvest", "ipv4_wide_prefix", K_UINT, harvest.ipv4_wide_prefix, 0, 32),
+    NUM("harvest", "ipv6_wide_prefix", K_UINT, harvest.ipv6_wide_prefix, 0, 128),
     NUM("harvest", "postfix_timeout", K_DUR, harvest.postfix_timeout_ms, 1, 3600 * SEC),
     NUM("harvest", "max_tracked", K_SIZE, harvest.max_tracked, 1, 10000000),
 
@@ -719,20 +759,32 @@ static int config_set(struct config_ctx *c, const struct key_def *k,
         *sp = copy;
         return 0;
     }
+    case K_PCT:
     case K_UINT:
-    case K_SIZE:
-        for (const char *p = v; *p || p == v; p++)
+    case K_SIZE: {
+        char num[24];
+        size_t len = strlen(v);
+
+        /* a percentage may say so: "25%" */
+        if (k->type == K_PCT && len && v[len - 1] == '%')
+            len--;
+        if (len >= sizeof(num))
+            len = sizeof(num) - 1;
+        memcpy(num, v, len);
+        num[len] = '\0';
+        for (const char *p = num; *p || p == num; p++)
             if (*p < '0' || *p > '9')
                 return config_fail(c, c->lineno, k, "not a number: %s",
                                    config_quote(v, q, sizeof(q)));
-        if (util_parse_uint(v, k->max, &n) < 0 || n < k->min)
+        if (util_parse_uint(num, k->max, &n) < 0 || n < k->min)
             return config_fail(c, c->lineno, k, "out of range (%llu..%llu): %s",
                                k->min, k->max, config_quote(v, q, sizeof(q)));
-        if (k->type == K_UINT)
+        if (k->type != K_SIZE)
             *(unsigned *) (void *) field = (unsigned) n;
         else
             *(size_t *) (void *) field = (size_t) n;
         return 0;
+    }
     case K_MODE:
         n = 0;
         for (const char *p = v; *p || p == v; p++) {
@@ -1002,15 +1054,29 @@ static int config_cross_check(struct config_ctx *c)
     if (cfg->redis.master_name && !cfg->redis.sentinels.n)
         return FAIL_AT("redis", "master_name", "only used with sentinels");
 
+    if (cfg->redis.prefix && strlen(cfg->redis.prefix) > CONFIG_PREFIX_MAX)
+        return FAIL_AT("redis", "prefix", "longer than %d bytes", CONFIG_PREFIX_MAX);
+
     if (cfg->harvest.enabled) {
-        if (cfg->harvest.tarpit_max_ms >= cfg->harvest.postfix_timeout_ms) {
+        /* the worst case before the delay starts: the Redis read, then the
+         * directory, each up to its own timeout */
+        uint64_t before = 0, worst;
+        char d[32];
+
+        if (cfg->redis.address || cfg->redis.sentinels.n)
+            before += cfg->redis.timeout_ms;
+        if (strcmp(cfg->directory.backend, "ldap") == 0)
+            before += cfg->ldap.timeout_ms;
+        worst = cfg->harvest.tarpit_max_ms + before;
+        if (worst >= cfg->harvest.postfix_timeout_ms) {
             l1 = key_line(c, "harvest", "tarpit_max");
             l2 = key_line(c, "harvest", "postfix_timeout");
             return config_fail(c, l1 ? l1 : l2, key_find("harvest", "tarpit_max"),
-                               "%s is not below Postfix's "
-                               "smtpd_policy_service_timeout (%s); Postfix would "
-                               "give up first",
+                               "%s plus %s of Redis and directory time-outs is "
+                               "not below Postfix's smtpd_policy_service_timeout "
+                               "(%s); Postfix would give up first",
                                config_secs(cfg->harvest.tarpit_max_ms, a, sizeof(a)),
+                               config_secs(before, d, sizeof(d)),
                                config_secs(cfg->harvest.postfix_timeout_ms, b,
                                            sizeof(b)));
         }
@@ -1120,9 +1186,17 @@ static struct config *config_defaults(const char *path)
     cfg->harvest.enabled = 1;
     cfg->harvest.window_ms = 3600 * SEC;
     cfg->harvest.tarpit_after = 5;
+    cfg->harvest.tarpit_share = 25;
     cfg->harvest.tarpit_delay_ms = 1 * SEC;
     cfg->harvest.tarpit_max_ms = 30 * SEC;
     cfg->harvest.block_after = 20;
+    cfg->harvest.block_share = 40;
+    cfg->harvest.block_ceiling = 200;
+    cfg->harvest.wide_tarpit_after = 15;
+    cfg->harvest.wide_block_after = 60;
+    cfg->harvest.wide_block_ceiling = 600;
+    cfg->harvest.ipv4_wide_prefix = 24;
+    cfg->harvest.ipv6_wide_prefix = 48;
     cfg->harvest.block_time_ms = 3600 * SEC;
     cfg->harvest.exempt_sasl = 1;
     cfg->harvest.ipv4_prefix = 32;
@@ -1241,6 +1315,7 @@ void config_free(struct config *cfg)
     strlist_clear(&cfg->redis.sentinels);
     free(cfg->redis.master_name);
     strlist_clear(&cfg->harvest.whitelist);
+    strlist_clear(&cfg->harvest.traps);
     free(cfg->stats.prometheus);
     free(cfg);
 }

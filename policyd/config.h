@@ -23,6 +23,9 @@ struct strlist {
 
 enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG };
 enum ldap_scope_cfg { SCOPE_BASE, SCOPE_ONE, SCOPE_SUB };
+enum ldap_referrals_cfg { REFERRALS_IGNORE, REFERRALS_TEMPFAIL };
+
+#define CONFIG_PREFIX_MAX 64    /* [redis] prefix, bytes */
 
 struct config {
     char *path;                 /* the file this came from */
@@ -57,6 +60,7 @@ struct config {
         char *unknown;
         char *tempfail;
         char *blocked;
+        int dry_run;            /* answer DUNNO / WARN, never delay */
     } actions;
 
     struct {
@@ -72,6 +76,7 @@ struct config {
         int starttls;
         char *tls_ca_file;
         int fail_open;
+        enum ldap_referrals_cfg referrals; /* continuation references */
     } ldap;
 
     struct {
@@ -94,18 +99,28 @@ struct config {
 
     struct {
         int enabled;
-        uint64_t window_ms;
-        unsigned tarpit_after;
+        int dry_run;            /* stages log and count, delay and block nothing */
+        uint64_t window_ms;     /* half-life of the evidence */
+        unsigned tarpit_after;  /* invalid recipients before any delay */
+        unsigned tarpit_share;  /* ... and at least this % of them invalid */
         uint64_t tarpit_delay_ms;
         uint64_t tarpit_max_ms;
-        unsigned block_after;
+        unsigned block_after;   /* invalid recipients before a block */
+        unsigned block_share;   /* ... and at least this % invalid */
+        unsigned block_ceiling; /* invalid recipients that block at any share */
         uint64_t block_time_ms;
+        unsigned wide_tarpit_after;  /* the same for the wide network */
+        unsigned wide_block_after;
+        unsigned wide_block_ceiling;
         struct strlist whitelist; /* CIDRs */
+        struct strlist traps;   /* "local@domain" or "local@" */
         int exempt_sasl;
         unsigned ipv4_prefix;
         unsigned ipv6_prefix;
+        unsigned ipv4_wide_prefix; /* 0: no wide level */
+        unsigned ipv6_wide_prefix;
         uint64_t postfix_timeout_ms;
-        size_t max_tracked;     /* in-memory counters kept at most */
+        size_t max_tracked;     /* networks kept in memory at most */
     } harvest;
 
     struct {
