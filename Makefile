@@ -19,7 +19,7 @@ DESTDIR   ?=
 CC        ?= cc
 PKGS      := libuv hiredis ldap inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llber -lhttp_parser
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llber -lhttp_parser -lm
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
              -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wvla

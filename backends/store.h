@@ -21,12 +21,22 @@
 #include <uv.h>
 
 #include "../policyd/config.h"
+#include "../policyd/score.h"
 
 enum { STORE_OK = 0, STORE_MISS = 1, STORE_ERR = -1 };
 
 struct store;
 
 typedef void store_get_cb(void *arg, int status, const char *val, size_t len);
+/* merge: what to fold into a standing (see policyd/score.h) */
+struct store_merge {
+    struct score delta;         /* added; its block_until raises the stored one */
+    const struct score *floor;  /* NULL, or: raise each field to at least this */
+    uint64_t now_ms;            /* wall clock of the caller */
+    uint64_t half_life_ms;
+    uint64_t ttl_ms;            /* life of the key (longer while blocked) */
+};
+
 /* count: the counter's value (0 when absent); ttl_ms: remaining life, or -1. */
 typedef void store_count_cb(void *arg, int status, long long count,
                             long long ttl_ms);
@@ -53,6 +63,15 @@ struct store_ops {
      * removes every key with that prefix (SCAN, never KEYS). */
     void (*del)(struct store *s, const char *key, size_t klen,
                 store_count_cb *cb, void *arg);
+    /* merge: atomically fade the standing stored at key (wire form,
+     * score_encode) to now_ms, add delta, raise it to floor, keep it
+     * ttl_ms or until its block ends, whichever is later; one round trip,
+     * never batched behind a read.  cb gets STORE_OK and the new standing's
+     * wire form, or STORE_ERR (refused: OOM, READONLY, WRONGTYPE, down,
+     * time-out).  store_mem answers STORE_ERR: without Redis the standing
+     * lives in evidence.c's own table. */
+    void (*merge)(struct store *s, const char *key, size_t klen,
+                  const struct store_merge *m, store_get_cb *cb, void *arg);
     /* shared: 1 while answers come from a store other processes see */
     int (*shared)(struct store *s);
     void (*free)(struct store *s);

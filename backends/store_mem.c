@@ -112,6 +112,13 @@ static void mem_del(struct store *s, const char *key, size_t klen,
     cb(arg, removed ? STORE_OK : STORE_MISS, removed, -1);
 }
 
+static void mem_merge(struct store *s, const char *key, size_t klen,
+                      const struct store_merge *m, store_get_cb *cb, void *arg)
+{
+    (void)s, (void)key, (void)klen, (void)m;
+    cb(arg, STORE_ERR, NULL, 0);
+}
+
 static int mem_shared(struct store *s)
 {
     (void)s;
@@ -125,7 +132,8 @@ static void mem_free(struct store *s)
 }
 
 static const struct store_ops mem_ops = {
-    "memory", mem_get, mem_set, mem_incr, mem_peek, mem_del, mem_shared, mem_free,
+    "memory", mem_get, mem_set, mem_incr, mem_peek, mem_del, mem_merge, mem_shared,
+    mem_free,
 };
 
 struct store *store_mem_new(size_t max_entries)

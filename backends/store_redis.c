@@ -734,6 +734,13 @@ static void sr_del(struct store *s, const char *key, size_t klen,
     }
 }
 
+static void sr_merge(struct store *s, const char *key, size_t klen,
+                     const struct store_merge *m, store_get_cb *cb, void *arg)
+{
+    (void)s, (void)key, (void)klen, (void)m;
+    cb(arg, STORE_ERR, NULL, 0);       /* TODO(helper E): the merge script */
+}
+
 static int sr_shared(struct store *s)
 {
     return sr_of(s)->state == SR_UP;
@@ -808,7 +815,7 @@ static void sr_free(struct store *s)
 }
 
 static const struct store_ops redis_ops = {
-    "redis", sr_get, sr_set, sr_incr, sr_peek, sr_del, sr_shared, sr_free,
+    "redis", sr_get, sr_set, sr_incr, sr_peek, sr_del, sr_merge, sr_shared, sr_free,
 };
 
 /* ---- construction ------------------------------------------------------ */

@@ -40,6 +40,9 @@ void sbuf_vprintf(struct sbuf *b, const char *fmt, va_list ap)
 /* Monotonic time. */
 uint64_t util_now_us(void);
 uint64_t util_now_ms(void);
+/* util_wall_ms - the wall clock (CLOCK_REALTIME), ms: for times shared
+ * between processes and hosts (standings in Redis) */
+uint64_t util_wall_ms(void);
 
 /* Strictly parse an unsigned decimal; -1 on junk or overflow past max. */
 int util_parse_uint(const char *s, unsigned long long max, unsigned long long *out);

@@ -1,0 +1,92 @@
+#ifndef POLICYD_EVIDENCE_H
+#define POLICYD_EVIDENCE_H
+
+/*
+ * evidence - where the standings of client networks live, kept whole
+ *
+ * A standing (score.h) is kept under PREFIX "e:" NETWORK in the store
+ * (Redis: fleet-wide) and in a table of this process.  The table holds, per
+ * network:
+ *
+ *   view     everything this process knows: the last standing read from the
+ *            store, plus every delta recorded here since
+ *   pending  deltas recorded here that the store has not acknowledged
+ *   sent     the deltas of the merge in flight, if any
+ *
+ * evidence_read() answers the store's standing plus pending and sent (what
+ * the fleet has seen plus what only we have seen), or, when the store cannot
+ * answer (down, WRONGTYPE, time-out) or there is no store, the view.  So a
+ * decision never uses a lower count than any store has seen for that
+ * network, and a refused write (OOM with noeviction, a READONLY replica) is
+ * read back from memory until the store takes it.  Reads go through the
+ * store's get (GET, batched into one MGET per loop turn with the cache reads).
+ *
+ * evidence_record() costs no round trip: it adds to pending and the view and
+ * marks the network dirty; every EVIDENCE_FLUSH_MS (and at evidence_free)
+ * one merge per dirty network carries its pending deltas.  An acknowledged
+ * merge clears them; a refused one returns them to pending.
+ *
+ * When the store comes back after refusing or being away, each network that
+ * has a view is merged once with floor = its view: counts made here while
+ * Redis was away are added back, and counts Redis lost (a restart without
+ * persistence) are restored; a block stays in force throughout.  A plain
+ * flush never sends a floor, so `policyctl unblock` (evidence_forget, which
+ * deletes the key and the entry here) is not undone by another daemon.
+ *
+ * The table holds at most [harvest] max_tracked networks; the least recently
+ * used is dropped first (its pending deltas are sent first when there is a
+ * store).  Standings fade with the half-life [harvest] window.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../backends/store.h"
+#include "config.h"
+#include "score.h"
+
+#define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
+#define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */
+
+struct evidence;
+
+/* standing: faded to now; from_store: 1 when the store answered. */
+typedef void evidence_cb(void *arg, const struct score *standing, int from_store);
+
+/* One read of one network, in the caller's storage (the job's), so a read
+ * allocates nothing.  Fields are evidence.c's. */
+struct evidence_read {
+    struct evidence *ev;
+    char net[EVIDENCE_NET_MAX];
+    evidence_cb *cb;
+    void *arg;
+};
+
+/* store NULL: this process only.  Neither cfg nor store is owned. */
+struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
+                              struct store *store);
+/* evidence_free - sends what is pending (fire and forget) and frees; the
+ * loop must run afterwards to close the timer. */
+void evidence_free(struct evidence *ev);
+
+/* evidence_read - cb exactly once, possibly before the call returns. */
+void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r,
+                   evidence_cb *cb, void *arg);
+/* evidence_record - fold delta (t_ms = now) into the network's standing. */
+void evidence_record(struct evidence *ev, const char *net, const struct score *delta);
+/* evidence_forget - remove the standing here and in the store (operator
+ * unblock); cb gets the store's answer (count = keys removed). */
+void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
+                     void *arg);
+
+/* evidence_note_stage - remember the stage last logged for net; returns the
+ * one remembered before (-1 when none), so each change is logged once. */
+int evidence_note_stage(struct evidence *ev, const char *net, int stage);
+
+/* evidence_walk - the table's views, faded to now, for the operator's stats. */
+typedef void evidence_walk_fn(void *arg, const char *net, const struct score *view);
+void evidence_walk(struct evidence *ev, evidence_walk_fn *fn, void *arg);
+size_t evidence_tracked(const struct evidence *ev);
+
+#endif
