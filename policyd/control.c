@@ -200,7 +200,7 @@ static int split_words(char *line, char **argv, int max)
 static const char control_help[] =
     "commands:\n"
     "  stats [text|json|prometheus]\n"
-    "  client IP\n"
+    "  client IP [json]\n"
     "  unblock IP\n"
     "  flush ADDRESS | flush *\n"
     "  reload";
@@ -252,13 +252,14 @@ static void conn_command(struct ctl_conn *cc)
         }
         conn_reply(cc, 1, body.data);
         sbuf_free(&body);
-    } else if ((strcmp(argv[0], "client") == 0 || strcmp(argv[0], "unblock") == 0)
-               && argc == 2) {
+    } else if ((strcmp(argv[0], "client") == 0 && (argc == 2 || (argc == 3
+                && strcmp(argv[2], "json") == 0)))
+               || (strcmp(argv[0], "unblock") == 0 && argc == 2)) {
         uv_timer_start(&cc->timer, conn_on_timer, CONTROL_ANSWER_MS, 0);
         cc->refs++;             /* dropped by conn_on_text */
         cc->pending = 1;
         if (argv[0][0] == 'c')
-            policy_client_info(c->p, argv[1], conn_on_text, cc);
+            policy_client_info(c->p, argv[1], argc == 3, conn_on_text, cc);
         else
             policy_unblock(c->p, argv[1], conn_on_text, cc);
     } else if (strcmp(argv[0], "flush") == 0 && argc == 2) {

@@ -10,35 +10,36 @@
 #include <string.h>
 #include <strings.h>
 
-#include "address.h"
-#include "cache.h"
 #include "log.h"
 #include "util.h"
 
-#define HARVEST_SEEN_MAX 4096   /* networks in the local view */
 #define HARVEST_TOP 10          /* offenders shown in stats */
 
 struct harvest {
     const struct config *cfg;
-    struct store *store;
+    struct evidence *ev;
     struct cidr *whitelist;
     size_t nwhitelist;
-    struct cache *seen;         /* network -> last known count */
+    struct score_rules rules[SCORE_LEVELS];
     struct stats_net top[HARVEST_TOP];
-    char top_names[HARVEST_TOP][64];
+    char top_names[HARVEST_TOP][EVIDENCE_NET_MAX];
 };
 
-struct harvest *harvest_new(const struct config *cfg, struct store *store)
+static const char *const level_names[SCORE_LEVELS] = { "narrow", "wide" };
+
+struct harvest *harvest_new(const struct config *cfg, struct evidence *ev)
 {
     struct harvest *h = xcalloc(1, sizeof(*h));
+
     h->cfg = cfg;
-    h->store = store;
+    h->ev = ev;
     h->nwhitelist = cfg->harvest.whitelist.n;
     h->whitelist = xcalloc(h->nwhitelist, sizeof(*h->whitelist));
     for (size_t i = 0; i < h->nwhitelist; i++)
         if (addr_cidr_parse(cfg->harvest.whitelist.v[i], &h->whitelist[i]) != 0)
             log_warn("[harvest] whitelist: ignoring '%s'", cfg->harvest.whitelist.v[i]);
-    h->seen = cache_new(HARVEST_SEEN_MAX);
+    score_rules_of(cfg, SCORE_NARROW, &h->rules[SCORE_NARROW]);
+    score_rules_of(cfg, SCORE_WIDE, &h->rules[SCORE_WIDE]);
     return h;
 }
 
@@ -46,141 +47,237 @@ void harvest_free(struct harvest *h)
 {
     if (!h)
         return;
-    cache_free(h->seen);
     free(h->whitelist);
     free(h);
 }
 
-uint64_t harvest_delay_ms(const struct config *cfg, long long count)
+/* nets_of - the networks of a client IP, narrow then wide; returns how
+ * many levels apply (0: not an IP).  A wide prefix of 0, or one not wider
+ * than the narrow one, means one level. */
+static unsigned nets_of(const struct harvest *h, const char *ip,
+                        char net[SCORE_LEVELS][EVIDENCE_NET_MAX],
+                        int *family, uint8_t addr[16])
 {
-    unsigned after = cfg->harvest.tarpit_after;
-    uint64_t d = cfg->harvest.tarpit_delay_ms, max = cfg->harvest.tarpit_max_ms;
+    const struct config *cfg = h->cfg;
+    unsigned v4 = cfg->harvest.ipv4_wide_prefix, v6 = cfg->harvest.ipv6_wide_prefix;
 
-    if (!cfg->harvest.enabled || after == 0 || count < (long long)after || d == 0)
+    if (!ip || addr_parse_ip(ip, family, addr) != 0
+        || addr_client_net(*family, addr, cfg->harvest.ipv4_prefix,
+                           cfg->harvest.ipv6_prefix, net[SCORE_NARROW],
+                           EVIDENCE_NET_MAX) != 0)
         return 0;
-    for (long long n = after; n < count && d < max; n++)
-        d *= 2;
-    return d < max ? d : max;
-}
-
-int harvest_is_blocked(const struct config *cfg, long long count)
-{
-    return cfg->harvest.enabled && cfg->harvest.block_after &&
-           count >= (long long)cfg->harvest.block_after;
-}
-
-/* net_of - the network key of a client IP; -1 if it does not parse. */
-static int net_of(const struct harvest *h, const char *ip, char *out, size_t outlen,
-                  int *family, uint8_t addr[16])
-{
-    if (!ip || addr_parse_ip(ip, family, addr) != 0)
-        return -1;
-    return addr_client_net(*family, addr, h->cfg->harvest.ipv4_prefix,
-                           h->cfg->harvest.ipv6_prefix, out, outlen);
+    if (*family == AF_INET ? (v4 == 0 || v4 >= cfg->harvest.ipv4_prefix)
+                           : (v6 == 0 || v6 >= cfg->harvest.ipv6_prefix))
+        return 1;
+    if (addr_client_net(*family, addr, v4, v6, net[SCORE_WIDE], EVIDENCE_NET_MAX) != 0)
+        return 1;
+    return 2;
 }
 
 void harvest_classify(struct harvest *h, const struct proto_request *req,
                       struct harvest_client *out)
 {
+    char net[SCORE_LEVELS][EVIDENCE_NET_MAX];
     int family;
     uint8_t addr[16];
 
-    memset(out, 0, sizeof(*out));
     out->h = h;
     out->exempt = 1;
+    out->nlevels = 0;
     if (!h->cfg->harvest.enabled)
         return;
     if (h->cfg->harvest.exempt_sasl && req->sasl_username && *req->sasl_username)
         return;
-    if (net_of(h, req->client_address, out->net, sizeof(out->net), &family, addr) != 0) {
-        out->net[0] = '\0';
+    out->nlevels = nets_of(h, req->client_address, net, &family, addr);
+    if (!out->nlevels)
         return;
-    }
     for (size_t i = 0; i < h->nwhitelist; i++)
         if (addr_cidr_match(&h->whitelist[i], family, addr)) {
-            out->net[0] = '\0';
+            out->nlevels = 0;
             return;
         }
+    for (unsigned l = 0; l < out->nlevels; l++)
+        memcpy(out->lv[l].net, net[l], EVIDENCE_NET_MAX);
     out->exempt = 0;
 }
 
-/* counter_key - PREFIX "h:" NETWORK; 0 if it does not fit */
-static size_t counter_key(const struct harvest *h, const char *net, char *key,
-                          size_t cap)
+/* log_event - one stage change of one network, key=value */
+static void log_event(const struct harvest *h, const char *event, unsigned level,
+                      const char *net, const struct score *s,
+                      const struct score_verdict *v, const char *why)
 {
-    const char *prefix = h->cfg->redis.prefix ? h->cfg->redis.prefix : "";
-    size_t plen = strlen(prefix), nlen = strlen(net);
+    char extra[96] = "";
 
-    if (plen + 2 + nlen + 1 > cap)
-        return 0;
-    memcpy(key, prefix, plen);
-    memcpy(key + plen, "h:", 2);
-    memcpy(key + plen + 2, net, nlen + 1);
-    return plen + 2 + nlen;
+    if (v && v->stage == STAGE_TARPIT)
+        snprintf(extra, sizeof(extra), " delay=%.3fs", v->delay_ms / 1000.0);
+    else if (s->block_until_ms)
+        snprintf(extra, sizeof(extra), " until=%llu",
+                 (unsigned long long)(s->block_until_ms / 1000));
+    log_info("harvest: event=%s level=%s net=%s invalid=%.0f valid=%.0f traps=%.0f "
+             "share=%.2f%s why=\"%s\"%s", event, level_names[level], net,
+             s->invalid, s->valid, s->traps,
+             s->invalid + s->valid > 0 ? s->invalid / (s->invalid + s->valid) : 0.0,
+             extra, why, h->cfg->harvest.dry_run ? " dry_run=yes" : "");
 }
 
-static void note(struct harvest *h, const char *net, long long count, long long ttl_ms)
+/* stage_seen - log a change of stage seen in a read, once. */
+static void stage_seen(struct harvest *h, unsigned level, const char *net,
+                       const struct score *s, const struct score_verdict *v)
 {
-    if (count > 0)
-        cache_put(h->seen, net, strlen(net), count,
-                  util_now_ms() + (ttl_ms > 0 ? (uint64_t)ttl_ms : 1000));
-    else
-        cache_del(h->seen, net, strlen(net));
-}
+    int was = evidence_note_stage(h->ev, net, (int)v->stage);
 
-static void peeked(void *arg, int status, long long count, long long ttl_ms)
-{
-    struct harvest_client *c = arg;
-    if (status == STORE_ERR)
-        count = 0, ttl_ms = -1;     /* no count known: treat as innocent */
-    c->cb(c->arg, count, ttl_ms);
-}
-
-/* Only a count that grew updates the local view: a peek per request would
- * cost a table update on the hot path to refresh what the view has. */
-static void counted(void *arg, int status, long long count, long long ttl_ms)
-{
-    struct harvest_client *c = arg;
-    if (status != STORE_ERR)
-        note(c->h, c->net, count, ttl_ms);
-    peeked(arg, status, count, ttl_ms);
-}
-
-static void start(struct harvest_client *c, harvest_cb *cb, void *arg, int incr)
-{
-    struct harvest *h = c->h;
-    const struct config *cfg = h->cfg;
-    char key[128];
-    size_t klen = counter_key(h, c->net, key, sizeof(key));
-
-    c->cb = cb;
-    c->arg = arg;
-    if (c->exempt || !klen) {
-        cb(arg, 0, -1);
+    if (was == (int)v->stage)
         return;
+    if (v->stage == STAGE_TARPIT && was != STAGE_BLOCKED) {
+        log_event(h, "tarpit", level, net, s, v, score_why_name(v->why));
+        if (h->cfg->harvest.dry_run)
+            stats.would_delay_networks_total++;
+    } else if (v->stage == STAGE_BLOCKED) {
+        log_event(h, "block", level, net, s, v, score_why_name(v->why));
+    } else if (was == STAGE_BLOCKED) {
+        log_event(h, "block_end", level, net, s, v, score_why_name(v->why));
     }
-    if (incr)
-        h->store->ops->incr(h->store, key, klen, cfg->harvest.window_ms,
-                            cfg->harvest.block_after, cfg->harvest.block_time_ms,
-                            counted, c);
-    else
-        h->store->ops->peek(h->store, key, klen, 0, peeked, c);
+}
+
+/* earn_block - the standing s calls for a block: set it in delta (not in
+ * a dry run), log and count it once. */
+static void earn_block(struct harvest *h, unsigned level, const char *net,
+                       struct score *s, enum score_why why, uint64_t now,
+                       struct score *delta)
+{
+    const struct config *cfg = h->cfg;
+
+    if (!cfg->harvest.dry_run) {
+        delta->block_until_ms = now + cfg->harvest.block_time_ms;
+        s->block_until_ms = delta->block_until_ms;
+        stats.blocked_networks_total++;
+    } else if (evidence_note_stage(h->ev, net, STAGE_BLOCKED) == STAGE_BLOCKED) {
+        return;                 /* a dry run logs a would-be block once */
+    } else {
+        stats.would_block_networks_total++;
+    }
+    evidence_note_stage(h->ev, net, STAGE_BLOCKED);
+    log_event(h, "block", level, net, s, NULL, score_why_name(why));
+}
+
+static void level_read(void *arg, const struct score *standing, int from_store)
+{
+    struct harvest_level *lv = arg;
+    struct harvest_client *c = lv->owner;
+    struct harvest *h = c->h;
+    unsigned level = (unsigned)(lv - c->lv);
+    enum score_why why;
+    (void)from_store;
+
+    lv->before = *standing;
+    /* evidence that earns a block but has none yet (recorded by concurrent
+     * requests, or by a process that missed it) blocks now */
+    if (score_block_due(&h->rules[level], &lv->before, c->now_ms, &why)) {
+        struct score delta = { 0, 0, 0, c->now_ms, 0 };
+        earn_block(h, level, lv->net, &lv->before, why, c->now_ms, &delta);
+        if (delta.block_until_ms)
+            evidence_record(h->ev, lv->net, &delta);
+    }
+    score_judge(&h->rules[level], &lv->before, c->now_ms, &lv->v);
+    stage_seen(h, level, lv->net, &lv->before, &lv->v);
+    if (--c->outstanding == 0)
+        c->cb(c->arg);
 }
 
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
 {
-    start(c, cb, arg, 0);
+    c->cb = cb;
+    c->arg = arg;
+    if (c->exempt) {
+        cb(arg);
+        return;
+    }
+    c->now_ms = util_wall_ms();
+    c->outstanding = c->nlevels;
+    for (unsigned l = 0, n = c->nlevels; l < n; l++) {
+        c->lv[l].owner = c;
+        evidence_read(c->h->ev, c->lv[l].net, &c->lv[l].rd, level_read, &c->lv[l]);
+    }
 }
 
-void harvest_count(struct harvest_client *c, harvest_cb *cb, void *arg)
+void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
 {
-    start(c, cb, arg, 1);
+    d->blocked = 0;
+    d->delay_ms = 0;
+    if (c->exempt)
+        return;
+    for (unsigned l = 0; l < c->nlevels; l++) {
+        if (c->lv[l].v.stage == STAGE_BLOCKED)
+            d->blocked = 1;
+        if (c->lv[l].v.delay_ms > d->delay_ms)
+            d->delay_ms = c->lv[l].v.delay_ms;
+    }
 }
 
-/* Operator requests: one allocated context each (not the request path). */
+void harvest_record(struct harvest_client *c, enum harvest_outcome o)
+{
+    struct harvest *h = c->h;
+    uint64_t now = util_wall_ms();
+
+    if (c->exempt)
+        return;
+    if (o == OUTCOME_TRAP)
+        stats.trap_hits_total++;
+    for (unsigned l = 0; l < c->nlevels; l++) {
+        struct harvest_level *lv = &c->lv[l];
+        struct score delta = { 0, 0, 0, now, 0 }, after = lv->before;
+        enum score_why why;
+
+        if (o == OUTCOME_VALID)
+            delta.valid = 1;
+        else
+            delta.invalid = 1;
+        if (o == OUTCOME_TRAP) {
+            delta.traps = 1;
+            log_event(h, "trap", l, lv->net, &after, NULL, "trap address asked");
+        }
+        score_add(&after, &delta, now, h->rules[l].half_life_ms);
+        if (score_block_due(&h->rules[l], &after, now, &why))
+            earn_block(h, l, lv->net, &after, why, now, &delta);
+        evidence_record(h->ev, lv->net, &delta);
+    }
+}
+
+int harvest_is_trap(const struct harvest *h, const struct address *a)
+{
+    const struct strlist *t = &h->cfg->harvest.traps;
+    size_t llen = a->local_len;
+
+    for (size_t i = 0; i < t->n; i++) {
+        const char *p = t->v[i];
+        size_t plen = strlen(p);
+
+        if (p[plen - 1] == '@') {       /* "local@": in every domain of ours */
+            if (plen - 1 == llen && memcmp(p, a->full, llen) == 0)
+                return 1;
+        } else if (strcmp(p, a->full) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- operator requests: one allocated context each (not the request path) */
+
 struct op {
     struct harvest *h;
-    char net[64];
+    int json;
+    unsigned nlevels, outstanding;
+    long long removed;
+    int failed;
+    char net[SCORE_LEVELS][EVIDENCE_NET_MAX];
+    struct evidence_read rd[SCORE_LEVELS];
+    struct score s[SCORE_LEVELS];
+    int from_store[SCORE_LEVELS];
+    struct op_level {
+        struct op *op;
+        unsigned level;
+    } lv[SCORE_LEVELS];
     void (*cb)(void *arg, int ok, const char *text);
     void *arg;
 };
@@ -192,7 +289,8 @@ static struct op *op_new(struct harvest *h, const char *ip,
     uint8_t addr[16];
     struct op *op = xcalloc(1, sizeof(*op));
 
-    if (net_of(h, ip, op->net, sizeof(op->net), &family, addr) != 0) {
+    op->nlevels = nets_of(h, ip, op->net, &family, addr);
+    if (!op->nlevels) {
         free(op);
         cb(arg, 0, "error: not an IP address");
         return NULL;
@@ -200,117 +298,149 @@ static struct op *op_new(struct harvest *h, const char *ip,
     op->h = h;
     op->cb = cb;
     op->arg = arg;
+    op->outstanding = op->nlevels;
+    for (unsigned l = 0; l < op->nlevels; l++) {
+        op->lv[l].op = op;
+        op->lv[l].level = l;
+    }
     return op;
 }
 
-static void info_done(void *arg, int status, long long count, long long ttl_ms)
+static void info_level(struct sbuf *b, const struct op *op, unsigned l, uint64_t now)
 {
-    struct op *op = arg;
-    const struct config *cfg = op->h->cfg;
-    struct sbuf b;
+    const struct harvest *h = op->h;
+    const struct score *s = &op->s[l];
+    struct score_verdict v;
+    double left;
 
-    if (status == STORE_ERR) {
-        op->cb(op->arg, 0, "error: the counter store did not answer");
-        free(op);
+    score_judge(&h->rules[l], s, now, &v);
+    left = v.stage == STAGE_BLOCKED ? (double)(s->block_until_ms - now) / 1000.0 : 0;
+    if (op->json) {
+        sbuf_printf(b, "%s{\"level\":\"%s\",\"network\":\"%s\",\"invalid\":%.2f,"
+                    "\"valid\":%.2f,\"share\":%.3f,\"traps\":%.2f,\"stage\":\"%s\","
+                    "\"why\":\"%s\",\"delay_s\":%.3f,\"block_left_s\":%.1f,"
+                    "\"scope\":\"%s\"}", l ? "," : "", level_names[l], op->net[l],
+                    s->invalid, s->valid, v.share, s->traps,
+                    score_stage_name(v.stage), score_why_name(v.why),
+                    v.delay_ms / 1000.0, left,
+                    op->from_store[l] ? "fleet" : "this process");
         return;
     }
-    note(op->h, op->net, count, ttl_ms);
+    sbuf_printf(b, "%slevel: %s\nnetwork: %s\ninvalid: %.2f\nvalid: %.2f\n"
+                "share: %.3f\ntraps: %.2f\nstage: %s\nwhy: %s\n", l ? "\n" : "",
+                level_names[l], op->net[l], s->invalid, s->valid, v.share, s->traps,
+                score_stage_name(v.stage), score_why_name(v.why));
+    if (v.stage == STAGE_TARPIT)
+        sbuf_printf(b, "delay_s: %.3f\n", v.delay_ms / 1000.0);
+    if (v.stage == STAGE_BLOCKED)
+        sbuf_printf(b, "block_left_s: %.1f\n", left);
+    sbuf_printf(b, "scope: %s\n", op->from_store[l] ? "fleet (redis)" : "this process");
+}
+
+static void info_read(void *arg, const struct score *standing, int from_store)
+{
+    struct op_level *ol = arg;
+    struct op *op = ol->op;
+    uint64_t now = util_wall_ms();
+    struct sbuf b;
+
+    op->s[ol->level] = *standing;
+    op->from_store[ol->level] = from_store;
+    if (--op->outstanding > 0)
+        return;
     sbuf_init(&b);
-    sbuf_printf(&b, "network: %s\ncount: %lld\n", op->net, count);
-    if (harvest_is_blocked(cfg, count))
-        sbuf_printf(&b, "stage: blocked\nblock_left_s: %.1f\n", ttl_ms / 1000.0);
-    else if (harvest_delay_ms(cfg, count))
-        sbuf_printf(&b, "stage: tarpit\ndelay_s: %.3f\nwindow_left_s: %.1f\n",
-                    harvest_delay_ms(cfg, count) / 1000.0, ttl_ms / 1000.0);
-    else
-        sbuf_printf(&b, "stage: %s\n", count ? "counting" : "clean");
-    sbuf_printf(&b, "scope: %s", op->h->store->ops->shared(op->h->store) ?
-                "fleet (redis)" : "this process");
+    if (op->json)
+        sbuf_printf(&b, "{\"levels\":[");
+    for (unsigned l = 0; l < op->nlevels; l++)
+        info_level(&b, op, l, now);
+    if (op->json)
+        sbuf_printf(&b, "]}");
+    else if (b.len && b.data[b.len - 1] == '\n')
+        b.data[--b.len] = '\0';
     op->cb(op->arg, 1, b.data);
     sbuf_free(&b);
     free(op);
 }
 
+void harvest_client_info(struct harvest *h, const char *ip, int json,
+                         void (*cb)(void *arg, int ok, const char *text), void *arg)
+{
+    struct op *op = op_new(h, ip, cb, arg);
+
+    if (!op)
+        return;
+    op->json = json;
+    for (unsigned l = 0, n = op->nlevels; l < n; l++)
+        evidence_read(h->ev, op->net[l], &op->rd[l], info_read, &op->lv[l]);
+}
+
 static void unblock_done(void *arg, int status, long long count, long long ttl_ms)
 {
-    struct op *op = arg;
-    char text[160];
+    struct op_level *ol = arg;
+    struct op *op = ol->op;
+    char text[2 * EVIDENCE_NET_MAX + 96];
     (void)ttl_ms;
 
-    if (status == STORE_ERR) {
+    if (status == STORE_ERR)
+        op->failed = 1;
+    else
+        op->removed += count;
+    if (--op->outstanding > 0)
+        return;
+    if (op->failed) {
         op->cb(op->arg, 0, "error: the counter store did not answer");
     } else {
-        cache_del(op->h->seen, op->net, strlen(op->net));
-        snprintf(text, sizeof(text), "%s: %s", op->net,
-                 count ? "counter and block removed" : "nothing to remove");
-        log_info("unblock %s by operator", op->net);
+        snprintf(text, sizeof(text), "%s%s%s: %s", op->net[0],
+                 op->nlevels > 1 ? " and " : "", op->nlevels > 1 ? op->net[1] : "",
+                 op->removed ? "standing and block removed" : "nothing to remove");
+        log_info("unblock %s%s%s by operator", op->net[0],
+                 op->nlevels > 1 ? " and " : "", op->nlevels > 1 ? op->net[1] : "");
         op->cb(op->arg, 1, text);
     }
     free(op);
 }
 
-/* op_start - the store round trip of an operator request about one IP */
-static void op_start(struct harvest *h, const char *ip, int unblock,
-                     void (*cb)(void *arg, int ok, const char *text), void *arg)
-{
-    struct op *op = op_new(h, ip, cb, arg);
-    char key[128];
-    size_t klen;
-
-    if (!op)
-        return;
-    klen = counter_key(h, op->net, key, sizeof(key));
-    if (unblock)
-        h->store->ops->del(h->store, key, klen, unblock_done, op);
-    else
-        h->store->ops->peek(h->store, key, klen, 1, info_done, op);
-}
-
-void harvest_client_info(struct harvest *h, const char *ip,
-                         void (*cb)(void *arg, int ok, const char *text), void *arg)
-{
-    op_start(h, ip, 0, cb, arg);
-}
-
 void harvest_unblock(struct harvest *h, const char *ip,
                      void (*cb)(void *arg, int ok, const char *text), void *arg)
 {
-    op_start(h, ip, 1, cb, arg);
+    struct op *op = op_new(h, ip, cb, arg);
+
+    if (!op)
+        return;
+    for (unsigned l = 0, n = op->nlevels; l < n; l++)
+        evidence_forget(h->ev, op->net[l], unblock_done, &op->lv[l]);
 }
 
 struct top_walk {
     struct harvest *h;
     unsigned n;
     uint64_t now, blocked;
-    uint64_t tracked;
 };
 
-static void top_add(void *arg, const char *key, size_t klen, int64_t val,
-                    uint64_t expires_ms)
+static void top_add(void *arg, const char *net, const struct score *s)
 {
     struct top_walk *w = arg;
     struct harvest *h = w->h;
+    long long invalid = (long long)(s->invalid + 1e-6);
     long long block_ms = 0;
     unsigned i;
 
-    w->tracked++;
-    if (harvest_is_blocked(h->cfg, val)) {
+    if (s->block_until_ms > w->now) {
         w->blocked++;
-        block_ms = (long long)(expires_ms - w->now);
+        block_ms = (long long)(s->block_until_ms - w->now);
     }
+    if (invalid < 1 && !block_ms)
+        return;
     /* insertion into a sorted array of at most HARVEST_TOP */
-    for (i = w->n; i > 0 && h->top[i - 1].count < val; i--)
+    for (i = w->n; i > 0 && h->top[i - 1].count < invalid; i--)
         if (i < HARVEST_TOP) {
             h->top[i] = h->top[i - 1];
-            memcpy(h->top_names[i], h->top_names[i - 1], 64);
+            memcpy(h->top_names[i], h->top_names[i - 1], EVIDENCE_NET_MAX);
         }
     if (i >= HARVEST_TOP)
         return;
-    if (klen > 63)
-        klen = 63;
-    memcpy(h->top_names[i], key, klen);
-    h->top_names[i][klen] = '\0';
-    h->top[i].count = val;
+    snprintf(h->top_names[i], EVIDENCE_NET_MAX, "%s", net);
+    h->top[i].count = invalid;
     h->top[i].block_ms = block_ms;
     if (w->n < HARVEST_TOP)
         w->n++;
@@ -318,12 +448,13 @@ static void top_add(void *arg, const char *key, size_t klen, int64_t val,
 
 void harvest_stats(struct harvest *h, struct stats_extra *x)
 {
-    struct top_walk w = { h, 0, util_now_ms(), 0, 0 };
-    cache_walk(h->seen, w.now, top_add, &w);
+    struct top_walk w = { h, 0, util_wall_ms(), 0 };
+
+    evidence_walk(h->ev, top_add, &w);
     for (unsigned i = 0; i < w.n; i++)
         h->top[i].net = h->top_names[i];
     x->top = h->top;
     x->ntop = w.n;
     x->blocked_now = w.blocked;
-    x->tracked_now = w.tracked;
+    x->tracked_now = evidence_tracked(h->ev);
 }

@@ -2,67 +2,101 @@
 #define POLICYD_HARVEST_H
 
 /*
- * harvest - the directory-harvest defence: count, tarpit, block
+ * harvest - the directory-harvest defence: judge a client by its evidence
  *
- * Each client network (client address masked to [harvest] ipv4_prefix /
- * ipv6_prefix) has one counter in the store under PREFIX "h:" NETWORK: the
- * number of invalid recipients it sent in the current window.  It is created
- * with a life of `window`; when it reaches `block_after` its life becomes
- * `block_time`, and while it stands at or above block_after the network is
- * blocked.  So one key and one round trip per step hold both the count and
- * the block, shared by every policyd on the same Redis.
+ * Each client is seen at two levels: its own network (the client address
+ * masked to [harvest] ipv4_prefix / ipv6_prefix) and a wide one
+ * (ipv4_wide_prefix / ipv6_wide_prefix, 0 = off), so a harvester rotating
+ * through the addresses of one /24 is judged as that /24.  Each level has a
+ * standing (score.h: fading counts of invalid and valid recipients and trap
+ * hits, and a block) kept by evidence.c, fleet-wide in Redis.
  *
- * The schedule (pure, see harvest_delay_ms): below tarpit_after no delay;
- * from there tarpit_delay * 2^(n - tarpit_after), capped at tarpit_max.
+ * A request is judged in two steps, so that its own recipient can never
+ * change its answer's timing (no oracle):
+ *
+ *   harvest_state()   reads both standings before the recipient is known;
+ *                     harvest_decide() then gives the block and the delay
+ *                     (the stricter of the two levels)
+ *   harvest_record()  once the recipient is known: valid, invalid or trap;
+ *                     a standing that now earns a block is blocked from the
+ *                     next request on (a trap at once, fleet-wide)
  *
  * Whitelisted networks and (with exempt_sasl) authenticated clients are
- * exempt: never counted, delayed or blocked.
+ * exempt: never read, recorded, delayed or blocked.  With [harvest] dry_run
+ * the stages are logged and counted, but nothing is delayed or blocked.
  *
- * The module also keeps a small local view of the networks it has seen
- * (their last known fleet-wide count), for the operator's stats.
+ * Each change of a network's stage is logged once by this process, as one
+ * line of key=value fields:
+ *   harvest: event=tarpit|block|block_end|trap level=narrow|wide net=NET
+ *            invalid=N valid=N share=F [delay=S] [until=EPOCH] [why=...]
+ *            [dry_run=yes]
  */
 
 #include <stdint.h>
 
-#include "../backends/store.h"
+#include "address.h"
 #include "config.h"
+#include "evidence.h"
 #include "proto.h"
+#include "score.h"
 #include "stats.h"
 
 struct harvest;
 
-typedef void harvest_cb(void *arg, long long count, long long ttl_ms);
+typedef void harvest_cb(void *arg);
 
-/* One client of one request; also the context of its store round trip, so
- * a step allocates nothing.  Lives in the caller's job. */
+struct harvest_client;
+
+struct harvest_level {
+    struct harvest_client *owner;
+    char net[EVIDENCE_NET_MAX];
+    struct evidence_read rd;
+    struct score before;        /* the standing before this request */
+    struct score_verdict v;     /* what it earns */
+};
+
+/* One client of one request; also the context of its reads, so a request
+ * allocates nothing.  Lives in the caller's job. */
 struct harvest_client {
-    char net[64];           /* "192.0.2.0/24"; "" when exempt */
-    int exempt;
     struct harvest *h;
+    int exempt;
+    unsigned nlevels;           /* levels in use: 1, or 2 with a wide level */
+    unsigned outstanding;       /* reads not yet back */
+    uint64_t now_ms;            /* wall clock of the reads */
+    struct harvest_level lv[SCORE_LEVELS];
     harvest_cb *cb;
     void *arg;
 };
 
-struct harvest *harvest_new(const struct config *cfg, struct store *store);
+struct harvest_decision {
+    int blocked;                /* refuse: the blocked action */
+    uint64_t delay_ms;          /* wait this long before the answer */
+};
+
+enum harvest_outcome { OUTCOME_VALID, OUTCOME_INVALID, OUTCOME_TRAP };
+
+struct harvest *harvest_new(const struct config *cfg, struct evidence *ev);
 void harvest_free(struct harvest *h);
 
-/* harvest_classify - the client's network key and exemption.  An
- * unparsable client address (Postfix sends "unknown" in odd cases) is
- * exempt: nothing to count it under. */
+/* harvest_classify - the client's networks and exemption.  An unparsable
+ * client address (Postfix sends "unknown" in odd cases) is exempt: nothing
+ * to count it under. */
 void harvest_classify(struct harvest *h, const struct proto_request *req,
                       struct harvest_client *out);
-
-/* The pure schedule. */
-uint64_t harvest_delay_ms(const struct config *cfg, long long count);
-int harvest_is_blocked(const struct config *cfg, long long count);
-
-/* harvest_state - cb(arg, count, ttl_ms) with the network's count now. */
+/* harvest_state - read the standings; cb(arg) once, possibly before it
+ * returns.  An exempt client answers at once. */
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg);
-/* harvest_count - one more invalid recipient; cb gets the new count. */
-void harvest_count(struct harvest_client *c, harvest_cb *cb, void *arg);
+/* harvest_decide - after harvest_state: what the standing before this
+ * request earns (as if not dry_run: the caller applies dry_run). */
+void harvest_decide(const struct harvest_client *c, struct harvest_decision *d);
+/* harvest_record - the recipient's outcome; no round trip. */
+void harvest_record(struct harvest_client *c, enum harvest_outcome o);
+/* harvest_is_trap - 1 when a is one of [harvest] traps. */
+int harvest_is_trap(const struct harvest *h, const struct address *a);
 
-/* For the operator: text about one network, unblock it, stats view. */
-void harvest_client_info(struct harvest *h, const char *ip,
+/* For the operator: one client's levels (text, or JSON with json), unblock
+ * (both levels), the stats view. */
+void harvest_client_info(struct harvest *h, const char *ip, int json,
                          void (*cb)(void *arg, int ok, const char *text), void *arg);
 void harvest_unblock(struct harvest *h, const char *ip,
                      void (*cb)(void *arg, int ok, const char *text), void *arg);

@@ -21,6 +21,7 @@
 #include "../backends/directory.h"
 #include "../backends/store.h"
 #include "address.h"
+#include "evidence.h"
 #include "harvest.h"
 #include "log.h"
 #include "lookup.h"
@@ -30,9 +31,12 @@
 
 static const char DUNNO[] = "DUNNO";
 
+/* The store and the evidence kept in it live as long as their settings:
+ * a reload that keeps them keeps the counts and the Redis connection. */
 struct store_ref {
     int refs;
     struct store *store;
+    struct evidence *evidence;
     char *sig;                      /* the settings it was built from */
 };
 
@@ -45,17 +49,22 @@ struct runtime {
     struct harvest *harvest;
 };
 
+/* The policy is reference-counted: its owner holds one reference and every
+ * job another, so a job that outlives policy_free() (cancelled while it
+ * waited on LDAP or Redis) still has a policy to return to. */
 struct policy {
+    int refs;
+    int closing;                    /* policy_free() was called */
     uv_loop_t *loop;
     struct runtime *rt;
     struct policy_job *free_jobs;
     size_t nfree;
 };
 
-/* STEP_STATE: the client's counter and the cached answer are read at the
- * same time (two store reads, one round trip to Redis); the directory is
- * asked only after both, and only for a client that is not blocked. */
-enum job_step { STEP_STATE, STEP_EXISTS, STEP_COUNT, STEP_DELAY, STEP_DONE };
+/* STEP_STATE: the client's standings and the cached answer are read at the
+ * same time (store reads, one round trip to Redis); the directory is asked
+ * only after both, and only for a client that is not blocked. */
+enum job_step { STEP_STATE, STEP_EXISTS, STEP_DELAY, STEP_DONE };
 
 struct policy_job {
     uv_timer_t timer;               /* first: kept initialized across reuse */
@@ -70,14 +79,15 @@ struct policy_job {
     enum dir_status cached;         /* STEP_STATE: the cache's answer */
     struct address addr;
     struct harvest_client client;
+    struct harvest_decision harvest;    /* from the standing before this request */
     struct lookup_wait wait;
     uint64_t start_us;
-    long long count;
     uint64_t delay_ms;
     const char *action;
     enum stats_verdict verdict;
     char client_ip[64];
     char queue_id[32];
+    char dry[512];                  /* [actions] dry_run: "WARN action" */
     struct policy_job *next_free;
 };
 
@@ -87,22 +97,29 @@ static char *store_signature(const struct config *cfg)
 {
     struct sbuf b;
     sbuf_init(&b);
-    sbuf_printf(&b, "%s|%s|%u|%s|%llu|%llu|%s|%zu",
+    sbuf_printf(&b, "%s|%s|%u|%s|%llu|%llu|%s|%zu|%llu",
                 cfg->redis.address ? cfg->redis.address : "",
                 cfg->redis.password ? cfg->redis.password : "", cfg->redis.db,
                 cfg->redis.prefix ? cfg->redis.prefix : "",
                 (unsigned long long)cfg->redis.timeout_ms,
                 (unsigned long long)cfg->redis.connect_timeout_ms,
                 cfg->redis.master_name ? cfg->redis.master_name : "",
-                cfg->harvest.max_tracked);
+                cfg->harvest.max_tracked,
+                (unsigned long long)cfg->harvest.window_ms);
     for (size_t i = 0; i < cfg->redis.sentinels.n; i++)
         sbuf_printf(&b, "|%s", cfg->redis.sentinels.v[i]);
     return b.data;
 }
 
+static int store_is_shared(const struct config *cfg)
+{
+    return cfg->redis.address || cfg->redis.sentinels.n;
+}
+
 static void store_release(struct store_ref *s)
 {
     if (s && --s->refs == 0) {
+        evidence_free(s->evidence);
         store_free(s->store);
         free(s->sig);
         free(s);
@@ -128,7 +145,6 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
 {
     struct runtime *rt = xcalloc(1, sizeof(*rt));
     char *sig = store_signature(cfg);
-    int shared_cache;
 
     rt->refs = 1;
     if (old && strcmp(old->store->sig, sig) == 0) {
@@ -146,6 +162,8 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
         rt->store->refs = 1;
         rt->store->store = st;
         rt->store->sig = sig;
+        /* standings are shared through the store only when it is Redis */
+        rt->store->evidence = evidence_new(loop, cfg, store_is_shared(cfg) ? st : NULL);
     }
     rt->dir = directory_new(loop, cfg, err, errlen);
     if (!rt->dir) {
@@ -155,9 +173,9 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
     }
     rt->cfg = cfg;
     /* answers are shared through the store only when it is Redis */
-    shared_cache = cfg->redis.address || cfg->redis.sentinels.n;
-    rt->lookup = lookup_new(cfg, rt->dir, shared_cache ? rt->store->store : NULL);
-    rt->harvest = harvest_new(cfg, rt->store->store);
+    rt->lookup = lookup_new(cfg, rt->dir,
+                            store_is_shared(cfg) ? rt->store->store : NULL);
+    rt->harvest = harvest_new(cfg, rt->store->evidence);
     return rt;
 }
 
@@ -165,6 +183,7 @@ struct policy *policy_new(uv_loop_t *loop, struct config *cfg, char *err,
                           size_t errlen)
 {
     struct policy *p = xcalloc(1, sizeof(*p));
+    p->refs = 1;
     p->loop = loop;
     p->rt = runtime_new(loop, cfg, NULL, err, errlen);
     if (!p->rt) {
@@ -194,19 +213,31 @@ static void job_closed(uv_handle_t *h)
     free(h->data);
 }
 
+static void policy_unref(struct policy *p)
+{
+    if (--p->refs == 0)
+        free(p);
+}
+
+/* policy_free - jobs still out (cancelled, waiting for their step) keep
+ * the policy and their runtime until they come back. */
 void policy_free(struct policy *p)
 {
     struct policy_job *j, *next;
 
     if (!p)
         return;
+    p->closing = 1;
     for (j = p->free_jobs; j; j = next) {
         next = j->next_free;
         j->timer.data = j;
         uv_close((uv_handle_t *)&j->timer, job_closed);
     }
+    p->free_jobs = NULL;
+    p->nfree = 0;
     runtime_release(p->rt);
-    free(p);
+    p->rt = NULL;
+    policy_unref(p);
 }
 
 /* ---- jobs ---- */
@@ -223,6 +254,7 @@ static struct policy_job *job_get(struct policy *p)
     }
     memset(&j->p, 0, sizeof(*j) - offsetof(struct policy_job, p));
     j->p = p;
+    p->refs++;
     j->rt = p->rt;
     j->rt->refs++;
     return j;
@@ -233,14 +265,15 @@ static void job_put(struct policy_job *j)
     struct policy *p = j->p;
     runtime_release(j->rt);
     j->rt = NULL;
-    if (p->nfree >= JOB_FREE_MAX) {
+    if (p->closing || p->nfree >= JOB_FREE_MAX) {
         j->timer.data = j;
         uv_close((uv_handle_t *)&j->timer, job_closed);
-        return;
+    } else {
+        j->next_free = p->free_jobs;
+        p->free_jobs = j;
+        p->nfree++;
     }
-    j->next_free = p->free_jobs;
-    p->free_jobs = j;
-    p->nfree++;
+    policy_unref(p);
 }
 
 /* copy_clean - a bounded, printable copy of a peer-supplied value for logs */
@@ -259,13 +292,13 @@ static const char *verdict_name(enum stats_verdict v)
 }
 
 static void log_decision(const char *queue_id, const char *client, const char *rcpt,
-                         enum stats_verdict v, long long count, uint64_t delay_ms,
+                         enum stats_verdict v, uint64_t delay_ms,
                          uint64_t elapsed_us, const char *action)
 {
-    log_info("%s: client=%s rcpt=<%s> verdict=%s count=%lld delay=%.3fs "
+    log_info("%s: client=%s rcpt=<%s> verdict=%s delay=%.3fs "
              "elapsed=%lluus action=\"%s\"",
              queue_id[0] ? queue_id : "NOQUEUE", client, rcpt, verdict_name(v),
-             count, delay_ms / 1000.0, (unsigned long long)elapsed_us, action);
+             delay_ms / 1000.0, (unsigned long long)elapsed_us, action);
 }
 
 static void job_complete(struct policy_job *j)
@@ -275,7 +308,7 @@ static void job_complete(struct policy_job *j)
     j->step = STEP_DONE;
     stats.verdicts[j->verdict]++;
     if (j->rt->cfg->server.log_decisions)
-        log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict, j->count,
+        log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict,
                      j->delay_ms, elapsed, j->action);
     if (!j->sync) {
         j->done(j->arg, j->action);
@@ -291,12 +324,27 @@ static void delay_fired(uv_timer_t *t)
     job_complete(j);
 }
 
-/* finish - the verdict is known; wait out the tarpit delay, if any. */
-static void finish(struct policy_job *j, enum stats_verdict v, const char *action,
-                   uint64_t delay_ms)
+/* dry_answer - [actions] dry_run: what Postfix gets instead of action.
+ * WARN makes Postfix log the would-be rejection, as warn_if_reject does. */
+static const char *dry_answer(struct policy_job *j, const char *action)
 {
+    if (action == DUNNO)
+        return DUNNO;
+    stats.dry_run_answers_total++;
+    snprintf(j->dry, sizeof(j->dry), "WARN %s", action);
+    return j->dry;
+}
+
+/* finish - the verdict is known; wait out the tarpit delay, if any. */
+static void finish(struct policy_job *j, enum stats_verdict v, const char *action)
+{
+    const struct config *cfg = j->rt->cfg;
+    uint64_t delay_ms = j->harvest.delay_ms;
+
+    if (cfg->harvest.dry_run || cfg->actions.dry_run)
+        delay_ms = 0;
     j->verdict = v;
-    j->action = action;
+    j->action = cfg->actions.dry_run ? dry_answer(j, action) : action;
     j->delay_ms = delay_ms;
     if (!delay_ms) {
         job_complete(j);
@@ -319,47 +367,26 @@ static int drop_if_cancelled(struct policy_job *j)
     return 1;
 }
 
-static void counted(void *arg, long long count, long long ttl_ms)
-{
-    struct policy_job *j = arg;
-    const struct config *cfg = j->rt->cfg;
-    (void)ttl_ms;
-
-    if (drop_if_cancelled(j))
-        return;
-    j->count = count;
-    if (harvest_is_blocked(cfg, count)) {
-        if (count == (long long)cfg->harvest.block_after) {
-            stats.blocked_networks_total++;
-            log_warn("client network %s blocked for %.0fs after %lld invalid recipients",
-                     j->client.net, cfg->harvest.block_time_ms / 1000.0, count);
-        }
-        finish(j, VERDICT_BLOCKED, cfg->actions.blocked, 0);
-        return;
-    }
-    finish(j, VERDICT_UNKNOWN, cfg->actions.unknown, harvest_delay_ms(cfg, count));
-}
-
-/* judge - the recipient's status is known (from a cache or the directory) */
+/* judge - the recipient's status is known (from a cache or the directory).
+ * Its outcome is recorded for the client's standing; the answer's delay was
+ * fixed before, from the standing without it (harvest.h). */
 static void judge(struct policy_job *j, enum dir_status st)
 {
     const struct config *cfg = j->rt->cfg;
+    int trap = harvest_is_trap(j->rt->harvest, &j->addr);
 
-    switch (st) {
-    case DIR_FOUND:
-        finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
-        break;
-    case DIR_NOTFOUND:
-        j->step = STEP_COUNT;
-        harvest_count(&j->client, counted, j);
-        break;
-    default:                        /* DIR_TEMPFAIL */
-        if (cfg->ldap.fail_open)
-            finish(j, VERDICT_ACCEPTED, DUNNO, harvest_delay_ms(cfg, j->count));
-        else
-            finish(j, VERDICT_TEMPFAIL, cfg->actions.tempfail,
-                   harvest_delay_ms(cfg, j->count));
-        break;
+    /* a trap never existed: answered like any unknown recipient, whatever
+     * the directory says (a catch-all, say) */
+    if (trap || st == DIR_NOTFOUND) {
+        harvest_record(&j->client, trap ? OUTCOME_TRAP : OUTCOME_INVALID);
+        finish(j, VERDICT_UNKNOWN, cfg->actions.unknown);
+    } else if (st == DIR_FOUND) {
+        harvest_record(&j->client, OUTCOME_VALID);
+        finish(j, VERDICT_ACCEPTED, DUNNO);
+    } else if (cfg->ldap.fail_open) {       /* DIR_TEMPFAIL */
+        finish(j, VERDICT_ACCEPTED, DUNNO);
+    } else {
+        finish(j, VERDICT_TEMPFAIL, cfg->actions.tempfail);
     }
 }
 
@@ -377,8 +404,10 @@ static void state_known(struct policy_job *j)
 {
     if (--j->outstanding > 0 || drop_if_cancelled(j))
         return;
-    if (harvest_is_blocked(j->rt->cfg, j->count)) {
-        finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked, 0);
+    harvest_decide(&j->client, &j->harvest);
+    if (j->harvest.blocked && !j->rt->cfg->harvest.dry_run) {
+        j->harvest.delay_ms = 0;
+        finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked);
         return;
     }
     if (j->cached != LOOKUP_MISS) {
@@ -389,13 +418,9 @@ static void state_known(struct policy_job *j)
     lookup_directory(j->rt->lookup, &j->addr, &j->wait, exists, j);
 }
 
-static void client_state(void *arg, long long count, long long ttl_ms)
+static void client_state(void *arg)
 {
-    struct policy_job *j = arg;
-    (void)ttl_ms;
-
-    j->count = count;
-    state_known(j);
+    state_known(arg);
 }
 
 static void cached(void *arg, enum dir_status st)
@@ -423,7 +448,7 @@ static const char *not_ours(const struct config *cfg, const struct proto_request
         copy_clean(client, sizeof(client), req->client_address);
         copy_clean(queue_id, sizeof(queue_id), req->queue_id);
         copy_clean(rcpt, sizeof(rcpt), req->recipient);
-        log_decision(queue_id, client, rcpt, VERDICT_ACCEPTED, 0, 0, 0, "DUNNO (not ours)");
+        log_decision(queue_id, client, rcpt, VERDICT_ACCEPTED, 0, 0, "DUNNO (not ours)");
     }
     return DUNNO;
 }
@@ -515,9 +540,10 @@ static void op_finish(void *arg, int ok, const char *text)
     free(op);
 }
 
-void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
+void policy_client_info(struct policy *p, const char *ip, int json,
+                        policy_text_cb *cb, void *arg)
 {
-    harvest_client_info(p->rt->harvest, ip, op_finish, op_new(p, cb, arg));
+    harvest_client_info(p->rt->harvest, ip, json, op_finish, op_new(p, cb, arg));
 }
 
 void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)

@@ -9,12 +9,18 @@
  *   state != RCPT ............................................ DUNNO
  *   recipient -> addr_normalize; empty or unqualified ........ DUNNO
  *   domain not in [directory] domains ........................ DUNNO
- *   at once: client -> harvest counter (exempt: whitelist, SASL)
+ *   at once: client -> its standings, narrow and wide (exempt:
+ *                      whitelist, SASL)
  *            recipient -> cached answer (L1, then Redis)
- *   client blocked ........................................... blocked action
+ *   standing before this request blocked ..................... blocked action
  *   not cached -> the directory (shared by concurrent asks)
- *   unknown -> harvest: count it (may block the network now)
- *   verdict, delayed by the harvest stage on a uv timer
+ *   outcome (valid, unknown, trap) -> recorded in the standings
+ *   verdict, delayed by what the standing *before* this request earned
+ *   (so a valid and an unknown recipient wait alike), on a uv timer
+ *
+ * [actions] dry_run turns every answer other than DUNNO into "WARN answer"
+ * and delays nothing; [harvest] dry_run keeps the answers but applies no
+ * delay and no block (harvest.c logs what would have happened).
  *
  * policy_decide() either answers at once (returns NULL and sets *now: the
  * common case, an L1 hit or a state other than RCPT, costs no job and no
@@ -22,7 +28,8 @@
  * exactly once, never before it returns.  The server keeps at most one job
  * per connection; policy_cancel() (the peer went away) stops the job: done
  * is then never called and the job frees itself when its outstanding
- * asynchronous steps come back.  The action string stays valid until the
+ * asynchronous steps come back; it holds the policy and its runtime until
+ * then, even across policy_free().  The action string stays valid until the
  * next call into policy from the loop.
  *
  * policy_reload() swaps in a new config: jobs in flight finish on the
@@ -60,7 +67,9 @@ void policy_cancel(struct policy_job *job);
  * text is a human-readable result (one or more lines, no trailing newline)
  * or an error starting with "error: ". */
 typedef void policy_text_cb(void *arg, int ok, const char *text);
-void policy_client_info(struct policy *p, const char *ip, policy_text_cb *cb, void *arg);
+/* policy_client_info - the client's standing at each level; json: as JSON */
+void policy_client_info(struct policy *p, const char *ip, int json,
+                        policy_text_cb *cb, void *arg);
 void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg);
 /* addr NULL: every cached answer */
 void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *arg);

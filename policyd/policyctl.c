@@ -3,7 +3,7 @@
  *	policyctl 1 - talk to a running policyd over its control socket
  * SYNOPSIS
  *	policyctl [-s SOCKET] stats [--json | --prometheus]
- *	policyctl [-s SOCKET] client ADDRESS
+ *	policyctl [-s SOCKET] client ADDRESS [--json]
  *	policyctl [-s SOCKET] unblock ADDRESS
  *	policyctl [-s SOCKET] flush ADDRESS | --all
  *	policyctl [-s SOCKET] reload
@@ -41,7 +41,8 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  stats [--json|--prometheus]  counters, latency, top offending networks\n"
-    "  client ADDRESS               a client network's count, stage, block time\n"
+    "  client ADDRESS [--json]      the client's standing per network level: counts,\n"
+    "                               share, stage and why, when the stage ends\n"
     "  unblock ADDRESS              forget a client network's count and block\n"
     "  flush ADDRESS | --all        drop cached answers for a recipient, or all\n"
     "  reload                       re-read the configuration\n"
@@ -99,6 +100,10 @@ static void build_command(int argc, char **argv, char *line, size_t cap)
             snprintf(line, cap, "stats prometheus\n");
         else
             usage_error("%s", "stats takes --json or --prometheus");
+    } else if (strcmp(cmd, "client") == 0 && argc == 3) {
+        if (strcmp(argv[2], "--json") != 0)
+            usage_error("%s", "client takes ADDRESS [--json]");
+        snprintf(line, cap, "client %s json\n", check_arg("ADDRESS", argv[1]));
     } else if (strcmp(cmd, "client") == 0 || strcmp(cmd, "unblock") == 0) {
         if (argc != 2)
             usage_error("%s needs one ADDRESS", cmd);

@@ -74,11 +74,12 @@ void score_max(struct score *s, const struct score *o, uint64_t now_ms,
         s->t_ms = now_ms;
 }
 
-/* whole - a faded count as whole recipients; the epsilon keeps 5 recorded
- * a moment ago at 5 while the fading has barely begun. */
+/* whole - a faded count as whole recipients, to the nearest: 20 invalid
+ * recipients asked over the last minute are 20, not 19.99 (the fading has
+ * barely begun), and a half-faded one counts no more. */
 static double whole(double n)
 {
-    return floor(n + 1e-6);
+    return floor(n + 0.5);
 }
 
 static double share_of(const struct score *s)

@@ -24,8 +24,8 @@
  * where share = invalid / (invalid + valid).  A block is earned when evidence
  * is recorded (score_block_due): invalid >= block_after with share >=
  * block_share, or invalid >= block_ceiling whatever the share, or a trap hit.
- * Counts compare after rounding down, so "5 invalid" means five whole ones
- * (fading evidence never rounds up into a stage).
+ * Counts compare rounded to the nearest whole recipient, so 20 invalid
+ * recipients asked a minute ago still count as 20 while fading begins.
  *
  * The wire form (score_encode / score_decode), shared with the Redis script
  * in store_redis.c, is five decimal fields separated by one blank:

@@ -54,7 +54,11 @@ struct stats {
     uint64_t verdicts[VERDICT_MAX];
     uint64_t delayed_total;         /* answers that were tarpitted */
     uint64_t delayed_now;           /* waiting in a tarpit delay now */
-    uint64_t blocked_networks_total;/* networks that reached block_after */
+    uint64_t blocked_networks_total;/* blocks earned (by this process) */
+    uint64_t trap_hits_total;       /* RCPTs to a trap address */
+    uint64_t would_delay_networks_total; /* [harvest] dry_run: tarpits not applied */
+    uint64_t would_block_networks_total; /* [harvest] dry_run: blocks not applied */
+    uint64_t dry_run_answers_total; /* [actions] dry_run: answers turned to DUNNO/WARN */
     struct stats_hist latency;      /* request in -> reply out */
 
     uint64_t l1_hits, l1_misses;
