@@ -1071,14 +1071,19 @@ static int config_cross_check(struct config_ctx *c)
         if (worst >= cfg->harvest.postfix_timeout_ms) {
             l1 = key_line(c, "harvest", "tarpit_max");
             l2 = key_line(c, "harvest", "postfix_timeout");
+            if (before)
+                snprintf(d, sizeof(d), " plus %s", config_secs(before, b, sizeof(b)));
+            else
+                d[0] = '\0';
             return config_fail(c, l1 ? l1 : l2, key_find("harvest", "tarpit_max"),
-                               "%s plus %s of Redis and directory time-outs is "
-                               "not below Postfix's smtpd_policy_service_timeout "
-                               "(%s); Postfix would give up first",
-                               config_secs(cfg->harvest.tarpit_max_ms, a, sizeof(a)),
-                               config_secs(before, d, sizeof(d)),
+                               "%s%s is not below Postfix's "
+                               "smtpd_policy_service_timeout (%s); Postfix would "
+                               "give up first%s",
+                               config_secs(cfg->harvest.tarpit_max_ms, a, sizeof(a)), d,
                                config_secs(cfg->harvest.postfix_timeout_ms, b,
-                                           sizeof(b)));
+                                           sizeof(b)),
+                               before ? " (the plus: [redis] timeout and [ldap] "
+                               "timeout, spent before the delay)" : "");
         }
         if (cfg->harvest.tarpit_delay_ms > cfg->harvest.tarpit_max_ms)
             return FAIL_AT("harvest", "tarpit_delay", "%s is above tarpit_max (%s)",

@@ -328,6 +328,10 @@ void stats_render_text(struct sbuf *out, const struct stats_extra *x)
     ROW_U("blocked now", x ? x->blocked_now : 0);
     ROW_U("tracked networks", x ? x->tracked_now : 0);
     ROW_U("blocked (total)", stats.blocked_networks_total);
+    ROW_U("trap hits", stats.trap_hits_total);
+    ROW_U("dry run: tarpits", stats.would_delay_networks_total);
+    ROW_U("dry run: blocks", stats.would_block_networks_total);
+    ROW_U("dry run: answers", stats.dry_run_answers_total);
 
     sbuf_puts(out, "reloads\n");
     ROW_U("done", stats.reloads);
@@ -409,9 +413,13 @@ void stats_render_json(struct sbuf *out, const struct stats_extra *x)
 
     sbuf_printf(out, ",\"harvest\":{\"delayed_now\":%" PRIu64 ",\"blocked_now\":%"
                 PRIu64 ",\"tracked\":%" PRIu64 ",\"blocked_total\":%" PRIu64
+                ",\"trap_hits\":%" PRIu64 ",\"dry_run_tarpits\":%" PRIu64
+                ",\"dry_run_blocks\":%" PRIu64 ",\"dry_run_answers\":%" PRIu64
                 ",\"top\":[",
                 stats.delayed_now, x ? x->blocked_now : 0,
-                x ? x->tracked_now : 0, stats.blocked_networks_total);
+                x ? x->tracked_now : 0, stats.blocked_networks_total,
+                stats.trap_hits_total, stats.would_delay_networks_total,
+                stats.would_block_networks_total, stats.dry_run_answers_total);
     for (i = 0; i < n; i++) {
         sbuf_puts(out, i ? ",{\"network\":" : "{\"network\":");
         put_json_string(out, x->top[i].net);
@@ -526,16 +534,27 @@ void stats_render_prometheus(struct sbuf *out, const struct stats_extra *x)
     prom_one(out, "policyd_blocked_networks", "gauge",
              "Client networks blocked now.", x ? x->blocked_now : 0);
     prom_one(out, "policyd_tracked_networks", "gauge",
-             "Client networks with an unknown-recipient count now.",
+             "Client networks with a standing in this process now.",
              x ? x->tracked_now : 0);
     prom_one(out, "policyd_blocked_networks_total", "counter",
-             "Client networks that reached block_after.",
+             "Blocks earned by client networks (this process).",
              stats.blocked_networks_total);
+    prom_one(out, "policyd_trap_hits_total", "counter",
+             "Recipients asked that are trap addresses.", stats.trap_hits_total);
+    prom_one(out, "policyd_dry_run_tarpits_total", "counter",
+             "[harvest] dry_run: networks that would have been tarpitted.",
+             stats.would_delay_networks_total);
+    prom_one(out, "policyd_dry_run_blocks_total", "counter",
+             "[harvest] dry_run: networks that would have been blocked.",
+             stats.would_block_networks_total);
+    prom_one(out, "policyd_dry_run_answers_total", "counter",
+             "[actions] dry_run: answers turned into WARN.",
+             stats.dry_run_answers_total);
 
     /* The few worst networks as a gauge: bounded by the caller's top list,
      * so label cardinality stays small. */
     prom_head(out, "policyd_network_unknown_recipients", "gauge",
-              "Unknown recipients counted now for the top offending networks.");
+              "Invalid recipients (faded, whole) of the top offending networks.");
     for (i = 0; i < n; i++) {
         sbuf_puts(out, "policyd_network_unknown_recipients{network=\"");
         put_prom_label(out, x->top[i].net);

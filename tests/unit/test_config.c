@@ -679,6 +679,49 @@ static void test_cross_checks(void **state)
     expect_error(MINIMAL "[harvest]\n\npostfix_timeout = 29.5\n",
                  "6: [harvest] tarpit_max: 30s is not below Postfix's "
                  "smtpd_policy_service_timeout (29.5s); Postfix would give up first");
+    /* the Redis read and the directory come before the delay */
+    expect_error(MINIMAL "[redis]\naddress = 127.0.0.1:6379\ntimeout = 0.5\n"
+                 "[harvest]\ntarpit_max = 99.5\n",
+                 "8: [harvest] tarpit_max: 99.5s plus 0.5s is not below Postfix's "
+                 "smtpd_policy_service_timeout (100s); Postfix would give up first "
+                 "(the plus: [redis] timeout and [ldap] timeout, spent before the delay)");
+    expect_error("[directory]\ndomains = example.com\nbackend = ldap\n"
+                 "[ldap]\nuri = ldap://127.0.0.1\nbase = dc=example,dc=com\n"
+                 "timeout = 2\n[harvest]\ntarpit_max = 98\n",
+                 "9: [harvest] tarpit_max: 98s plus 2s is not below Postfix's "
+                 "smtpd_policy_service_timeout (100s); Postfix would give up first "
+                 "(the plus: [redis] timeout and [ldap] timeout, spent before the delay)");
+    config_free(expect_ok("[directory]\ndomains = example.com\nbackend = ldap\n"
+                          "[ldap]\nuri = ldap://127.0.0.1\nbase = dc=example,dc=com\n"
+                          "timeout = 2\n[harvest]\ntarpit_max = 97.9\n"));
+    /* the evidence model's keys */
+    {
+        struct config *cfg = expect_ok(MINIMAL "[harvest]\ntarpit_share = 30%\n"
+                                       "block_share = 55\ntraps = Trap@Example.COM, "
+                                       "HoneyPot@\ndry_run = yes\n"
+                                       "[actions]\ndry_run = yes\n");
+        assert_int_equal(cfg->harvest.tarpit_share, 30);
+        assert_int_equal(cfg->harvest.block_share, 55);
+        assert_int_equal(cfg->harvest.traps.n, 2);
+        assert_string_equal(cfg->harvest.traps.v[0], "trap@example.com");
+        assert_string_equal(cfg->harvest.traps.v[1], "honeypot@");
+        assert_true(cfg->harvest.dry_run);
+        assert_true(cfg->actions.dry_run);
+        assert_int_equal(cfg->harvest.ipv4_wide_prefix, 24);
+        assert_int_equal(cfg->harvest.ipv6_wide_prefix, 48);
+        assert_int_equal(cfg->harvest.block_ceiling, 200);
+        config_free(cfg);
+    }
+    expect_error(MINIMAL "[harvest]\ntarpit_share = 101%\n",
+                 "5: [harvest] tarpit_share: out of range (0..100): '101%'");
+    expect_error(MINIMAL "[harvest]\ntraps = nobody\n",
+                 "5: [harvest] traps: want local@domain or local@: 'nobody'");
+    expect_error(MINIMAL "[ldap]\nreferrals = follow\n",
+                 "5: [ldap] referrals: expected ignore or tempfail: 'follow'");
+    /* a prefix too long for the keys is refused, naming the key */
+    expect_error(MINIMAL "[redis]\nprefix = "
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+                 "5: [redis] prefix: longer than 64 bytes");
     expect_error(MINIMAL "[harvest]\ntarpit_delay = 31\n",
                  "5: [harvest] tarpit_delay: 31s is above tarpit_max (30s)");
     expect_error(MINIMAL "[server]\nline_limit = 8192\nrequest_limit = 4096\n",
