@@ -170,9 +170,12 @@ static void level_read(void *arg, const struct score *standing, int from_store)
     (void)from_store;
 
     lv->before = *standing;
-    /* evidence that earns a block but has none yet (recorded by concurrent
-     * requests, or by a process that missed it) blocks now */
-    if (score_block_due(&h->rules[level], &lv->before, c->now_ms, &why)) {
+    /* evidence that earns a block but never had one (recorded by concurrent
+     * requests, each judged on less) blocks now.  A block that ran out is
+     * not renewed by the same evidence: only a new unknown recipient does
+     * (harvest_record), so block_time means what it says. */
+    if (!lv->before.block_until_ms
+        && score_block_due(&h->rules[level], &lv->before, c->now_ms, &why)) {
         struct score delta = { 0, 0, 0, c->now_ms, 0 };
         earn_block(h, level, lv->net, &lv->before, why, c->now_ms, &delta);
         if (delta.block_until_ms)
@@ -237,7 +240,7 @@ void harvest_record(struct harvest_client *c, enum harvest_outcome o)
             log_event(h, "trap", l, lv->net, &after, NULL, "trap address asked");
         }
         score_add(&after, &delta, now, h->rules[l].half_life_ms);
-        if (score_block_due(&h->rules[l], &after, now, &why))
+        if (o != OUTCOME_VALID && score_block_due(&h->rules[l], &after, now, &why))
             earn_block(h, l, lv->net, &after, why, now, &delta);
         evidence_record(h->ev, lv->net, &delta);
     }

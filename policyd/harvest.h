@@ -18,8 +18,11 @@
  *                     harvest_decide() then gives the block and the delay
  *                     (the stricter of the two levels)
  *   harvest_record()  once the recipient is known: valid, invalid or trap;
- *                     a standing that now earns a block is blocked from the
- *                     next request on (a trap at once, fleet-wide)
+ *                     an unknown recipient or a trap that makes the standing
+ *                     earn a block blocks the network from the next request
+ *                     on, fleet-wide, for block_time.  When it ends, the next
+ *                     unknown recipient renews it if the evidence (fading)
+ *                     still earns one; valid recipients never do.
  *
  * Whitelisted networks and (with exempt_sasl) authenticated clients are
  * exempt: never read, recorded, delayed or blocked.  With [harvest] dry_run
