@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: policyd/config.c policyd/util.c policyd/log.c policyd/address.c backends/ldap_filter.c
+// FUZZ_SOURCES: policyd/config.c policyd/config_keys.c policyd/config_check.c policyd/util.c policyd/log.c policyd/address.c backends/ldap_filter.c
 // FUZZ_MAX_LEN: 4096
 /*
  * fuzz_config - libFuzzer target for config_load() and config_free()
