@@ -174,14 +174,20 @@ static void level_read(void *arg, const struct score *standing, int from_store)
      * requests, each judged on less) blocks now.  A block that ran out is
      * not renewed by the same evidence: only a new unknown recipient does
      * (harvest_record), so block_time means what it says. */
-    if (!lv->before.block_until_ms
-        && score_block_due(&h->rules[level], &lv->before, c->now_ms, &why)) {
+    int due = !lv->before.block_until_ms
+              && score_block_due(&h->rules[level], &lv->before, c->now_ms, &why);
+
+    if (due) {
         struct score delta = { 0, 0, 0, c->now_ms, 0 };
         earn_block(h, level, lv->net, &lv->before, why, c->now_ms, &delta);
         if (delta.block_until_ms)
             evidence_record(h->ev, lv->net, &delta);
     }
     score_judge(&h->rules[level], &lv->before, c->now_ms, &lv->v);
+    /* a dry run stores no block: a would-be block is a stage of its own,
+     * so it is logged once, not on every request */
+    if (due && h->cfg->harvest.dry_run)
+        lv->v.stage = STAGE_BLOCKED;
     stage_seen(h, level, lv->net, &lv->before, &lv->v);
     if (--c->outstanding == 0)
         c->cb(c->arg);
@@ -235,7 +241,9 @@ void harvest_record(struct harvest_client *c, enum harvest_outcome o)
             delta.valid = 1;
         else
             delta.invalid = 1;
-        if (o == OUTCOME_TRAP) {
+        /* a trap blocks the client's own network at once; for the wide one
+         * (a NAT, a hosting range) it is one more unknown recipient */
+        if (o == OUTCOME_TRAP && l == SCORE_NARROW) {
             delta.traps = 1;
             log_event(h, "trap", l, lv->net, &after, NULL, "trap address asked");
         }
@@ -424,7 +432,7 @@ static void top_add(void *arg, const char *net, const struct score *s)
 {
     struct top_walk *w = arg;
     struct harvest *h = w->h;
-    long long invalid = (long long)(s->invalid + 1e-6);
+    long long invalid = (long long)(s->invalid + 0.5);     /* as score.c counts */
     long long block_ms = 0;
     unsigned i;
 
