@@ -109,64 +109,62 @@ def searches_for(sl, local):
 
 
 def ldap_daemon(sl, timeout=1, extra=NO_CACHE):
-    d = Daemon(conf=sl.policyd_conf(timeout=timeout, extra=OPTIONS + extra))
-    d.start()
-    # until the pool has bound: the first answers may be tempfail
+    return Daemon(conf=sl.policyd_conf(timeout=timeout, extra=OPTIONS + extra))
+
+
+def wait_bound(d):
+    """Until the pool has bound: the first answers may be tempfail."""
     wait_for(lambda: d.ask(recipient=addr("plain")) == DUNNO, 15,
              what="policyd to answer from LDAP")
-    return d
 
 
 def test_ldap_full_address_first_then_stripped(sl):
-    d = ldap_daemon(sl)
-    try:
-        base = {"plain": searches_for(sl, "plain")}
+    with ldap_daemon(sl) as d:
+        wait_bound(d)
+        base = searches_for(sl, "plain")
         assert ask_all(d) == want_all()
         # slapd logs a search when it reads it, before it answers
         want = {}
         for _, _, counts in CASES:
             want.update(counts)
-        want["plain"] += base["plain"]
-        got = {local: searches_for(sl, local) for local in want}
-        assert got == want
-    finally:
-        d.cleanup()
+        want["plain"] += base
+        assert {local: searches_for(sl, local) for local in want} == want
 
 
 def test_ldap_concurrent_asks_share_both_searches(sl):
     """plain+ext@ asked twenty times at once, slapd frozen: one search for
     it, and one for plain@ when that is not found."""
-    d = ldap_daemon(sl, timeout=8)
     socks = []
-    try:
+    with ldap_daemon(sl, timeout=8) as d:
+        wait_bound(d)
         before = {f: searches_for(sl, f) for f in ("plain+ext", "plain")}
         c0 = stats(d)["directory"]["coalesced"]
         sl.freeze()
         try:
             for i in range(20):
                 s = socket.create_connection((d.host, d.port), timeout=20)
-                s.sendall(request(recipient=addr("plain+ext")))
                 socks.append(s)
+                s.sendall(request(recipient=addr("plain+ext")))
             # every ask has reached the daemon: 19 wait on the first
             wait_for(lambda: stats(d)["directory"]["coalesced"] - c0 == 19, 10,
                      what="19 coalesced asks")
         finally:
             sl.thaw()
-        for s in socks:
-            buf = b""
-            while b"\n\n" not in buf:
-                data = s.recv(4096)
-                assert data, buf
-                buf += data
-            assert buf == b"action=DUNNO\n\n"
+        try:
+            for s in socks:
+                buf = b""
+                while b"\n\n" not in buf:
+                    data = s.recv(4096)
+                    assert data, buf
+                    buf += data
+                assert buf == b"action=DUNNO\n\n"
+        finally:
+            for s in socks:
+                s.close()
         after = {f: searches_for(sl, f) for f in ("plain+ext", "plain")}
         assert after == {"plain+ext": before["plain+ext"] + 1,
                          "plain": before["plain"] + 1}
         assert stats(d)["directory"]["coalesced"] - c0 == 19
-    finally:
-        for s in socks:
-            s.close()
-        d.cleanup()
 
 
 # ---- the file directory -------------------------------------------------------
