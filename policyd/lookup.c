@@ -96,9 +96,10 @@ static void l1_put(struct lookup *lk, const char *addr, enum dir_status st)
 
 /* resolve - cache and answer every waiter; the pending entry is gone before
  * the first callback runs, so a callback may start a new lookup of the same
- * address.  Tempfail is never cached. */
-static void resolve(struct pending *p, enum dir_status st)
+ * address.  Tempfail is never cached.  A lookup_cb, for bare's answer. */
+static void resolve(void *arg, enum dir_status st)
 {
+    struct pending *p = arg;
     struct lookup *lk = p->lk;
     struct lookup_wait *w = p->waiters, *next;
 
@@ -121,17 +122,12 @@ static void resolve(struct pending *p, enum dir_status st)
     }
 }
 
-static void bare_answered(void *arg, enum dir_status st)
-{
-    resolve(arg, st);
-}
-
 static void bare_cached(void *arg, enum dir_status st)
 {
     struct pending *p = arg;
 
     if (st == LOOKUP_MISS)
-        lookup_directory(p->lk, &p->bare, &p->bare_wait, bare_answered, p);
+        lookup_directory(p->lk, &p->bare, &p->bare_wait, resolve, p);
     else
         resolve(p, st);
 }
