@@ -41,6 +41,8 @@ static int table_has(struct dir_file *f, const char *key, size_t klen)
     return cache_get(f->table, key, klen, 0, NULL, NULL);
 }
 
+/* file_answer - the entry for this form (lookup.c asks the form without
+ * the extension itself), else the domain's catch-all */
 static enum dir_status file_answer(struct dir_file *f, const struct address *a)
 {
     if (table_has(f, a->full, strlen(a->full)))
@@ -99,8 +101,8 @@ static int load_line(struct dir_file *f, const struct config *cfg, char *line,
         table_add(f, a.domain - 1, strlen(a.domain - 1));
         return 0;
     }
-    rc = addr_normalize(line, cfg->directory.recipient_delimiter,
-                        cfg->directory.ignore_case, &a);
+    /* the entry whole: extensions are stripped from what is asked */
+    rc = addr_normalize(line, "", cfg->directory.ignore_case, &a);
     if (rc != ADDR_OK) {
         *why = addr_strerror(rc);
         return -1;

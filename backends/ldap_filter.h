@@ -6,9 +6,11 @@
  *
  * ldap_filter_expand() copies the template tmpl into out, replacing
  *
- *   %s   the normalized address (local@domain)
- *   %u   its local part
- *   %d   its domain
+ *   %s   the normalized address being asked (local@domain): the
+ *        recipient with its extension, and on a second search the one
+ *        without it (address.h, addr_strip)
+ *   %u   that form's local part
+ *   %d   the domain
  *   %%   a literal '%'
  *
  * Every substituted byte that RFC 4515 requires to be escaped in an

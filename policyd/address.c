@@ -4,6 +4,7 @@
  * SYNOPSIS
  *	int addr_normalize(rcpt, delimiters, ignore_case, out)
  *	const char *addr_strerror(code)
+ *	int addr_strip(a, out)
  *	int addr_parse_ip(s, family, addr)
  *	int addr_client_net(family, addr, v4prefix, v6prefix, out, outlen)
  *	int addr_cidr_parse(s, cidr)
@@ -24,14 +25,15 @@
  *	   "\x" inside quotes becomes "x" ("john doe"@x -> john doe@x, which
  *	   is also Postfix's internal form).  Outside quotes a backslash is
  *	   an ordinary character.
- *	5. the extension is cut at the first character of the local part
- *	   that is one of delimiters, unless that is the first character
- *	   (Postfix does not strip "+foo" to nothing).  This is done before
- *	   case folding so a letter delimiter keeps its case meaning.
+ *	5. a result longer than ADDR_MAX - 1 -> ADDR_TOOLONG.  The
+ *	   extension counts: the address is asked with it first.
  *	6. the local part is lowercased when ignore_case is set; one
  *	   trailing '.' of the domain is removed and the domain lowercased
  *	   (ASCII only; no locale).
- *	7. a result longer than ADDR_MAX - 1 -> ADDR_TOOLONG.
+ *	7. bare_len is set where the extension starts, by Postfix's rules
+ *	   (see address.h), on the folded local part.
+ *
+ *	addr_strip() copies the local part up to bare_len and the domain.
  *
  *	addr_parse_ip() accepts a dotted quad or an IPv6 address without
  *	brackets.  An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is returned as
@@ -62,17 +64,71 @@ static char addr_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char) (c - 'A' + 'a') : c;
 }
 
+/* addr_is_delim - c is one of delimiters (either case with ignore_case) */
+static int addr_is_delim(char c, const char *delimiters, int ignore_case)
+{
+    for (; *delimiters; delimiters++) {
+        if (*delimiters == c
+            || (ignore_case && addr_lower(*delimiters) == c))
+            return 1;
+    }
+    return 0;
+}
+
+/* addr_equal_nocase - s[0..n) is word, ASCII case-insensitively */
+static int addr_equal_nocase(const char *s, size_t n, const char *word)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (word[i] == '\0' || addr_lower(s[i]) != word[i])
+            return 0;
+    }
+    return word[n] == '\0';
+}
+
+/*
+ * addr_bare_len - where the extension of local[0..len) starts, or len when
+ * Postfix's split_addr() would not split it (the rules in address.h).
+ */
+static size_t addr_bare_len(const char *local, size_t len,
+                            const char *delimiters, int ignore_case)
+{
+    static const size_t req_len = sizeof("-request") - 1;
+    static const size_t own_len = sizeof("owner-") - 1;
+    size_t  i;
+
+    if (delimiters == NULL || *delimiters == '\0')
+        return len;
+    if (addr_equal_nocase(local, len, "postmaster")
+        || addr_equal_nocase(local, len, "mailer-daemon")
+        || addr_equal_nocase(local, len, "double-bounce"))
+        return len;
+    if (strchr(delimiters, '-') != NULL) {
+        if (len >= own_len && addr_equal_nocase(local, own_len, "owner-"))
+            return len;
+        if (len > req_len
+            && addr_equal_nocase(local + len - req_len, req_len, "-request"))
+            return len;
+    }
+    for (i = 0; i < len; i++) {
+        if (addr_is_delim(local[i], delimiters, ignore_case))
+            break;
+    }
+    return i == 0 ? len : i;        /* no empty local part; i == len: none */
+}
+
 int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
                    struct address *out)
 {
     const char *s;
     const char *at = NULL;
-    size_t  len, i, dlen, llen, cap;
+    size_t  len, i, dlen, llen;
     int     inq = 0;
-    int     overflow = 0;
 
     out->full[0] = '\0';
     out->local_len = 0;
+    out->bare_len = 0;
     out->domain = out->full;
 
     if (rcpt == NULL)
@@ -86,7 +142,7 @@ int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
     if (len == 0)
         return ADDR_EMPTY;
 
-    /* Validate the whole input before anything can be cut off. */
+    /* Validate the whole input before anything is copied. */
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char) s[i];
 
@@ -117,12 +173,8 @@ int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
     if (dlen == 0)
         return ADDR_UNQUALIFIED;
 
-    /*
-     * Unquote the local part into out->full.  It may be longer than fits
-     * yet still be cut short by a delimiter, so keep scanning after the
-     * buffer is full and decide once the cut point is known.
-     */
-    cap = ADDR_MAX - 1;
+    /* Unquote the local part into out->full; past the buffer's end only
+     * count, so that "too long" is told from "empty". */
     llen = 0;
     inq = 0;
     for (i = 0; s + i < at; i++) {
@@ -134,25 +186,13 @@ int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
         }
         if (inq && c == '\\')
             c = s[++i];                         /* validated above */
-        if (llen < cap)
-            out->full[llen++] = c;
-        else
-            overflow = 1;
+        if (llen < ADDR_MAX)
+            out->full[llen] = c;
+        llen++;
     }
     if (llen == 0)
         return ADDR_UNQUALIFIED;
-
-    if (delimiters != NULL && *delimiters != '\0') {
-        for (i = 0; i < llen; i++) {
-            if (strchr(delimiters, out->full[i]) != NULL)
-                break;
-        }
-        if (i > 0 && i < llen) {
-            llen = i;
-            overflow = 0;
-        }
-    }
-    if (overflow || llen + 1 + dlen > cap) {
+    if (llen + 1 + dlen > ADDR_MAX - 1) {
         out->full[0] = '\0';
         return ADDR_TOOLONG;
     }
@@ -165,8 +205,24 @@ int addr_normalize(const char *rcpt, const char *delimiters, int ignore_case,
         out->full[llen + 1 + i] = addr_lower(at[1 + i]);
     out->full[llen + 1 + dlen] = '\0';
     out->local_len = llen;
+    out->bare_len = addr_bare_len(out->full, llen, delimiters, ignore_case);
     out->domain = out->full + llen + 1;
     return ADDR_OK;
+}
+
+int addr_strip(const struct address *a, struct address *out)
+{
+    size_t  dlen;
+
+    if (a->bare_len >= a->local_len)
+        return 0;
+    dlen = strlen(a->domain);
+    memcpy(out->full, a->full, a->bare_len);
+    out->full[a->bare_len] = '@';
+    memcpy(out->full + a->bare_len + 1, a->domain, dlen + 1);
+    out->local_len = out->bare_len = a->bare_len;
+    out->domain = out->full + a->bare_len + 1;
+    return 1;
 }
 
 const char *addr_strerror(int code)

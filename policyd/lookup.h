@@ -16,12 +16,27 @@
  *   lookup_cached()     L1, then the store: found, not found, or LOOKUP_MISS
  *   lookup_directory()  the directory, with write-back to the store and L1
  *
+ * An address with an extension (address.h: bare_len) is asked as given
+ * first and, when the directory does not know it, without its extension,
+ * as Postfix's table lookups do: first-last@ exists even with "-" as a
+ * delimiter, and so does plain-ext@ when plain@ does.  The form without
+ * the extension goes through the whole chain itself (L1, store, directory)
+ * and its answer is cached under its own address, where every other
+ * extension of it finds it.  The answer cached under an address is always
+ * the chain's answer for that address: for a+b@ it is "a+b@ or a@".  A
+ * tempfail of either ask is the answer, and is never cached.
+ *
  * Concurrent directory asks for one normalized address share one query: the
  * first creates a pending entry, later ones wait on it, and all are answered
- * together.  Tempfail is never cached.  Store keys are
- * PREFIX "c:" DIGEST ":" ADDRESS, where DIGEST covers the directory settings
- * and the directory's content tag, so a changed filter, base or recipient
- * file never serves old answers.
+ * together.  Store keys are PREFIX "c:" DIGEST TAG ":" ADDRESS, with the
+ * whole [redis] prefix (at most CONFIG_PREFIX_MAX bytes), where DIGEST
+ * covers the directory settings (delimiters and case included) and TAG the
+ * directory's content tag, so a changed filter, base or recipient file
+ * never serves old answers.
+ *
+ * Limit: lookup_flush of an address drops that key only; answers cached
+ * for its extensions (a+b@ after a@ is flushed) live on until their TTL,
+ * or until "flush *".
  *
  * The caller provides the waiter's storage (struct lookup_wait, embedded in
  * its job) so a lookup allocates nothing on a cache hit or a coalesced wait.

@@ -16,14 +16,17 @@
 
 #include "../../policyd/address.h"
 
-/* norm - normalize and, on success, check the struct is consistent */
-static int norm(const char *in, const char *delim, int icase, char *res)
+/* norm - normalize and, on success, check the struct is consistent; bare
+ * gets the form without the extension, "" when there is none. */
+static int norm2(const char *in, const char *delim, int icase, char *res,
+                 char *bare)
 {
-    struct address a;
+    struct address a, b;
     int     rc;
 
     memset(&a, 'Z', sizeof(a));
     rc = addr_normalize(in, delim, icase, &a);
+    bare[0] = '\0';
     if (rc == ADDR_OK) {
         assert_true(strlen(a.full) < ADDR_MAX);
         assert_int_equal(a.full[a.local_len], '@');
@@ -31,6 +34,20 @@ static int norm(const char *in, const char *delim, int icase, char *res)
         assert_true(a.local_len > 0);
         assert_true(strlen(a.domain) > 0);
         assert_null(strchr(a.domain, '@'));
+        assert_true(a.bare_len > 0 && a.bare_len <= a.local_len);
+        memset(&b, 'Z', sizeof(b));
+        if (addr_strip(&a, &b)) {
+            assert_true(a.bare_len < a.local_len);
+            assert_int_equal(b.local_len, a.bare_len);
+            assert_int_equal(b.bare_len, b.local_len);
+            assert_ptr_equal(b.domain, b.full + b.local_len + 1);
+            assert_string_equal(b.domain, a.domain);
+            assert_memory_equal(b.full, a.full, a.bare_len);
+            strcpy(bare, b.full);
+        } else {
+            assert_int_equal(a.bare_len, a.local_len);
+            assert_memory_equal(&b, "ZZZZ", 4);     /* untouched */
+        }
     } else {
         assert_string_equal(a.full, "");
     }
@@ -38,10 +55,25 @@ static int norm(const char *in, const char *delim, int icase, char *res)
     return rc;
 }
 
+static int norm(const char *in, const char *delim, int icase, char *res)
+{
+    char    bare[ADDR_MAX];
+
+    return norm2(in, delim, icase, res, bare);
+}
+
 #define OK(in, delim, icase, want) do { \
         char r_[ADDR_MAX]; \
         assert_int_equal(norm((in), (delim), (icase), r_), ADDR_OK); \
         assert_string_equal(r_, (want)); \
+    } while (0)
+
+/* SPLIT: asked as want first, then as bare ("" = not split) */
+#define SPLIT(in, delim, icase, want, bare) do { \
+        char r_[ADDR_MAX], b_[ADDR_MAX]; \
+        assert_int_equal(norm2((in), (delim), (icase), r_, b_), ADDR_OK); \
+        assert_string_equal(r_, (want)); \
+        assert_string_equal(b_, (bare)); \
     } while (0)
 
 #define FAIL(in, delim, icase, code) do { \
@@ -162,27 +194,72 @@ static void test_extension(void **state)
     struct address a;
 
     (void) state;
-    OK("bob+tag@x", "+", 0, "bob@x");
-    OK("bob+tag+more@x", "+", 0, "bob@x");
-    OK("bob-tag+x@x", "+-", 0, "bob@x");
-    OK("bob+tag-x@x", "-+", 0, "bob@x");
-    OK("bob+@x", "+", 0, "bob@x");
-    OK("+bob@x", "+", 0, "+bob@x");             /* not at position 0 */
-    OK("+bob+x@x", "+", 0, "+bob+x@x");
-    OK("bob+tag@x", "", 0, "bob+tag@x");
-    OK("bob+tag@x", NULL, 0, "bob+tag@x");
-    OK("bob+tag@x", "-", 0, "bob+tag@x");
-    OK("<Bob+Tag@X.>", "+", 1, "bob@x");
+    /* The full form is kept; the stripped one is asked second. */
+    SPLIT("bob+tag@x", "+", 0, "bob+tag@x", "bob@x");
+    SPLIT("bob+tag+more@x", "+", 0, "bob+tag+more@x", "bob@x");
+    SPLIT("bob-tag+x@x", "+-", 0, "bob-tag+x@x", "bob@x");
+    SPLIT("bob+tag-x@x", "-+", 0, "bob+tag-x@x", "bob@x");
+    SPLIT("first-last@x", "-+", 0, "first-last@x", "first@x");
+    SPLIT("a+b@x", "-+", 0, "a+b@x", "a@x");
+    /* A delimiter at the end splits (empty extension); at the start not. */
+    SPLIT("bob+@x", "+", 0, "bob+@x", "bob@x");
+    SPLIT("+bob@x", "+", 0, "+bob@x", "");
+    SPLIT("+bob+x@x", "+", 0, "+bob+x@x", "");
+    SPLIT("+@x", "+", 0, "+@x", "");
+    SPLIT("bob@x", "+", 0, "bob@x", "");
+    SPLIT("bob+tag@x", "", 0, "bob+tag@x", "");
+    SPLIT("bob+tag@x", NULL, 0, "bob+tag@x", "");
+    SPLIT("bob+tag@x", "-", 0, "bob+tag@x", "");
+    SPLIT("<Bob+Tag@X.>", "+", 1, "bob+tag@x", "bob@x");
+    SPLIT("<Bob+Tag@X.>", "+", 0, "Bob+Tag@x", "Bob@x");
     /* On the unquoted form. */
-    OK("\"bob+x y\"@x", "+", 0, "bob@x");
-    /* Before case folding. */
-    OK("aXb@x", "X", 1, "a@x");
-    OK("axb@x", "X", 1, "axb@x");
+    SPLIT("\"bob+x y\"@x", "+", 0, "bob+x y@x", "bob@x");
+    /* With ignore_case the folded form is split: either case matches. */
+    SPLIT("aXb@x", "X", 1, "axb@x", "a@x");
+    SPLIT("axb@x", "X", 1, "axb@x", "a@x");
+    SPLIT("axb@x", "X", 0, "axb@x", "");
+    SPLIT("aXb@x", "X", 0, "aXb@x", "a@x");
     /* The domain is never cut. */
-    OK("bob@a+b.example", "+", 0, "bob@a+b.example");
+    SPLIT("bob@a+b.example", "+", 0, "bob@a+b.example", "");
     assert_int_equal(addr_normalize("bob+tag@example.com", "+", 0, &a), ADDR_OK);
-    assert_int_equal(a.local_len, 3);
+    assert_int_equal(a.local_len, 7);
+    assert_int_equal(a.bare_len, 3);
     assert_string_equal(a.domain, "example.com");
+}
+
+/* Postfix's split_addr() exceptions */
+static void test_extension_reserved(void **state)
+{
+    (void) state;
+    /* never split, whatever the delimiters */
+    SPLIT("postmaster@x", "t", 0, "postmaster@x", "");
+    SPLIT("PostMaster@x", "t", 1, "postmaster@x", "");
+    SPLIT("mailer-daemon@x", "-", 0, "mailer-daemon@x", "");
+    SPLIT("MAILER-DAEMON@x", "-+", 0, "MAILER-DAEMON@x", "");
+    SPLIT("double-bounce@x", "-", 0, "double-bounce@x", "");
+    SPLIT("Double-Bounce@x", "-", 1, "double-bounce@x", "");
+    /* only the whole local part is reserved */
+    SPLIT("postmaster+x@x", "+", 0, "postmaster+x@x", "postmaster@x");
+    SPLIT("mailer-daemons@x", "-", 0, "mailer-daemons@x", "mailer@x");
+    /* owner-* and *-request, when '-' is a delimiter */
+    SPLIT("owner-list@x", "-+", 0, "owner-list@x", "");
+    SPLIT("Owner-List@x", "-", 0, "Owner-List@x", "");
+    SPLIT("owner-list+x@x", "-+", 0, "owner-list+x@x", "");
+    SPLIT("owner-@x", "-", 0, "owner-@x", "");
+    SPLIT("list-request@x", "-+", 0, "list-request@x", "");
+    SPLIT("list-REQUEST@x", "-", 1, "list-request@x", "");
+    SPLIT("a+b-request@x", "-+", 0, "a+b-request@x", "");
+    /* "-request" alone has nothing before it: the ordinary rule, and the
+     * delimiter is the first character */
+    SPLIT("-request@x", "-", 0, "-request@x", "");
+    SPLIT("x-request@x", "-", 0, "x-request@x", "");
+    SPLIT("owner@x", "-", 0, "owner@x", "");
+    SPLIT("owners-x@x", "-", 0, "owners-x@x", "owners@x");
+    SPLIT("list-requests@x", "-", 0, "list-requests@x", "list@x");
+    /* without '-' among the delimiters they split like any other */
+    SPLIT("owner+list@x", "+", 0, "owner+list@x", "owner@x");
+    SPLIT("owner-list+x@x", "+", 0, "owner-list+x@x", "owner-list@x");
+    SPLIT("list+x-request@x", "+", 0, "list+x-request@x", "list@x");
 }
 
 static void test_too_long(void **state)
@@ -210,16 +287,17 @@ static void test_too_long(void **state)
     memset(in + 2, 'a', 509);
     strcpy(in + 511, "\"@x>");
     OK(in, "", 0, want);
-    /* a long extension cut off fits */
+    /* the extension counts: the address is asked with it */
     memset(in, 'a', 1500);
     in[5] = '+';
     strcpy(in + 1500, "@x");
-    OK(in, "+", 0, "aaaaa@x");
-    /* ...but not when the delimiter is past what fits */
-    in[5] = 'a';
-    in[600] = '+';
     FAIL(in, "+", 0, ADDR_TOOLONG);
+    in[5] = 'a';
     FAIL(in, "", 0, ADDR_TOOLONG);
+    memset(in, 'a', 509);
+    in[5] = '+';
+    strcpy(in + 509, "@x");
+    SPLIT(in, "+", 0, in, "aaaaa@x");
     /* a long domain */
     in[0] = 'b';
     in[1] = '@';
@@ -447,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_control_chars),
         cmocka_unit_test(test_domain),
         cmocka_unit_test(test_extension),
+        cmocka_unit_test(test_extension_reserved),
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_parse_ip),

@@ -137,13 +137,41 @@ static void test_normalized(void **state)
     char out[LDAP_FILTER_MAX];
 
     (void) state;
-    assert_int_equal(addr_normalize("<Alice+tag@Example.COM>", "+", 0, &a), ADDR_OK);
+    assert_int_equal(addr_normalize("<Alice@Example.COM>", "+", 0, &a), ADDR_OK);
     assert_int_equal(ldap_filter_expand("(mail=%s)", &a, out, sizeof(out)),
                      (int) strlen("(mail=Alice@example.com)"));
     assert_string_equal(out, "(mail=Alice@example.com)");
     assert_int_equal(addr_normalize("\"*)(mail=*\"@example.com", "+", 0, &a), ADDR_OK);
     ldap_filter_expand("(mail=%s)", &a, out, sizeof(out));
     assert_string_equal(out, "(mail=\\2a\\29\\28mail=\\2a@example.com)");
+}
+
+/* An address with an extension is asked twice: each form is expanded as
+ * itself, %s whole, %u its own local part, %d the domain. */
+static void test_both_forms(void **state)
+{
+    struct address a, bare;
+    const char *tmpl = "(|(mail=%s)(&(uid=%u)(dc=%d)))";
+    char out[LDAP_FILTER_MAX];
+    int n;
+
+    (void) state;
+    assert_int_equal(addr_normalize("<Alice+tag@Example.COM>", "+", 0, &a), ADDR_OK);
+    n = ldap_filter_expand(tmpl, &a, out, sizeof(out));
+    assert_int_equal(n, (int) strlen(out));
+    assert_string_equal(out, "(|(mail=Alice+tag@example.com)"
+                        "(&(uid=Alice+tag)(dc=example.com)))");
+    assert_int_equal(addr_strip(&a, &bare), 1);
+    n = ldap_filter_expand(tmpl, &bare, out, sizeof(out));
+    assert_int_equal(n, (int) strlen(out));
+    assert_string_equal(out, "(|(mail=Alice@example.com)"
+                        "(&(uid=Alice)(dc=example.com)))");
+    /* owner-list is one mailbox with "-" as a delimiter */
+    assert_int_equal(addr_normalize("owner-list@example.com", "-+", 1, &a), ADDR_OK);
+    assert_int_equal(addr_strip(&a, &bare), 0);
+    ldap_filter_expand(tmpl, &a, out, sizeof(out));
+    assert_string_equal(out, "(|(mail=owner-list@example.com)"
+                        "(&(uid=owner-list)(dc=example.com)))");
 }
 
 int main(void)
@@ -154,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_bad_template),
         cmocka_unit_test(test_normalized),
+        cmocka_unit_test(test_both_forms),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
