@@ -254,22 +254,28 @@ void harvest_record(struct harvest_client *c, enum harvest_outcome o)
     }
 }
 
+/* trap_match - p ("local@domain" or "local@") against local part
+ * full[0..llen) and the domain of a */
+static int trap_match(const char *p, const struct address *a, size_t llen)
+{
+    size_t plen = strlen(p);
+
+    if (p[plen - 1] == '@')             /* "local@": in every domain of ours */
+        return plen - 1 == llen && memcmp(p, a->full, llen) == 0;
+    return plen > llen && memcmp(p, a->full, llen) == 0 && p[llen] == '@'
+           && strcmp(p + llen + 1, a->domain) == 0;
+}
+
+/* harvest_is_trap - the address as asked, or without its extension: a
+ * harvester cannot step round a trap by adding "+x" to it. */
 int harvest_is_trap(const struct harvest *h, const struct address *a)
 {
     const struct strlist *t = &h->cfg->harvest.traps;
-    size_t llen = a->local_len;
 
-    for (size_t i = 0; i < t->n; i++) {
-        const char *p = t->v[i];
-        size_t plen = strlen(p);
-
-        if (p[plen - 1] == '@') {       /* "local@": in every domain of ours */
-            if (plen - 1 == llen && memcmp(p, a->full, llen) == 0)
-                return 1;
-        } else if (strcmp(p, a->full) == 0) {
+    for (size_t i = 0; i < t->n; i++)
+        if (trap_match(t->v[i], a, a->local_len)
+            || (a->bare_len != a->local_len && trap_match(t->v[i], a, a->bare_len)))
             return 1;
-        }
-    }
     return 0;
 }
 

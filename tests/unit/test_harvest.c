@@ -126,6 +126,9 @@ static void test_traps(void **state)
     assert_false(trap(h, "honeypots@example.com"));
     assert_false(trap(h, "honeypo@example.com"));
     assert_false(trap(h, "user@example.com"));
+    assert_true(trap(h, "spamtrap+x@example.com"));         /* extension */
+    assert_true(trap(h, "honeypot+abc@example.net"));
+    assert_false(trap(h, "spamtrap+x@example.org"));
     harvest_free(h);
 }
 
