@@ -74,11 +74,14 @@ void score_max(struct score *s, const struct score *o, uint64_t now_ms,
         s->t_ms = now_ms;
 }
 
-/* whole - a faded count as whole recipients; the epsilon keeps 5 recorded
- * a moment ago at 5 while the fading has barely begun. */
+/* whole - a faded count as whole recipients.  n recipients fade by
+ * n * ln2 * dt / half_life, so an absolute epsilon would drop "5" to 4
+ * within a millisecond of the 5th (half-life 1 h).  The slack is
+ * SCORE_WHOLE_SLACK of n (5 stays 5 for about 52 s at 1 h, 0.9 s at 60 s),
+ * at most half a recipient, so 199 unfaded never counts as 200. */
 static double whole(double n)
 {
-    return floor(n + 1e-6);
+    return floor(n + fmin(n * SCORE_WHOLE_SLACK, 0.5) + 1e-6);
 }
 
 static double share_of(const struct score *s)

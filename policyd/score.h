@@ -25,7 +25,10 @@
  * is recorded (score_block_due): invalid >= block_after with share >=
  * block_share, or invalid >= block_ceiling whatever the share, or a trap hit.
  * Counts compare after rounding down, so "5 invalid" means five whole ones
- * (fading evidence never rounds up into a stage).
+ * (fading evidence never rounds up into a stage); a count that has faded by
+ * less than SCORE_WHOLE_SLACK of itself (and less than half a recipient)
+ * still counts whole, so the 5th invalid recipient is 5 for the next
+ * request, not 4.99998.
  *
  * The wire form (score_encode / score_decode), shared with the Redis script
  * in store_redis.c, is five decimal fields separated by one blank:
@@ -38,6 +41,7 @@
 #include "config.h"
 
 #define SCORE_WIRE_MAX 128      /* encoded standing, with its NUL */
+#define SCORE_WHOLE_SLACK 0.01  /* fading a count may lose and stay whole */
 
 struct score {
     double invalid;             /* as of t_ms */

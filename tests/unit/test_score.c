@@ -135,7 +135,7 @@ static void test_judge_boundaries(void **state)
     score_judge(&r, &s, T0, &v);
     assert_int_equal(v.delay_ms, 30000);
     /* fading never rounds up into a stage; a moment's fading does not drop one */
-    s = sc(4.99, 0, 0, T0, 0);
+    s = sc(4.9, 0, 0, T0, 0);
     score_judge(&r, &s, T0, &v);
     assert_int_equal(v.stage, STAGE_WATCH);
     s = sc(5 - 1e-9, 0, 0, T0, 0);
@@ -152,6 +152,36 @@ static void test_judge_boundaries(void **state)
     r.tarpit_after = 0;                             /* 0: no tarpit */
     s = sc(50, 0, 0, T0, 0);
     score_judge(&r, &s, T0, &v);
+    assert_int_equal(v.stage, STAGE_WATCH);
+}
+
+/* The 5th invalid recipient, read back by the next request a little later:
+ * still 5 (half-life 1 h after 100 ms and after 30 s; 60 s after 100 ms),
+ * until it has faded by more than SCORE_WHOLE_SLACK. */
+static void test_recent_counts_stay_whole(void **state)
+{
+    static const uint64_t cases[][2] = {    /* half-life, elapsed */
+        { HOUR, 100 }, { HOUR, 30000 }, { 60000, 100 }, { 60000, 500 },
+    };
+    struct score_rules r = rules();
+    struct score_verdict v;
+    enum score_why why;
+    struct score s;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        s = sc(5, 0, 0, T0, 0);
+        score_decay(&s, T0 + cases[i][1], cases[i][0]);
+        score_judge(&r, &s, T0 + cases[i][1], &v);
+        assert_int_equal(v.stage, STAGE_TARPIT);
+        assert_int_equal(v.delay_ms, 1000);
+        s = sc(20, 0, 0, T0, 0);
+        score_decay(&s, T0 + cases[i][1], cases[i][0]);
+        assert_int_equal(score_block_due(&r, &s, T0 + cases[i][1], &why), 1);
+    }
+    s = sc(5, 0, 0, T0, 0);                         /* faded 2%: four whole */
+    score_decay(&s, T0 + 106000, HOUR);
+    score_judge(&r, &s, T0 + 106000, &v);
     assert_int_equal(v.stage, STAGE_WATCH);
 }
 
@@ -264,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_max),
         cmocka_unit_test(test_judge_boundaries),
+        cmocka_unit_test(test_recent_counts_stay_whole),
         cmocka_unit_test(test_block_due),
         cmocka_unit_test(test_wire_round_trip),
         cmocka_unit_test(test_wire_malformed),
