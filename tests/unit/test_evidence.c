@@ -219,6 +219,9 @@ struct fake {
     char key[128];
     int merges, floors;
     struct score last_floor;
+    int hold;                   /* reads wait for fake_release */
+    store_get_cb *held_cb;
+    void *held_arg;
 };
 
 static struct fake *fake_of(struct store *s)
@@ -237,6 +240,11 @@ static void fake_get(struct store *s, const char *key, size_t klen,
         return;
     }
     assert_true(klen == strlen(f->key) && memcmp(key, f->key, klen) == 0);
+    if (f->hold) {
+        f->held_cb = cb;
+        f->held_arg = arg;
+        return;
+    }
     if (!f->have) {
         cb(arg, STORE_MISS, NULL, 0);
         return;
@@ -421,6 +429,31 @@ static void test_free_sends_pending(void **state)
     evidence_free(ev);
 }
 
+/* A read still out when the table is freed is answered afterwards, as
+ * store_free answers it: the caller hears once, nothing is touched freed. */
+static void test_free_with_read_in_flight(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct evidence_read r;
+    struct answer a;
+    struct score d = delta(1, 0, 0);
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);
+    f.hold = 1;
+    memset(&a, 0, sizeof(a));
+    evidence_read(ev, NET, &r, got, &a);
+    assert_int_equal(a.calls, 0);
+    evidence_free(ev);
+    run_for(1);                                     /* the timer closes */
+    f.held_cb(f.held_arg, STORE_ERR, NULL, 0);      /* then the store goes */
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.from_store, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +466,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
