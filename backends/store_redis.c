@@ -42,8 +42,9 @@
  *	declare the connection dead: it is freed and reconnected.
  *
  *	While the store is not UP, or when a command fails: get answers
- *	STORE_ERR (the caller asks the directory), set is dropped, incr and
- *	peek are answered by the fallback store_mem, del deletes there.  The
+ *	STORE_ERR (the caller asks the directory), merge STORE_ERR (the
+ *	caller keeps its deltas), set is dropped, incr and peek are answered
+ *	by the fallback store_mem, del deletes there.  The
  *	change of state is logged once each way, with the reason.
  *
  * LIFETIME OF A COMMAND
