@@ -25,7 +25,9 @@
  *	pending), and the epoch advances: every network tracked then needs
  *	a floor.  Store back: each of those networks is made dirty, and its
  *	next merge carries floor = its view; an acknowledged merge with a
- *	floor clears the need.  A merge the store refuses while up (OOM
+ *	floor clears the need, and until then a read answers at least the
+ *	view.  Otherwise the store's answer, a miss included, replaces the
+ *	view: an `unblock` by another daemon is believed, not undone.  A merge the store refuses while up (OOM
  *	with noeviction, WRONGTYPE) returns its deltas to pending and makes
  *	that network need a floor; it is retried every tick.
  *
@@ -540,16 +542,22 @@ static void read_done(void *arg, int status, const char *val, size_t len)
         maybe_release(ev);
         return;
     }
+    check_store(ev);                    /* it answered: it is up */
     /* an unparsable value reads as empty, as the merge script sees it */
     if (status != STORE_OK || score_decode(val, len, &s) < 0)
         memset(&s, 0, sizeof(s));
     score_decay(&s, now, ev->half_life_ms);
     e = status == STORE_OK ? entry(ev, r->net) : find(ev, r->net);
     add_local(ev, e, &s, now);
-    if (e && status == STORE_OK)
+    if (e) {
+        /* until its floor lands the store may lack what we saw (a
+         * restart, a refused write): never answer lower than the view */
+        if (needs_floor(ev, e))
+            score_max(&s, &e->view, now, ev->half_life_ms);
+        /* a miss is the store's word too: a key another daemon's
+         * `unblock` deleted must not come back with our next floor */
         e->view = s;
-    if (status == STORE_OK)
-        check_store(ev);
+    }
     r->cb(r->arg, &s, 1);
     maybe_release(ev);
 }

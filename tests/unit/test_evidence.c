@@ -406,6 +406,65 @@ static void test_restart_while_idle(void **state)
     evidence_free(ev);
 }
 
+/* The store is back, empty, and a read comes before the floor is merged:
+ * the block Redis lost still holds. */
+static void test_read_before_floor_lands(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(3, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);
+    f.up = 0;
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    f.up = 1;
+    f.have = 0;                                     /* restarted empty */
+    a = read_now(ev, NET);                          /* before any tick */
+    assert_int_equal(a.from_store, 1);
+    assert_float_equal(a.s.invalid, 3, EPS);
+    assert_true(a.s.block_until_ms == d.block_until_ms);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.floors, 1);
+    assert_true(f.val.block_until_ms == d.block_until_ms);
+    evidence_free(ev);
+}
+
+/* Another daemon's unblock deletes the key: our next read believes it, and
+ * a later outage does not bring the block back with a floor. */
+static void test_unblock_elsewhere_sticks(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(3, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    f.have = 0;                                     /* policyctl unblock elsewhere */
+    a = read_now(ev, NET);
+    assert_true(a.s.block_until_ms == 0);
+    f.up = 0;
+    a = read_now(ev, NET);                          /* from the view */
+    assert_int_equal(a.from_store, 0);
+    assert_true(a.s.block_until_ms == 0);
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    f.up = 1;
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_true(!f.have || f.val.block_until_ms == 0);
+    evidence_free(ev);
+}
+
 static void test_free_sends_pending(void **state)
 {
     struct fake f;
@@ -465,6 +524,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_before_floor_lands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unblock_elsewhere_sticks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
     };
