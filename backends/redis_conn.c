@@ -160,7 +160,11 @@ static int hs_queue(struct store_redis *sr)
         return -1;
     argv[2] = sr_peek_lua;
     lens[2] = strlen(sr_peek_lua);
-    return hs_send(sr, HS_LOAD_PEEK, 3, argv, lens);
+    if (hs_send(sr, HS_LOAD_PEEK, 3, argv, lens) < 0)
+        return -1;
+    argv[2] = sr_merge_lua;
+    lens[2] = strlen(sr_merge_lua);
+    return hs_send(sr, HS_LOAD_MERGE, 3, argv, lens);
 }
 
 static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -202,12 +206,14 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
         break;
     case HS_LOAD_INCR:
     case HS_LOAD_PEEK:
+    case HS_LOAD_MERGE:
         if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
             rconn_lost(sr, "SCRIPT LOAD: unexpected reply", 1);
             break;
         }
-        memcpy(step == HS_LOAD_INCR ? sr->incr_sha : sr->peek_sha, reply->str, 41);
-        if (step == HS_LOAD_PEEK)
+        memcpy(step == HS_LOAD_INCR ? sr->incr_sha
+               : step == HS_LOAD_PEEK ? sr->peek_sha : sr->merge_sha, reply->str, 41);
+        if (step == HS_LOAD_MERGE)
             conn_up(sr);
         break;
     default:

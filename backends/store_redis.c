@@ -17,6 +17,8 @@
  *	peek	GET key, or with the life EVALSHA (GET + PTTL): one round trip
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
+ *	merge	EVALSHA (GET + fade + add + floor + SET PX): one round trip,
+ *		never batched (store_redis_merge.c)
  *
  *	Reads are batched: the gets and the plain peeks asked during one
  *	turn of the loop go out as one MGET when the turn's I/O is done (a
@@ -40,8 +42,9 @@
  *	declare the connection dead: it is freed and reconnected.
  *
  *	While the store is not UP, or when a command fails: get answers
- *	STORE_ERR (the caller asks the directory), set is dropped, incr and
- *	peek are answered by the fallback store_mem, del deletes there.  The
+ *	STORE_ERR (the caller asks the directory), merge STORE_ERR (the
+ *	caller keeps its deltas), set is dropped, incr and peek are answered
+ *	by the fallback store_mem, del deletes there.  The
  *	change of state is logged once each way, with the reason.
  *
  * LIFETIME OF A COMMAND
@@ -177,6 +180,7 @@ void sr_cmd_release(struct rcmd *c)
             c->next->prev = c->prev;
     }
     free(c->pattern);
+    free(c->args);
     free(c);
 }
 
@@ -185,9 +189,9 @@ static void count_noop(void *arg, int status, long long count, long long ttl_ms)
     (void)arg, (void)status, (void)count, (void)ttl_ms;
 }
 
-/* cmd_fail - answer c's caller as well as we can without Redis.  c must not
+/* sr_cmd_fail - answer c's caller as well as we can without Redis.  c must not
  * be touched afterwards unless the caller knows hiredis is done with it. */
-static void cmd_fail(struct rcmd *c)
+void sr_cmd_fail(struct rcmd *c)
 {
     struct store_redis *sr = c->sr;
     struct store *fb = sr && !sr->closing ? sr->fallback : NULL;
@@ -199,6 +203,7 @@ static void cmd_fail(struct rcmd *c)
         tmo_unlink(sr, c);
     switch (c->kind) {
     case K_GET:
+    case K_MERGE:
         c->get_cb(c->arg, STORE_ERR, NULL, 0);
         break;
     case K_INCR:
@@ -222,8 +227,8 @@ static void cmd_fail(struct rcmd *c)
     }
 }
 
-static int cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
-                    const char **argv, const size_t *lens)
+int sr_cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
+                const char **argv, const size_t *lens)
 {
     if (!sr->ac || redisAsyncCommandArgv(sr->ac, sr_reply, c, argc, argv, lens)
                    != REDIS_OK)
@@ -275,7 +280,7 @@ static void batch_flush(struct store_redis *sr)
         return;
     for (size_t i = 0; i < n; i++) {     /* not sent: nobody owes a reply */
         b->cmd[i]->hi_pending = 0;
-        cmd_fail(b->cmd[i]);
+        sr_cmd_fail(b->cmd[i]);
         sr_cmd_release(b->cmd[i]);
     }
     free(b);
@@ -326,7 +331,7 @@ static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
     for (int i = 0; i < argc; i++)
         if (i != 3)
             lens[i] = strlen(argv[i]);
-    return cmd_send(sr, c, argc, argv, lens);
+    return sr_cmd_send(sr, c, argc, argv, lens);
 }
 
 static int scan_send(struct store_redis *sr, struct rcmd *c)
@@ -336,7 +341,15 @@ static int scan_send(struct store_redis *sr, struct rcmd *c)
     size_t lens[6] = { 4, strlen(c->cursor), 5, c->plen, 5,
                        sizeof(SR_SCAN_COUNT) - 1 };
     c->step = DEL_SCAN;
-    return cmd_send(sr, c, 6, argv, lens);
+    return sr_cmd_send(sr, c, 6, argv, lens);
+}
+
+void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len)
+{
+    c->answered = 1;
+    if (c->sr)
+        tmo_unlink(c->sr, c);
+    c->get_cb(c->arg, status, val, len);
 }
 
 static void answer_count(struct rcmd *c, int status, long long n, long long ttl)
@@ -364,7 +377,7 @@ static int is_int_pair(const redisReply *r)
 static const char *kind_name(int kind)
 {
     static const char *names[] = { "GET", "SET", "INCR", "PEEK", "DEL", "PING",
-                                   "handshake", "SENTINEL" };
+                                   "handshake", "SENTINEL", "MERGE" };
     return names[kind];
 }
 
@@ -411,7 +424,7 @@ static int del_reply(struct store_redis *sr, struct rcmd *c, redisReply *r)
         lens[i + 1] = keys->element[i]->len;
     }
     c->step = DEL_UNLINK;
-    int rc = cmd_send(sr, c, (int)keys->elements + 1, argv, lens);
+    int rc = sr_cmd_send(sr, c, (int)keys->elements + 1, argv, lens);
     free(argv);
     free(lens);
     return rc;
@@ -432,7 +445,7 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
     if (ac != sr->ac) {                 /* a connection already given up */
         if (!c->answered)
             stats.redis_errors++;
-        cmd_fail(c);
+        sr_cmd_fail(c);
         sr_cmd_release(c);
         return;
     }
@@ -442,7 +455,7 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         rconn_lost(sr, sr->reason, 0);
         if (!c->answered)
             stats.redis_errors++;
-        cmd_fail(c);
+        sr_cmd_fail(c);
         sr_cmd_release(c);
         return;
     }
@@ -451,11 +464,11 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         sr_cmd_release(c);
         return;
     }
-    if ((c->kind == K_INCR || (c->kind == K_PEEK && c->with_ttl)) && !c->retried
-        && is_err(reply, "NOSCRIPT")) {
+    if ((c->kind == K_INCR || (c->kind == K_PEEK && c->with_ttl)
+         || c->kind == K_MERGE) && !c->retried && is_err(reply, "NOSCRIPT")) {
         /* script cache flushed (or a new master): send the body once */
         c->retried = 1;
-        if (script_send(sr, c, 1) == 0)
+        if ((c->kind == K_MERGE ? sr_merge_send(sr, c, 1) : script_send(sr, c, 1)) == 0)
             return;
     }
 
@@ -464,17 +477,16 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
     case K_GET:
         if (reply->type == REDIS_REPLY_STRING) {
             stats.redis_hits++;
-            c->answered = 1;
-            tmo_unlink(sr, c);
-            c->get_cb(c->arg, STORE_OK, reply->str, reply->len);
+            sr_answer_get(c, STORE_OK, reply->str, reply->len);
             ok = 1;
         } else if (reply->type == REDIS_REPLY_NIL) {
             stats.redis_misses++;
-            c->answered = 1;
-            tmo_unlink(sr, c);
-            c->get_cb(c->arg, STORE_MISS, NULL, 0);
+            sr_answer_get(c, STORE_MISS, NULL, 0);
             ok = 1;
         }
+        break;
+    case K_MERGE:
+        ok = sr_merge_reply(c, reply);
         break;
     case K_SET:
     case K_PING:
@@ -529,7 +541,7 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
             log_warn_rl(&sr->err_rl, "redis: %s: unexpected reply: %.200s",
                         kind_name(c->kind),
                         reply->type == REDIS_REPLY_ERROR ? reply->str : "(wrong type)");
-            cmd_fail(c);
+            sr_cmd_fail(c);
             if (is_err(reply, "READONLY") && c->sr && sr->ac == ac)
                 rconn_lost(sr, "READONLY: the server is a replica now", 1);
         }
@@ -564,7 +576,7 @@ static void tmo_cb(uv_timer_t *t)
             ping_lost = 1;
         else
             sr->streak++;
-        cmd_fail(c);                    /* c lives on until hiredis calls back */
+        sr_cmd_fail(c);                    /* c lives on until hiredis calls back */
         if (sr->closing)
             return;
     }
@@ -594,7 +606,7 @@ static void health_cb(uv_timer_t *t)
     if (sr->state != SR_UP || sr->tmo_head)
         return;
     struct rcmd *c = sr_cmd_new(sr, K_PING, NULL, 0);
-    if (cmd_send(sr, c, 1, argv, lens) < 0)
+    if (sr_cmd_send(sr, c, 1, argv, lens) < 0)
         sr_cmd_release(c);
 }
 
@@ -605,7 +617,7 @@ static struct store_redis *sr_of(struct store *s)
     return (struct store_redis *)s;
 }
 
-static int usable(const struct store_redis *sr, size_t klen)
+int sr_usable(const struct store_redis *sr, size_t klen)
 {
     return sr->state == SR_UP && !sr->closing && sr->ac
            && sr->inflight < SR_MAX_INFLIGHT && klen <= SR_MAX_KEY;
@@ -616,7 +628,7 @@ static void sr_get(struct store *s, const char *key, size_t klen,
 {
     struct store_redis *sr = sr_of(s);
 
-    if (!usable(sr, klen)) {
+    if (!sr_usable(sr, klen)) {
         cb(arg, STORE_ERR, NULL, 0);
         return;
     }
@@ -634,12 +646,12 @@ static void sr_set(struct store *s, const char *key, size_t klen,
     const char *argv[5] = { "SET", key, val, "PX", ttl };
     size_t lens[5] = { 3, klen, vlen, 2, 0 };
 
-    if (!usable(sr, klen))
+    if (!sr_usable(sr, klen))
         return;
     lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
     struct rcmd *c = sr_cmd_new(sr, K_SET, NULL, 0);
-    if (cmd_send(sr, c, ttl_ms ? 5 : 3, argv, lens) < 0) {
-        cmd_fail(c);
+    if (sr_cmd_send(sr, c, ttl_ms ? 5 : 3, argv, lens) < 0) {
+        sr_cmd_fail(c);
         sr_cmd_release(c);
     }
 }
@@ -650,7 +662,7 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
 {
     struct store_redis *sr = sr_of(s);
 
-    if (!usable(sr, klen)) {
+    if (!sr_usable(sr, klen)) {
         sr->fallback->ops->incr(sr->fallback, key, klen, ttl_ms, at, at_ttl_ms,
                                 cb, arg);
         return;
@@ -662,7 +674,7 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
     c->at = at;
     c->at_ttl_ms = at_ttl_ms;
     if (script_send(sr, c, 0) < 0) {
-        cmd_fail(c);
+        sr_cmd_fail(c);
         sr_cmd_release(c);
     }
 }
@@ -672,7 +684,7 @@ static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
 {
     struct store_redis *sr = sr_of(s);
 
-    if (!usable(sr, klen)) {
+    if (!sr_usable(sr, klen)) {
         sr->fallback->ops->peek(sr->fallback, key, klen, with_ttl, cb, arg);
         return;
     }
@@ -683,7 +695,7 @@ static void sr_peek(struct store *s, const char *key, size_t klen, int with_ttl,
     if (!with_ttl) {
         batch_add(sr, c);
     } else if (script_send(sr, c, 0) < 0) {
-        cmd_fail(c);
+        sr_cmd_fail(c);
         sr_cmd_release(c);
     }
 }
@@ -709,7 +721,7 @@ static void sr_del(struct store *s, const char *key, size_t klen,
     struct store_redis *sr = sr_of(s);
     int rc;
 
-    if (!usable(sr, klen)) {
+    if (!sr_usable(sr, klen)) {
         sr->fallback->ops->del(sr->fallback, key, klen, cb, arg);
         return;
     }
@@ -726,19 +738,12 @@ static void sr_del(struct store *s, const char *key, size_t klen,
         const char *argv[2] = { "UNLINK", c->key };
         size_t lens[2] = { 6, klen };
         c->step = DEL_ONE;
-        rc = cmd_send(sr, c, 2, argv, lens);
+        rc = sr_cmd_send(sr, c, 2, argv, lens);
     }
     if (rc < 0) {
-        cmd_fail(c);
+        sr_cmd_fail(c);
         sr_cmd_release(c);
     }
-}
-
-static void sr_merge(struct store *s, const char *key, size_t klen,
-                     const struct store_merge *m, store_get_cb *cb, void *arg)
-{
-    (void)s, (void)key, (void)klen, (void)m;
-    cb(arg, STORE_ERR, NULL, 0);       /* TODO(helper E): the merge script */
 }
 
 static int sr_shared(struct store *s)
@@ -780,7 +785,7 @@ static void sr_free(struct store *s)
      * hiredis callback (the NULL replies of redisAsyncFree below, or the
      * one running now if free is called from inside a callback). */
     for (c = list; c; c = c->next)
-        cmd_fail(c);
+        sr_cmd_fail(c);
     /* reads never sent: no hiredis callback will free them */
     for (size_t i = 0; i < sr->nbatch; i++) {
         sr->batch[i]->hi_pending = 0;
@@ -794,6 +799,12 @@ static void sr_free(struct store *s)
     }
     if (sr->ac) {
         redisAsyncContext *ac = sr->ac;
+        int done;
+        /* fire-and-forget writes queued just before (evidence_free's last
+         * merges) would die in the output buffer: push them to the socket
+         * once, without waiting (it is non-blocking) */
+        if (ac->c.flags & REDIS_CONNECTED)
+            (void)redisBufferWrite(&ac->c, &done);
         sr->ac = NULL;
         ac->data = NULL;
         redisAsyncFree(ac);

@@ -31,8 +31,10 @@
 
 
 enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
-enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL };
-enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK };
+enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL,
+                K_MERGE };
+enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK,
+               HS_LOAD_MERGE };
 enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
 
 struct sr_addr {
@@ -64,6 +66,7 @@ struct rcmd {
     char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
     char *pattern;              /* del: escaped SCAN pattern */
     size_t plen;
+    char *args;                 /* merge: its ARGV, NUL-separated */
     size_t klen;
     char key[];
 };
@@ -101,7 +104,7 @@ struct store_redis {
     uint64_t backoff_ms;
     unsigned streak;            /* timeouts in a row */
     size_t inflight;            /* commands in the deadline queue */
-    char incr_sha[41], peek_sha[41];
+    char incr_sha[41], peek_sha[41], merge_sha[41];
 
     struct rcmd *all;
     struct rcmd *tmo_head, *tmo_tail;
@@ -127,13 +130,26 @@ static inline int sr_ip_literal(const char *host)
     return addr_parse_ip(host, &family, addr) == 0;
 }
 
-/* The two Lua scripts (store_redis.c), loaded by the handshake. */
+/* The Lua scripts (store_redis.c, store_redis_merge.c), loaded by the
+ * handshake. */
 extern const char sr_incr_lua[];
 extern const char sr_peek_lua[];
+extern const char sr_merge_lua[];
 
 /* store_redis.c: a command's life (see LIFETIME OF A COMMAND there) */
 struct rcmd *sr_cmd_new(struct store_redis *sr, int kind, const char *key, size_t klen);
 void sr_cmd_release(struct rcmd *c);
+int sr_cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
+                const char **argv, const size_t *lens);
+void sr_cmd_fail(struct rcmd *c);
+void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len);
+int sr_usable(const struct store_redis *sr, size_t klen);
+
+/* store_redis_merge.c: the merge op */
+void sr_merge(struct store *s, const char *key, size_t klen,
+              const struct store_merge *m, store_get_cb *cb, void *arg);
+int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval);
+int sr_merge_reply(struct rcmd *c, const redisReply *r);
 
 /* redis_conn.c: the connection's life */
 void rconn_start(struct store_redis *sr);

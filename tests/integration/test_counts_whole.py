@@ -1,0 +1,379 @@
+"""Counts stay whole (issue 11, point 4): evidence that Redis refuses or
+loses is kept, used and given back, against real redis-server processes.
+
+Standings live under PREFIX "e:" NETWORK as "INVALID VALID TRAPS T_MS
+BLOCK_UNTIL_MS" (policyd/score.h).  Two layers are tested:
+
+- the merge script and evidence.c through counts_driver.c (built here
+  against the built libpolicyd.a): the script's arithmetic against
+  score.c's, and the table's pending deltas through OOM, a READONLY
+  replica, a WRONGTYPE key, SIGKILL and restart, NOSCRIPT;
+- the daemon, with block_after = 3: a request is judged on the standing
+  before it, then its outcome recorded, so the 3rd unknown recipient is
+  answered as unknown and earns the block the 4th request gets, valid or
+  not, whatever the store did meanwhile.
+"""
+import os
+import random
+import subprocess
+import time
+
+import pytest
+
+from harness import BUILD, Daemon, wait_for
+from redis import RedisServer, RespError
+
+PREFIX = "t:"
+IP = "127.0.0.1"
+NET = "127.0.0.1/32"
+KEY = PREFIX + "e:" + NET
+UNKNOWN = "550 5.1.1 User unknown"
+BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---- the driver ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def driver_bin(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("driver") / "counts_driver")
+    pc = lambda *a: subprocess.run(["pkg-config"] + list(a), check=True,
+                                   capture_output=True, text=True).stdout.split()
+    san = ["-fsanitize=address,undefined"] \
+        if os.path.basename(os.path.normpath(BUILD)) == "build-san" else []
+    subprocess.run(["cc", "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE",
+                    "-O1", "-g"] + san + pc("--cflags", "libuv", "hiredis")
+                   + ["-o", out, os.path.join(HERE, "counts_driver.c"),
+                      os.path.join(BUILD, "libpolicyd.a")]
+                   + pc("--libs", "libuv", "hiredis", "ldap", "inih")
+                   + ["-llber", "-lhttp_parser", "-lm"], check=True)
+    return out
+
+
+class Driver:
+    """counts_driver drive: one evidence table over one Redis."""
+
+    def __init__(self, binary, tmp, port, window=3600):
+        conf = os.path.join(str(tmp), "driver.conf")
+        with open(conf, "w") as f:
+            f.write("[directory]\nbackend = file\nfile = /dev/null\n"
+                    "domains = example.com\n[redis]\naddress = 127.0.0.1:%d\n"
+                    "prefix = %s\ntimeout = 0.25\nconnect_timeout = 0.5\n"
+                    "[harvest]\nwindow = %d\n" % (port, PREFIX, window))
+        self.log = open(os.path.join(str(tmp), "driver.log"), "w")
+        self.proc = subprocess.Popen([binary, "drive", conf], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def wait_up(self):
+        assert self.cmd("wait_up 10000") == "up"
+
+    def record(self, net=NET, invalid=1, valid=0, traps=0, block_ms=0):
+        assert self.cmd("record %s %g %g %g %d" % (net, invalid, valid, traps,
+                                                   block_ms)) == "ok"
+
+    def read(self, net=NET):
+        """(invalid, valid, traps, blocked, from_store)"""
+        f = self.cmd("read " + net).split()
+        return float(f[0]), float(f[1]), float(f[2]), f[3] == "1", f[4] == "1"
+
+    def run(self, ms):
+        assert self.cmd("run %d" % ms) == "ok"
+
+    def close(self):
+        assert self.cmd("quit") == "bye"
+        assert self.proc.wait(30) == 0
+        self.log.close()
+
+
+@pytest.fixture
+def redis():
+    with RedisServer() as r:
+        yield r
+
+
+@pytest.fixture
+def driver(driver_bin, redis, tmp_path):
+    d = Driver(driver_bin, tmp_path, redis.port)
+    d.wait_up()
+    yield d
+    d.close()
+
+
+def stored(r, key=KEY):
+    """The standing in Redis as floats, or None."""
+    v = r.call("GET", key)
+    return None if v is None else [float(x) for x in v.decode().split()]
+
+
+def wait_stored(r, pred, what, timeout=10.0, poke=None):
+    """Poll Redis until pred(standing); poke() runs between polls (it keeps
+    a driver's loop turning, which is what flushes)."""
+    def ok():
+        if poke:
+            poke()
+        s = stored(r)
+        return s is not None and pred(s)
+    wait_for(ok, timeout, what=what)
+    return stored(r)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+# ---- the merge script against score.c ------------------------------------
+
+def wire(inv, val, traps, t, until):
+    return "%.6f %.6f %.6f %d %d" % (inv, val, traps, t, until)
+
+
+def test_merge_script_agrees_with_score_c(driver_bin, redis):
+    """The same stored value, delta and floor: the script's answer and
+    score_add + score_max agree within 1e-6, and so does the stored key;
+    its life is the ttl or the block's, whichever is longer."""
+    body = subprocess.run([driver_bin, "script"], check=True, capture_output=True,
+                          text=True).stdout
+    sha = redis.call("SCRIPT", "LOAD", body)
+    rnd = random.Random(11)
+    now = 1700000000000
+    cases = [  # (stored or None or junk, delta, floor or "", now, half-life)
+        (None, wire(1, 0, 0, now, 0), "", now, 3600000),
+        (wire(4, 2, 0, now - 3600000, now + 5), wire(1, 0, 1, now, 0), "", now, 3600000),
+        (wire(4, 2, 0, now + 1000, 0), wire(1, 1, 0, now, 0), "", now, 60000),
+        (wire(1, 9, 0, now - 120000, 0), wire(0, 0, 0, now, 0),
+         wire(8, 1, 1, now - 60000, now + 99000), now, 60000),
+        ("not a standing", wire(2, 0, 0, now, now + 10), wire(1, 1, 0, now, 0), now, 1000),
+        ("-1 0 0 0 0", wire(1, 0, 0, now, 0), "", now, 1000),
+    ]
+    for _ in range(200):
+        t = now - rnd.randrange(0, 4 * 3600000)
+        cases.append((
+            wire(rnd.uniform(0, 500), rnd.uniform(0, 5000), rnd.choice([0, 0, 1.5]), t,
+                 rnd.choice([0, t + rnd.randrange(0, 7200000)])),
+            wire(rnd.choice([0, 1]), rnd.choice([0, 1]), rnd.choice([0, 0, 1]), now,
+                 rnd.choice([0, 0, now + 3600000])),
+            rnd.choice(["", wire(rnd.uniform(0, 900), rnd.uniform(0, 900), 0,
+                                 now - rnd.randrange(0, 3600000), 0)]),
+            now, rnd.choice([1000, 60000, 3600000])))
+    lines = "".join("%s|%s|%s|%d|%d\n" % (s if s is not None else "", d, f, n, h)
+                    for s, d, f, n, h in cases)
+    expected = subprocess.run([driver_bin, "expect"], input=lines, check=True,
+                              capture_output=True, text=True).stdout.split("\n")
+    with redis.client() as r:
+        for i, (s, d, f, n, h) in enumerate(cases):
+            key = "t:e:case%d" % i
+            if s is not None:
+                r.call("SET", key, s)
+            got = r.call("EVALSHA", sha, 1, key, n, h, d, f, 600000)
+            assert got.decode() == r.call("GET", key).decode()
+            want = [float(x) for x in expected[i].split()]
+            have = [float(x) for x in got.decode().split()]
+            assert len(have) == 5, got
+            for w, v in zip(want, have):
+                assert abs(w - v) <= 1e-6 * max(1.0, abs(w)), (i, expected[i], got)
+            life = r.call("PTTL", key)
+            assert max(600000, want[4] - n) - 2000 <= life <= max(600000, want[4] - n)
+        r.call("LPUSH", "t:e:list", "x")           # not a string: the command fails
+        with pytest.raises(RespError, match="WRONGTYPE"):
+            r.call("EVALSHA", sha, 1, "t:e:list", now, 1000, wire(1, 0, 0, now, 0), "", 1000)
+
+
+# ---- evidence.c over a real Redis -----------------------------------------
+
+def test_records_coalesce_into_one_merge(driver, redis):
+    for _ in range(5):
+        driver.record(invalid=1)
+    driver.record(invalid=0, valid=3)
+    s = wait_stored(redis, lambda s: s[0] > 4.99, "the merge", poke=lambda: driver.run(20))
+    assert abs(s[0] - 5) < 1e-3 and abs(s[1] - 3) < 1e-3
+    inv, val, _, blocked, from_store = driver.read()
+    assert from_store and abs(inv - 5) < 1e-3 and abs(val - 3) < 1e-3 and not blocked
+    info = redis.call("INFO", "commandstats").decode()
+    calls = [l for l in info.split() if l.startswith("cmdstat_evalsha:")]
+    assert calls and "calls=1," in calls[0], calls       # six records, one round trip
+
+
+def test_noscript_is_retried(driver, redis):
+    redis.call("SCRIPT", "FLUSH")
+    driver.record(invalid=2)
+    wait_stored(redis, lambda s: s[0] > 1.99, "the merge after NOSCRIPT",
+                poke=lambda: driver.run(20))
+
+
+def test_oom_deltas_wait_in_pending(driver, redis):
+    driver.record(invalid=1)
+    wait_stored(redis, lambda s: s[0] > 0.99, "the first merge", poke=lambda: driver.run(20))
+    redis.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    redis.call("CONFIG", "SET", "maxmemory", "1")
+    driver.record(invalid=1)
+    driver.record(invalid=1, block_ms=60000)
+    driver.run(200)                                 # several refused flushes
+    assert stored(redis)[0] < 1.01                  # Redis has only the first
+    inv, _, _, blocked, from_store = driver.read()  # Redis's 1 + our 2
+    assert from_store and abs(inv - 3) < 1e-3 and blocked
+    redis.call("CONFIG", "SET", "maxmemory", "0")
+    s = wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(), "the refused deltas",
+                    poke=lambda: driver.run(20))
+    assert s[0] < 3.01                              # given back once, not twice
+    inv, _, _, blocked, _ = driver.read()
+    assert abs(inv - 3) < 1e-3 and blocked
+
+
+def test_wrongtype_key_keeps_local_counts(driver, redis):
+    redis.call("LPUSH", KEY, "x")
+    driver.record(invalid=2, block_ms=60000)
+    driver.run(150)
+    inv, _, _, blocked, _ = driver.read()
+    assert abs(inv - 2) < 1e-3 and blocked
+    redis.call("DEL", KEY)
+    wait_stored(redis, lambda s: s[0] > 1.99 and s[4] > now_ms(), "the deltas",
+                poke=lambda: driver.run(20))
+
+
+def test_readonly_replica_then_promoted(driver_bin, tmp_path):
+    with RedisServer() as master, RedisServer() as replica:
+        replica.call("REPLICAOF", "127.0.0.1", str(master.port))
+        d = Driver(driver_bin, tmp_path, replica.port)
+        try:
+            d.wait_up()
+            d.record(invalid=3, block_ms=60000)
+            d.run(200)
+            inv, _, _, blocked, _ = d.read()
+            assert abs(inv - 3) < 1e-3 and blocked
+            assert stored(replica) is None
+            replica.call("REPLICAOF", "NO", "ONE")    # a failover promotes it
+            wait_stored(replica, lambda s: s[0] > 2.99 and s[4] > now_ms(),
+                        "the counts on the new master", poke=lambda: d.run(20))
+        finally:
+            d.close()
+
+
+def test_restart_restores_counts_and_block(driver, redis):
+    driver.record(invalid=2)
+    wait_stored(redis, lambda s: s[0] > 1.99, "the first merge", poke=lambda: driver.run(20))
+    redis.kill()
+    driver.record(invalid=1, block_ms=60000)        # counted here while away
+    inv, _, _, blocked, from_store = driver.read()
+    assert not from_store and abs(inv - 3) < 1e-3 and blocked
+    redis.restart()                                 # empty: no persistence
+    s = wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(),
+                    "counts before and during the outage", poke=lambda: driver.run(20))
+    assert s[0] < 3.01
+    _, _, _, blocked, _ = driver.read()
+    assert blocked
+
+
+def test_restart_while_idle_restores(driver, redis):
+    """No request during the outage: the table still notices it, and the
+    block Redis lost comes back."""
+    driver.record(invalid=3, block_ms=60000)
+    wait_stored(redis, lambda s: s[0] > 2.99, "the merge", poke=lambda: driver.run(20))
+    redis.kill()
+    driver.run(400)                                 # no reads, no records
+    redis.restart()
+    wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(), "the restored block",
+                poke=lambda: driver.run(20))
+
+
+# ---- the daemon (needs harvest.c / policy.c on evidence.h) ----------------
+
+HARVEST = """
+[redis]
+address = 127.0.0.1:{port}
+prefix = {prefix}
+timeout = 0.25
+connect_timeout = 0.5
+
+[harvest]
+tarpit_after = 0
+block_after = 3
+block_time = 60
+ipv4_wide_prefix = 0
+"""
+
+
+def daemon_for(port):
+    return Daemon(extra=HARVEST.format(port=port, prefix=PREFIX))
+
+
+def wait_redis_up(d, n=1):
+    wait_for(lambda: d.read_log().count("redis: up:") >= n, 10, what="redis up")
+
+
+def three_unknown_then_blocked(d, during=None):
+    """Unknown 1, 2, 3 are answered as unknown; the 4th request (valid) and
+    the 5th (unknown) get the block.  during(n) runs before request n."""
+    with d.client() as c:
+        for n in (1, 2, 3):
+            if during:
+                during(n)
+            assert c.ask(client_address=IP, recipient="ghost%d@example.com" % n) == UNKNOWN
+        assert c.ask(client_address=IP, recipient="user@example.com") == BLOCKED
+        assert c.ask(client_address=IP, recipient="ghost4@example.com") == BLOCKED
+
+
+def assert_blocked(d):
+    assert d.ask(client_address=IP, recipient="alice@example.com") == BLOCKED
+
+
+def test_daemon_oom(redis):
+    with daemon_for(redis.port) as d:
+        wait_redis_up(d)
+        redis.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        redis.call("CONFIG", "SET", "maxmemory", "1")
+        with pytest.raises(RespError, match="OOM"):
+            redis.call("SET", "probe", "x")
+        three_unknown_then_blocked(d)
+        assert stored(redis) is None
+        redis.call("CONFIG", "SET", "maxmemory", "0")
+        wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(), "the counts")
+        assert_blocked(d)
+
+
+def test_daemon_readonly_replica():
+    with RedisServer() as master, RedisServer() as replica:
+        replica.call("REPLICAOF", "127.0.0.1", str(master.port))
+        with daemon_for(replica.port) as d:
+            wait_redis_up(d)
+            three_unknown_then_blocked(d)
+            assert stored(replica) is None
+            assert_blocked(d)
+            replica.call("REPLICAOF", "NO", "ONE")
+            wait_stored(replica, lambda s: s[0] > 2.99 and s[4] > now_ms(),
+                        "the counts on the promoted replica")
+            assert_blocked(d)
+
+
+def test_daemon_wrongtype(redis):
+    redis.call("LPUSH", KEY, "x")
+    with daemon_for(redis.port) as d:
+        wait_redis_up(d)
+        three_unknown_then_blocked(d)
+        assert redis.call("TYPE", KEY) == "list"
+        redis.call("DEL", KEY)
+        wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(), "the counts")
+        assert_blocked(d)
+
+
+def test_daemon_sigkill_restart(redis):
+    with daemon_for(redis.port) as d:
+        wait_redis_up(d)
+
+        def during(n):
+            if n == 3:      # 1 and 2 in Redis, then it dies
+                wait_stored(redis, lambda s: s[0] > 1.99, "counts before the outage")
+                redis.kill()
+        three_unknown_then_blocked(d, during)
+        assert_blocked(d)
+        redis.restart()
+        s = wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(),
+                        "counts from before and during the outage")
+        assert s[0] < 3.01
+        assert_blocked(d)
+        wait_redis_up(d, 2)
+        assert_blocked(d)

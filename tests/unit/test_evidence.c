@@ -1,0 +1,533 @@
+/*
+ * test_evidence - the standings' table: without a store (record, read,
+ * LRU bound, stages, walk), and with a fake store that answers at once, to
+ * follow pending deltas through flushes, refusals and an outage.
+ */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../policyd/evidence.h"
+#include "../../policyd/util.h"
+
+#define HOUR 3600000ull
+#define EPS 1e-3                /* a test runs within ms: fading is tiny */
+
+static struct config cfg;
+static uv_loop_t loop;
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.redis.prefix = "t:";
+    cfg.harvest.window_ms = HOUR;
+    cfg.harvest.max_tracked = 100;
+    return uv_loop_init(&loop);
+}
+
+static void noop_timer(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* run_for - turn the loop for ms (the evidence timer is unref'd: a ref'd
+ * one keeps the loop turning meanwhile). */
+static void run_for(uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    uv_timer_start(&t, noop_timer, ms, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    uv_run(&loop, UV_RUN_DEFAULT);      /* the closes */
+    return uv_loop_close(&loop);
+}
+
+static struct score delta(double inv, double val, double traps)
+{
+    struct score d = { inv, val, traps, util_wall_ms(), 0 };
+    return d;
+}
+
+struct answer {
+    int calls;
+    int from_store;
+    struct score s;
+};
+
+static void got(void *arg, const struct score *s, int from_store)
+{
+    struct answer *a = arg;
+    a->calls++;
+    a->s = *s;
+    a->from_store = from_store;
+}
+
+/* read_now - a read that must answer before it returns (every store here
+ * answers at once). */
+static struct answer read_now(struct evidence *ev, const char *net)
+{
+    struct evidence_read r;
+    struct answer a;
+    memset(&a, 0, sizeof(a));
+    evidence_read(ev, net, &r, got, &a);
+    assert_int_equal(a.calls, 1);
+    return a;
+}
+
+/* ---- without a store ---- */
+
+static void test_record_read(void **state)
+{
+    struct evidence *ev = evidence_new(&loop, &cfg, NULL);
+    struct score d = delta(1, 0, 0);
+    struct answer a;
+    (void)state;
+
+    evidence_record(ev, "192.0.2.1/32", &d);
+    evidence_record(ev, "192.0.2.1/32", &d);
+    d = delta(0, 5, 1);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, "192.0.2.1/32", &d);
+    a = read_now(ev, "192.0.2.1/32");
+    assert_int_equal(a.from_store, 0);
+    assert_float_equal(a.s.invalid, 2, EPS);
+    assert_float_equal(a.s.valid, 5, EPS);
+    assert_float_equal(a.s.traps, 1, EPS);
+    assert_true(a.s.block_until_ms == d.block_until_ms);
+    a = read_now(ev, "192.0.2.0/24");               /* never seen */
+    assert_float_equal(a.s.invalid, 0, EPS);
+    assert_true(a.s.block_until_ms == 0);
+    assert_int_equal(evidence_tracked(ev), 1);
+    evidence_free(ev);
+}
+
+static void test_lru_bound(void **state)
+{
+    struct evidence *ev;
+    struct score d = delta(1, 0, 0);
+    (void)state;
+
+    cfg.harvest.max_tracked = 3;
+    ev = evidence_new(&loop, &cfg, NULL);
+    evidence_record(ev, "n1", &d);
+    evidence_record(ev, "n2", &d);
+    evidence_record(ev, "n3", &d);
+    evidence_note_stage(ev, "n1", STAGE_WATCH);     /* n1 used again: n2 is oldest */
+    evidence_record(ev, "n4", &d);
+    assert_int_equal(evidence_tracked(ev), 3);
+    assert_float_equal(read_now(ev, "n2").s.invalid, 0, EPS);
+    assert_float_equal(read_now(ev, "n1").s.invalid, 1, EPS);
+    assert_float_equal(read_now(ev, "n4").s.invalid, 1, EPS);
+    for (int i = 0; i < 50; i++) {                   /* many more: still 3 */
+        char net[16];
+        snprintf(net, sizeof(net), "m%d", i);
+        evidence_record(ev, net, &d);
+    }
+    assert_int_equal(evidence_tracked(ev), 3);
+    assert_float_equal(read_now(ev, "m49").s.invalid, 1, EPS);
+    assert_float_equal(read_now(ev, "m46").s.invalid, 0, EPS);
+    evidence_free(ev);
+}
+
+static void test_note_stage(void **state)
+{
+    struct evidence *ev = evidence_new(&loop, &cfg, NULL);
+    (void)state;
+
+    assert_int_equal(evidence_note_stage(ev, "n", STAGE_WATCH), -1);
+    assert_int_equal(evidence_note_stage(ev, "n", STAGE_TARPIT), STAGE_WATCH);
+    assert_int_equal(evidence_note_stage(ev, "n", STAGE_TARPIT), STAGE_TARPIT);
+    assert_int_equal(evidence_note_stage(ev, "other", STAGE_CLEAN), -1);
+    evidence_free(ev);
+}
+
+struct walked {
+    int n;
+    double invalid;
+};
+
+static void walk_fn(void *arg, const char *net, const struct score *view)
+{
+    struct walked *w = arg;
+    assert_true(strncmp(net, "w", 1) == 0);
+    w->n++;
+    w->invalid += view->invalid;
+}
+
+static void test_walk(void **state)
+{
+    struct evidence *ev = evidence_new(&loop, &cfg, NULL);
+    struct score d = delta(2, 0, 0);
+    struct walked w = { 0, 0 };
+    (void)state;
+
+    evidence_record(ev, "w1", &d);
+    evidence_record(ev, "w2", &d);
+    evidence_record(ev, "w2", &d);
+    evidence_walk(ev, walk_fn, &w);
+    assert_int_equal(w.n, 2);
+    assert_float_equal(w.invalid, 6, EPS);
+    evidence_free(ev);
+}
+
+static void forgot(void *arg, int status, long long count, long long ttl_ms)
+{
+    int *out = arg;
+    (void)ttl_ms;
+    out[0] = status;
+    out[1] = (int)count;
+}
+
+static void test_forget(void **state)
+{
+    struct evidence *ev = evidence_new(&loop, &cfg, NULL);
+    struct score d = delta(3, 0, 0);
+    int res[2] = { 99, 99 };
+    (void)state;
+
+    evidence_record(ev, "f", &d);
+    evidence_forget(ev, "f", forgot, res);
+    assert_int_equal(res[0], STORE_OK);
+    assert_int_equal(res[1], 1);
+    assert_float_equal(read_now(ev, "f").s.invalid, 0, EPS);
+    evidence_forget(ev, "f", forgot, res);
+    assert_int_equal(res[0], STORE_MISS);
+    evidence_free(ev);
+}
+
+/* ---- a fake store: one key, answers at once ---- */
+
+struct fake {
+    struct store base;
+    int up;                     /* shared() */
+    int refuse;                 /* merges answer STORE_ERR while up */
+    int have;                   /* a value is stored */
+    struct score val;
+    char key[128];
+    int merges, floors;
+    struct score last_floor;
+    int hold;                   /* reads wait for fake_release */
+    store_get_cb *held_cb;
+    void *held_arg;
+};
+
+static struct fake *fake_of(struct store *s)
+{
+    return (struct fake *)s;
+}
+
+static void fake_get(struct store *s, const char *key, size_t klen,
+                     store_get_cb *cb, void *arg)
+{
+    struct fake *f = fake_of(s);
+    char buf[SCORE_WIRE_MAX];
+
+    if (!f->up) {
+        cb(arg, STORE_ERR, NULL, 0);
+        return;
+    }
+    assert_true(klen == strlen(f->key) && memcmp(key, f->key, klen) == 0);
+    if (f->hold) {
+        f->held_cb = cb;
+        f->held_arg = arg;
+        return;
+    }
+    if (!f->have) {
+        cb(arg, STORE_MISS, NULL, 0);
+        return;
+    }
+    cb(arg, STORE_OK, buf, score_encode(&f->val, buf, sizeof(buf)));
+}
+
+static void fake_merge(struct store *s, const char *key, size_t klen,
+                       const struct store_merge *m, store_get_cb *cb, void *arg)
+{
+    struct fake *f = fake_of(s);
+    char buf[SCORE_WIRE_MAX];
+
+    assert_true(klen == strlen(f->key) && memcmp(key, f->key, klen) == 0);
+    assert_true(m->ttl_ms >= HOUR);
+    if (!f->up || f->refuse) {
+        cb(arg, STORE_ERR, NULL, 0);
+        return;
+    }
+    f->merges++;
+    if (!f->have)
+        memset(&f->val, 0, sizeof(f->val));
+    f->have = 1;
+    score_add(&f->val, &m->delta, m->now_ms, m->half_life_ms);
+    if (m->floor) {
+        f->floors++;
+        f->last_floor = *m->floor;
+        score_max(&f->val, m->floor, m->now_ms, m->half_life_ms);
+    }
+    cb(arg, STORE_OK, buf, score_encode(&f->val, buf, sizeof(buf)));
+}
+
+static void fake_del(struct store *s, const char *key, size_t klen,
+                     store_count_cb *cb, void *arg)
+{
+    struct fake *f = fake_of(s);
+    int had = f->have;
+    (void)key, (void)klen;
+    f->have = 0;
+    cb(arg, had ? STORE_OK : STORE_MISS, had, -1);
+}
+
+static int fake_shared(struct store *s)
+{
+    return fake_of(s)->up;
+}
+
+static const struct store_ops fake_ops = {
+    "fake", fake_get, NULL, NULL, NULL, fake_del, fake_merge, fake_shared, NULL,
+};
+
+static void fake_init(struct fake *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->base.ops = &fake_ops;
+    f->up = 1;
+    snprintf(f->key, sizeof(f->key), "t:e:192.0.2.1/32");
+}
+
+#define NET "192.0.2.1/32"
+
+static void test_flush_coalesces(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(1, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);
+    evidence_record(ev, NET, &d);
+    d = delta(0, 1, 0);
+    evidence_record(ev, NET, &d);
+    assert_int_equal(f.merges, 0);                  /* no round trip per record */
+    a = read_now(ev, NET);                          /* store: nothing; pending: all */
+    assert_int_equal(a.from_store, 1);
+    assert_float_equal(a.s.invalid, 2, EPS);
+    assert_float_equal(a.s.valid, 1, EPS);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);                  /* three records, one merge */
+    assert_int_equal(f.floors, 0);                  /* a plain flush: no floor */
+    assert_float_equal(f.val.invalid, 2, EPS);
+    a = read_now(ev, NET);                          /* not counted twice */
+    assert_float_equal(a.s.invalid, 2, EPS);
+    evidence_free(ev);
+}
+
+static void test_refused_then_outage(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(1, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    f.have = 1;                                     /* the fleet's count: 4 */
+    f.val = delta(4, 0, 0);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    assert_float_equal(read_now(ev, NET).s.invalid, 4, EPS);
+    f.refuse = 1;                                   /* OOM: writes refused */
+    evidence_record(ev, NET, &d);
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 0);
+    a = read_now(ev, NET);                          /* the store's 4 + our 2 */
+    assert_int_equal(a.from_store, 1);
+    assert_float_equal(a.s.invalid, 6, EPS);
+    f.up = 0;                                       /* gone */
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    a = read_now(ev, NET);
+    assert_int_equal(a.from_store, 0);
+    assert_float_equal(a.s.invalid, 7, EPS);
+    assert_true(a.s.block_until_ms == d.block_until_ms);
+    run_for(2 * EVIDENCE_FLUSH_MS);                 /* the outage is seen */
+    f.have = 0;                                     /* back, empty (restarted) */
+    f.up = 1;
+    f.refuse = 0;
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);                  /* one merge, with a floor */
+    assert_int_equal(f.floors, 1);
+    assert_float_equal(f.val.invalid, 7, EPS);      /* nothing lost, nothing doubled */
+    assert_true(f.val.block_until_ms == d.block_until_ms);
+    a = read_now(ev, NET);
+    assert_int_equal(a.from_store, 1);
+    assert_float_equal(a.s.invalid, 7, EPS);
+    assert_true(a.s.block_until_ms == d.block_until_ms);
+    run_for(2 * EVIDENCE_FLUSH_MS);                 /* in sync: no more merges */
+    assert_int_equal(f.merges, 1);
+    evidence_free(ev);
+}
+
+static void test_restart_while_idle(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(3, 0, 0);
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);
+    /* Redis restarts without persistence while no request comes */
+    f.up = 0;
+    f.have = 0;
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    f.up = 1;
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 2);
+    assert_int_equal(f.floors, 1);
+    assert_float_equal(f.val.invalid, 3, EPS);
+    assert_true(f.val.block_until_ms == d.block_until_ms);
+    evidence_free(ev);
+}
+
+/* The store is back, empty, and a read comes before the floor is merged:
+ * the block Redis lost still holds. */
+static void test_read_before_floor_lands(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(3, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);
+    f.up = 0;
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    f.up = 1;
+    f.have = 0;                                     /* restarted empty */
+    a = read_now(ev, NET);                          /* before any tick */
+    assert_int_equal(a.from_store, 1);
+    assert_float_equal(a.s.invalid, 3, EPS);
+    assert_true(a.s.block_until_ms == d.block_until_ms);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.floors, 1);
+    assert_true(f.val.block_until_ms == d.block_until_ms);
+    evidence_free(ev);
+}
+
+/* Another daemon's unblock deletes the key: our next read believes it, and
+ * a later outage does not bring the block back with a floor. */
+static void test_unblock_elsewhere_sticks(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(3, 0, 0);
+    struct answer a;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d.block_until_ms = util_wall_ms() + HOUR;
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    f.have = 0;                                     /* policyctl unblock elsewhere */
+    a = read_now(ev, NET);
+    assert_true(a.s.block_until_ms == 0);
+    f.up = 0;
+    a = read_now(ev, NET);                          /* from the view */
+    assert_int_equal(a.from_store, 0);
+    assert_true(a.s.block_until_ms == 0);
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    f.up = 1;
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    assert_true(!f.have || f.val.block_until_ms == 0);
+    evidence_free(ev);
+}
+
+static void test_free_sends_pending(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(2, 0, 0);
+    int res[2] = { 99, 99 };
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);
+    evidence_free(ev);                              /* before any tick */
+    assert_int_equal(f.merges, 1);
+    assert_float_equal(f.val.invalid, 2, EPS);
+    run_for(1);
+    /* forget removes the key too */
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_forget(ev, NET, forgot, res);
+    assert_int_equal(res[0], STORE_OK);
+    assert_int_equal(f.have, 0);
+    evidence_free(ev);
+}
+
+/* A read still out when the table is freed is answered afterwards, as
+ * store_free answers it: the caller hears once, nothing is touched freed. */
+static void test_free_with_read_in_flight(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct evidence_read r;
+    struct answer a;
+    struct score d = delta(1, 0, 0);
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);
+    f.hold = 1;
+    memset(&a, 0, sizeof(a));
+    evidence_read(ev, NET, &r, got, &a);
+    assert_int_equal(a.calls, 0);
+    evidence_free(ev);
+    run_for(1);                                     /* the timer closes */
+    f.held_cb(f.held_arg, STORE_ERR, NULL, 0);      /* then the store goes */
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.from_store, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_record_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_note_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_before_floor_lands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unblock_elsewhere_sticks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
