@@ -134,10 +134,13 @@ static void test_judge_boundaries(void **state)
     s = sc(1e6, 0, 0, T0, 0);
     score_judge(&r, &s, T0, &v);
     assert_int_equal(v.delay_ms, 30000);
-    /* fading never rounds up into a stage; a moment's fading does not drop one */
-    s = sc(4.9, 0, 0, T0, 0);
+    /* counts round to the nearest whole: 4.4 is four, 4.5 is five */
+    s = sc(4.4, 0, 0, T0, 0);
     score_judge(&r, &s, T0, &v);
     assert_int_equal(v.stage, STAGE_WATCH);
+    s = sc(4.5, 0, 0, T0, 0);
+    score_judge(&r, &s, T0, &v);
+    assert_int_equal(v.stage, STAGE_TARPIT);
     s = sc(5 - 1e-9, 0, 0, T0, 0);
     score_judge(&r, &s, T0, &v);
     assert_int_equal(v.stage, STAGE_TARPIT);
