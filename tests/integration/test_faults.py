@@ -4,6 +4,7 @@ request is answered (or its connection closed per protocol), memory stays
 bounded, and service comes back by itself.
 
 The results of these tests are the fault table in the README."""
+import json
 import os
 import random
 import resource
@@ -120,6 +121,10 @@ LONG_FILTER = "(|" + "(mail=%s)" * 20 + ")"
 STALL_QUERIES = 1100         # > [ldap] max_inflight = 1024 on one connection
 
 
+def dir_stats(d):
+    return json.loads(d.ctl("stats", "--json").stdout)["directory"]
+
+
 def long_unknown(i):
     return ("stall%05d-" % i).ljust(184, "x") + "@example.com"
 
@@ -151,6 +156,7 @@ def test_slapd_not_reading(resume):
             wait_for(lambda: d.ask(recipient="alice@example.com") == "DUNNO",
                      timeout=15, what="LDAP up")      # alice is now cached
             assert d.ask(recipient=long_unknown(99999)) == UNKNOWN
+            queries0 = dir_stats(d)["queries"]
             sl.freeze()
             try:
                 t0 = time.monotonic()
@@ -158,7 +164,11 @@ def test_slapd_not_reading(resume):
                     c = d.client(timeout=timeout + 10)
                     c.send_raw(request(recipient=long_unknown(i)))
                     clients.append(c)
-                # the buffers are full: libldap's write hit EAGAIN
+                # every request has reached the directory layer (a barrier:
+                # the probes below must not queue behind the last ones) ...
+                wait_for(lambda: dir_stats(d)["queries"] >= queries0 + STALL_QUERIES,
+                         timeout=timeout, what="all searches started")
+                # ... and the buffers are full: libldap's write hit EAGAIN
                 d.wait_log("is not reading (connection 0)", timeout=timeout)
                 worst = 0.0
                 for _ in range(10):
