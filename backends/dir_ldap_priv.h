@@ -60,6 +60,7 @@ struct ldconn {
     int poll_events;            /* what poll watches now */
     int wblocked;               /* libldap's last write hit EAGAIN: a
                                  * request is partly written */
+    unsigned long writes;       /* write calls libldap made */
     uv_timer_t retry;
     uv_work_t work;
     unsigned gen;               /* bumped whenever the connection drops */

@@ -42,6 +42,12 @@
  *  - slapd itself drops a connection on which thousands of operations are
  *    pipelined while it is stopped ("deferring operation", then
  *    "connection lost"); [ldap] max_inflight keeps us far below that.
+ *  - uv_poll_init() itself sets O_NONBLOCK (libuv 1.44, checked), so the
+ *    descriptor was non-blocking before this was written down, by
+ *    accident: writes never blocked the loop, but a search that met
+ *    LDAP_BUSY was answered tempfail at once, a partly written request
+ *    was only flushed when something else came to read, and a timeout's
+ *    Abandon could land inside it.
  * Hence: the loop never lets libldap block (O_NONBLOCK); the layer under
  * libldap's TCP I/O records whether the last write hit EAGAIN (c->wblocked);
  * while it did, poll watches for write too and ldap_result() finishes the
@@ -98,6 +104,7 @@ static ber_slen_t wl_write(Sockbuf_IO_Desc *sbiod, void *buf, ber_len_t len)
     struct ldconn *c = sbiod->sbiod_pvt;
     ber_slen_t n = LBER_SBIOD_WRITE_NEXT(sbiod, buf, len);
 
+    c->writes++;
     c->wblocked = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     return n;
 }
@@ -221,8 +228,8 @@ static void on_io(uv_poll_t *h, int status, int events)
 {
     struct ldconn *c = h->data;
     unsigned gen = c->gen;
+    unsigned long writes = c->writes;
 
-    (void) events;
     if (status < 0) {
         ldc_drop(c, uv_strerror(status));
         return;
@@ -246,6 +253,11 @@ static void on_io(uv_poll_t *h, int status, int events)
     }
     if (!ldc_alive(c, gen))
         return;
+    /* writable, yet libldap had nothing to flush: nothing is pending, and
+     * watching for write would spin.  Wrong at worst for one search,
+     * whose LDAP_BUSY sets the flag again. */
+    if ((events & UV_WRITABLE) && c->wblocked && c->writes == writes)
+        c->wblocked = 0;
     ldc_after_write(c);
     if (!c->wblocked)
         dl_dispatch(c->dl);
