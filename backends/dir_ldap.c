@@ -173,15 +173,16 @@ static void note_refs(struct ldconn *c, struct query *q, LDAPMessage *msg)
                 break;
         if (k < dl->nrefs_seen)
             continue;
+        /* the URL before the filter, which may be kilobytes long */
         if (dl->nrefs_seen < DIR_LDAP_REFS_MAX) {
             dl->refs_seen[dl->nrefs_seen++] = xstrdup(refs[i]);
-            log_warn("ldap: search in \"%s\" for %s returned a reference to "
-                     "%.300s, not followed: %s", dl->search_base, q->filter,
-                     refs[i], then);
+            log_warn("ldap: search in \"%s\" returned a reference to %.300s, "
+                     "not followed: %s (first seen for %.200s)",
+                     dl->search_base, refs[i], then, q->filter);
         } else {
-            log_warn_rl(&dl->rl_refs, "ldap: search in \"%s\" for %s "
-                        "returned a reference to %.300s, not followed: %s",
-                        dl->search_base, q->filter, refs[i], then);
+            log_warn_rl(&dl->rl_refs, "ldap: search in \"%s\" returned a "
+                        "reference to %.300s, not followed: %s (seen for %.200s)",
+                        dl->search_base, refs[i], then, q->filter);
         }
     }
     ldap_memvfree((void **) refs);
