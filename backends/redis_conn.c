@@ -8,8 +8,22 @@
  * thread.  The handshake (AUTH, SELECT, ROLE with Sentinel: the server must
  * say "master", SCRIPT LOAD of both scripts) is queued at once; its last
  * reply makes the store UP.  connect_timeout covers resolve + connect +
- * handshake.  rconn_lost() drops the connection, logs the change of state
- * once, and retries after a backoff of 100 ms doubling to 5 s.
+ * handshake.  rconn_lost() drops the connection and retries after a
+ * backoff of 100 ms doubling to 5 s.
+ *
+ * A server or proxy that completes the handshake and then drops the
+ * connection must not be reconnected to at line rate by every MTA: the
+ * backoff goes back to 100 ms only once a connection has stayed up for
+ * SR_STABLE_MS and then answered a PING, and every wait is drawn
+ * uniformly from [backoff/2, backoff] so that many clients that lost the
+ * same server do not come back in step.  Over a window of W ms starting
+ * at the first attempt, at most 1 + k attempts are made, k the largest
+ * with sum(i < k) of min(100 * 2^i, 5000) / 2 <= W.  A connection lost
+ * before any command got a reply on it makes the store "flapping": then
+ * "up" and "down" lines are logged at most once each per SR_FLAP_LOG_MS,
+ * and the next line logged, or the line saying that a connection is
+ * stable again, counts what was left out.  An ordinary outage (the
+ * connection had served) logs its down and up lines as they happen.
  */
 
 #include <arpa/inet.h>
@@ -17,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <hiredis/adapters/libuv.h>
@@ -37,13 +52,53 @@ static void retry_cb(uv_timer_t *t)
         rconn_start(sr);
 }
 
+/* jittered - a wait drawn uniformly from [ms/2, ms] */
+static uint64_t jittered(struct store_redis *sr, uint64_t ms)
+{
+    uint64_t x = sr->jitter;
+
+    if (x == 0 && getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
+        x = util_now_us() ^ (uint64_t)(uintptr_t)sr;
+    x |= 1;                             /* xorshift64 must not be 0 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    sr->jitter = x;
+    return ms / 2 + x % (ms - ms / 2 + 1);
+}
+
 static void schedule_retry(struct store_redis *sr)
 {
     if (sr->closing || uv_is_active((uv_handle_t *)&sr->retry_timer))
         return;
-    uv_timer_start(&sr->retry_timer, retry_cb, sr->backoff_ms, 0);
+    uv_timer_start(&sr->retry_timer, retry_cb, jittered(sr, sr->backoff_ms), 0);
     sr->backoff_ms = sr->backoff_ms * 2 > SR_BACKOFF_MAX_MS ? SR_BACKOFF_MAX_MS
                                                             : sr->backoff_ms * 2;
+}
+
+/* flap_ok - whether an up (or down) line may be logged now: always,
+ * unless flapping, and then once each per SR_FLAP_LOG_MS; the ones left
+ * out are counted */
+static int flap_ok(struct store_redis *sr, uint64_t *last_ms)
+{
+    uint64_t now = util_now_ms();
+
+    if (sr->flapping && *last_ms && now - *last_ms < SR_FLAP_LOG_MS) {
+        sr->flaps_unlogged++;
+        return 0;
+    }
+    *last_ms = now;
+    return 1;
+}
+
+/* flaps_note - " (N up/down changes not logged)" once, for the next line */
+static const char *flaps_note(struct store_redis *sr, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (sr->flaps_unlogged)
+        snprintf(buf, len, " (%lu up/down changes not logged)", sr->flaps_unlogged);
+    sr->flaps_unlogged = 0;
+    return buf;
 }
 
 /* conn_lost - give up the data connection (do_free: we tear it down; else
@@ -52,6 +107,7 @@ void rconn_lost(struct store_redis *sr, const char *reason, int do_free)
 {
     redisAsyncContext *ac = sr->ac;
     int was_up = sr->state == SR_UP;
+    char note[64];
 
     sr->ac = NULL;
     sr->state = SR_DOWN;
@@ -63,17 +119,18 @@ void rconn_lost(struct store_redis *sr, const char *reason, int do_free)
         sr->resolving = NULL;
     }
     if (was_up)
-        log_warn("redis: down: %s: %s; lookups go to the directory and counters "
-                 "to process memory until it is back", sr->cur, reason);
-    else if (!sr->down_logged)
-        log_warn("redis: unavailable: %s: %s; lookups go to the directory and "
-                 "counters to process memory, retrying in the background",
-                 sr->cur, reason);
-    else
+        sr->flapping = !sr->served;
+    if (was_up || !sr->down_logged) {
+        if (flap_ok(sr, &sr->down_logged_ms))
+            log_warn("redis: %s: %s: %s; lookups go to the directory and counters "
+                     "to process memory%s%s", was_up ? "down" : "unavailable",
+                     sr->cur, reason, was_up ? " until it is back"
+                                             : ", retrying in the background",
+                     flaps_note(sr, note, sizeof(note)));
+    } else {
         log_debug("redis: still unavailable: %s: %s", sr->cur, reason);
+    }
     sr->down_logged = 1;
-    if (was_up)
-        sr->backoff_ms = SR_BACKOFF_MIN_MS;
     if (ac && do_free) {
         ac->data = NULL;
         redisAsyncFree(ac);             /* answers what is pending (NULL) */
@@ -82,18 +139,26 @@ void rconn_lost(struct store_redis *sr, const char *reason, int do_free)
         schedule_retry(sr);
 }
 
+static void conn_timeout_cb(uv_timer_t *t);
+
 static void conn_up(struct store_redis *sr)
 {
-    uv_timer_stop(&sr->conn_timer);
+    char note[64];
+
     sr->state = SR_UP;
     sr->streak = 0;
-    sr->backoff_ms = SR_BACKOFF_MIN_MS;
+    sr->served = 0;
+    /* the backoff stays until the connection proves stable */
+    uv_timer_start(&sr->conn_timer, conn_timeout_cb, SR_STABLE_MS, 0);
     stats.redis_up = 1;
     if (sr->ever_up)
         stats.redis_reconnects++;
     sr->ever_up = 1;
     sr->down_logged = 0;
-    log_info("redis: up: %s%s", sr->cur, sr->nsentinels ? " (master via sentinel)" : "");
+    if (flap_ok(sr, &sr->up_logged_ms))
+        log_info("redis: up: %s%s%s", sr->cur,
+                 sr->nsentinels ? " (master via sentinel)" : "",
+                 flaps_note(sr, note, sizeof(note)));
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -187,7 +252,8 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply->type == REDIS_REPLY_ERROR) {
         snprintf(sr->reason, sizeof(sr->reason), "%s: %.200s",
                  step == HS_AUTH ? "AUTH" : step == HS_SELECT ? "SELECT"
-                 : step == HS_ROLE ? "ROLE" : "SCRIPT LOAD", reply->str);
+                 : step == HS_ROLE ? "ROLE" : step == HS_STABLE ? "PING"
+                 : "SCRIPT LOAD", reply->str);
         rconn_lost(sr, sr->reason, 1);
         return;
     }
@@ -215,6 +281,17 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
                : step == HS_LOAD_PEEK ? sr->peek_sha : sr->merge_sha, reply->str, 41);
         if (step == HS_LOAD_MERGE)
             conn_up(sr);
+        break;
+    case HS_STABLE:
+        if (sr->state == SR_UP) {
+            char note[64];
+
+            sr->backoff_ms = SR_BACKOFF_MIN_MS;
+            sr->flapping = 0;
+            if (sr->flaps_unlogged)
+                log_info("redis: up: %s, stable for %u s%s", sr->cur,
+                         SR_STABLE_MS / 1000, flaps_note(sr, note, sizeof(note)));
+        }
         break;
     default:
         break;
@@ -292,8 +369,6 @@ static void resolve_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     master_connect(sr, ip, port, NULL);
 }
-
-static void conn_timeout_cb(uv_timer_t *t);
 
 /* connect_to - connect to host:port (or path), resolving a name first. */
 static void connect_to(struct store_redis *sr, const char *host, int port,
@@ -427,12 +502,20 @@ static void sentinel_reply(redisAsyncContext *ac, void *r, void *priv)
     sentinel_next(sr);
 }
 
+/* conn_timeout_cb - connect_timeout while connecting; SR_STABLE_MS after
+ * the handshake: a PING whose answer resets the backoff */
 static void conn_timeout_cb(uv_timer_t *t)
 {
     struct store_redis *sr = t->data;
     char msg[64];
 
-    if (sr->state == SR_SENTINEL) {
+    if (sr->state == SR_UP) {
+        const char *argv[1] = { "PING" };
+        size_t lens[1] = { 4 };
+
+        if (hs_send(sr, HS_STABLE, 1, argv, lens) < 0)
+            rconn_lost(sr, "cannot send PING", 1);
+    } else if (sr->state == SR_SENTINEL) {
         snprintf(sr->reason, sizeof(sr->reason), "%s: no answer within %llu ms",
                  sr->cur, (unsigned long long)sr->connect_timeout_ms);
         rconn_sentinel_drop(sr);

@@ -460,6 +460,7 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     sr->streak = 0;
+    sr->served = 1;                     /* redis_conn.c: not a flapping one */
     if (c->answered) {                  /* timed out already: a late reply */
         sr_cmd_release(c);
         return;

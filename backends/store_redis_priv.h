@@ -22,6 +22,9 @@
 #define SR_MAX_KEY          4096
 #define SR_BACKOFF_MIN_MS   100
 #define SR_BACKOFF_MAX_MS   5000
+#define SR_STABLE_MS        10000   /* up this long (and a PING answered)
+                                     * before the backoff starts again */
+#define SR_FLAP_LOG_MS      30000   /* while flapping: one up, one down line */
 #define SR_TIMEOUT_STREAK   3
 #define SR_HEALTH_MS        1000
 #define SR_SCAN_COUNT       "1000"
@@ -34,7 +37,7 @@ enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
 enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL,
                 K_MERGE };
 enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK,
-               HS_LOAD_MERGE };
+               HS_LOAD_MERGE, HS_STABLE };
 enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
 
 struct sr_addr {
@@ -102,6 +105,11 @@ struct store_redis {
     int ever_up;
     int down_logged;
     uint64_t backoff_ms;
+    uint64_t jitter;            /* xorshift state of the retry jitter */
+    int served;                 /* a command got a reply on this connection */
+    int flapping;               /* the last one was lost before serving */
+    uint64_t up_logged_ms, down_logged_ms;  /* last up/down line */
+    unsigned long flaps_unlogged;           /* up/down lines not logged */
     unsigned streak;            /* timeouts in a row */
     size_t inflight;            /* commands in the deadline queue */
     char incr_sha[41], peek_sha[41], merge_sha[41];

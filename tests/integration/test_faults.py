@@ -4,6 +4,7 @@ request is answered (or its connection closed per protocol), memory stays
 bounded, and service comes back by itself.
 
 The results of these tests are the fault table in the README."""
+import json
 import os
 import random
 import resource
@@ -111,6 +112,88 @@ def test_slapd_sigkill_and_sigstop_under_load(fault):
                      timeout=15, what="LDAP answers again")
             assert d.ask(recipient="ghost@example.com") == UNKNOWN
     finally:
+        sl.cleanup()
+
+
+# 20 copies of the address, each at most 197 bytes: a search of about 4 KB
+# (the filter stays under LDAP_FILTER_MAX, the line under 198 bytes)
+LONG_FILTER = "(|" + "(mail=%s)" * 20 + ")"
+STALL_QUERIES = 1100         # > [ldap] max_inflight = 1024 on one connection
+
+
+def dir_stats(d):
+    return json.loads(d.ctl("stats", "--json").stdout)["directory"]
+
+
+def long_unknown(i):
+    return ("stall%05d-" % i).ljust(184, "x") + "@example.com"
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("resume", [False, True], ids=["stays-stopped", "resumes"])
+def test_slapd_not_reading(resume):
+    """A stopped slapd whose socket buffers are full: 1024 searches of ~4 KB
+    (4.2 MB) on one connection, more than slapd's small receive buffer plus
+    our send buffer (at most tcp_wmem's 4 MB) take; 76 more wait for a slot.
+    The loop keeps answering cached recipients and requests that need no
+    directory within 100 ms.  If slapd stays stopped, every search is
+    answered tempfail at [ldap] timeout and the connection given up; if it
+    resumes within the timeout, every search gets its real answer: none is
+    refused because libldap could not write yet."""
+    wmem_max = int(open("/proc/sys/net/ipv4/tcp_wmem").read().split()[2])
+    if wmem_max > 4 * 1024 * 1024:
+        pytest.skip("tcp_wmem max %d: 1024 searches cannot fill it" % wmem_max)
+    raise_nofile(STALL_QUERIES + 200)
+    timeout = 5.0
+    sl = slapd_helper.Slapd(users=10, tcp_buffer=8192)
+    sl.start()
+    clients = []
+    try:
+        conf = sl.policyd_conf(timeout=timeout, extra="[harvest]\nenabled = no\n")
+        conf = conf.replace("filter = (mail=%s)\n", "filter = %s\nconnections = 1\n"
+                            "max_inflight = 1024\n" % LONG_FILTER)
+        with Daemon(conf=conf) as d:
+            wait_for(lambda: d.ask(recipient="alice@example.com") == "DUNNO",
+                     timeout=15, what="LDAP up")      # alice is now cached
+            assert d.ask(recipient=long_unknown(99999)) == UNKNOWN
+            queries0 = dir_stats(d)["queries"]
+            sl.freeze()
+            try:
+                t0 = time.monotonic()
+                for i in range(STALL_QUERIES):
+                    c = d.client(timeout=timeout + 10)
+                    c.send_raw(request(recipient=long_unknown(i)))
+                    clients.append(c)
+                # every request has reached the directory layer (a barrier:
+                # the probes below must not queue behind the last ones) ...
+                wait_for(lambda: dir_stats(d)["queries"] >= queries0 + STALL_QUERIES,
+                         timeout=timeout, what="all searches started")
+                # ... and the buffers are full: libldap's write hit EAGAIN
+                d.wait_log("is not reading (connection 0)", timeout=timeout)
+                worst = 0.0
+                for _ in range(10):
+                    for rcpt in ("alice@example.com", "alice@example.org"):
+                        t = time.monotonic()
+                        assert d.ask(recipient=rcpt) == "DUNNO"
+                        worst = max(worst, time.monotonic() - t)
+                assert worst < 0.1, worst
+                if resume:
+                    sl.thaw()
+                replies = [c.read_reply() for c in clients]
+                dt = time.monotonic() - t0
+            finally:
+                sl.thaw()
+            want = UNKNOWN if resume else TEMPFAIL
+            assert replies == [b"action=" + want.encode() + b"\n\n"] * STALL_QUERIES
+            # the last ones were sent up to a second or two after the first
+            assert dt < timeout + 3.0, dt
+            assert ("ldap: dropped connection 0 to %s: server not reading" % sl.uri
+                    in d.read_log()) == (not resume)
+            wait_for(lambda: d.ask(recipient="bob.smith@example.com") == "DUNNO",
+                     timeout=15, what="LDAP answers again")
+    finally:
+        for c in clients:
+            c.close()
         sl.cleanup()
 
 

@@ -365,6 +365,42 @@ def test_starttls(tmp_path):
         s.cleanup()
 
 
+# ---- continuation references (Active Directory forests) ------------------
+
+CHILD_URL = "ldap://127.0.0.1:9/ou=child,dc=example,dc=com"
+
+
+@pytest.mark.parametrize("mode, answer", [("ignore", UNKNOWN), ("tempfail", TEMPFAIL)])
+def test_continuation_reference(mode, answer):
+    """A referral object inside base (a child domain, or AD's DNS
+    partitions): slapd answers every subtree search with a reference to it.
+    It is not followed; its URL is logged once, with the base; a user that
+    may live behind it is unknown with ignore, tempfail with tempfail."""
+    s = slapd_helper.Slapd(users=10, referrals=[("child", CHILD_URL)])
+    s.start()
+    try:
+        d = Daemon(conf=ldap_conf(s).replace("[ldap]\n", "[ldap]\nreferrals = %s\n" % mode))
+        d.start()
+        try:
+            wait_ready(d)       # found, with the reference beside the entry
+            assert d.ask(recipient="someone@example.com") == answer
+            assert d.ask(recipient="other@example.com") == answer
+            assert d.ask(recipient="bob.smith@example.com") == DUNNO
+            # logged by the first search (wait_ready's), and only by it
+            refs = [l for l in d.read_log().splitlines() if "returned a reference" in l]
+            assert len(refs) == 1, refs
+            assert refs[0].endswith(
+                'warning: ldap: search in "dc=example,dc=com" returned a reference to '
+                "%s??sub, not followed: lookups that find no entry answer %s (first "
+                "seen for (|(mail=alice@example.com)(mailLocalAddress=alice@example.com)))"
+                % (CHILD_URL, "tempfail" if mode == "tempfail"
+                   else "unknown ([ldap] referrals = ignore)")), refs
+        finally:
+            d.cleanup()
+    finally:
+        s.cleanup()
+
+
 # ---- -t and -T ----------------------------------------------------------
 
 def test_config_check_does_not_contact_server(sl, tmp_path):

@@ -13,7 +13,11 @@ The generated directory (make_ldif) holds:
   - alice@example.com, Bob.Smith@example.com, and carol@example.com with the
     alias mailLocalAddress carol.alias@example.com (misc.schema);
   - user00000@example.com ... users-1 (inetOrgPerson), every tenth with the
-    alias alias00000@example.com ... (mailLocalAddress).
+    alias alias00000@example.com ... (mailLocalAddress);
+  - for each (ou, url) of referrals, a referral object ou=OU,dc=example,dc=com
+    (objectClass referral, ref: URL): without ManageDsaIT, slapd answers
+    every subtree search from the suffix with a continuation reference to
+    it, whatever the filter, as Active Directory does for its partitions.
 
 Stdlib only: the sandbox runs it with whatever python3 is on PATH.
 
@@ -112,12 +116,15 @@ def _port_open(host, port):
         return False
 
 
-def make_ldif(users=3000, alias_every=10):
+def make_ldif(users=3000, alias_every=10, referrals=()):
     """The test directory as LDIF text (see the module comment)."""
     out = []
     add = out.append
     add("dn: %s\nobjectClass: dcObject\nobjectClass: organization\n"
         "o: Example\ndc: example\n" % SUFFIX)
+    for ou, url in referrals:
+        add("dn: ou=%s,%s\nobjectClass: referral\nobjectClass: extensibleObject\n"
+            "ou: %s\nref: %s\n" % (ou, SUFFIX, ou, url))
     add("dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
         "cn: policyd\nuserPassword: %s\n" % (BIND_DN, BIND_PW))
     add("dn: %s\nobjectClass: organizationalUnit\nou: people\n" % PEOPLE)
@@ -144,7 +151,7 @@ class Slapd:
     """A slapd in a temp dir on a free loopback port."""
 
     def __init__(self, ldif=None, users=3000, dir=None, port=None, host="127.0.0.1",
-                 tls=False):
+                 tls=False, referrals=(), tcp_buffer=None):
         self.owns_dir = dir is None
         self.dir = dir or tempfile.mkdtemp(prefix="policyd-slapd-")
         os.makedirs(os.path.join(self.dir, "db"), exist_ok=True)
@@ -161,12 +168,17 @@ class Slapd:
         if tls:
             self.ca_file = make_cert(self.dir, host)
             conf = conf.replace("sizelimit 500\n", "sizelimit 500\n" + TLS_CONF.format(dir=self.dir))
+        if tcp_buffer:
+            # slapd's own receive buffer, so that a stopped slapd's socket
+            # fills with less data
+            conf = conf.replace("sizelimit 500\n", "sizelimit 500\ntcp-buffer read=%d\n"
+                                % tcp_buffer)
         with open(self.conf, "w") as f:
             f.write(conf)
         ldif_path = os.path.join(self.dir, "directory.ldif")
         if ldif is None:
             with open(ldif_path, "w") as f:
-                f.write(make_ldif(users))
+                f.write(make_ldif(users, referrals=referrals))
         else:
             shutil.copyfile(ldif, ldif_path)
         # -q: quick mode, no consistency checks: a few thousand entries load
