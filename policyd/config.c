@@ -67,7 +67,7 @@
 #include "util.h"
 
 static const char *const sections[] = {
-    "server", "directory", "actions", "ldap", "redis", "cache", "harvest",
+    "server", "directory", "actions", "ldap", "redis", "cache", "harvest", "siege",
     "stats", NULL
 };
 

@@ -418,6 +418,7 @@ static void recipient_known(struct policy_job *j)
      * the directory (defer), or the same wait (tarpit) ---- */
     switch (siege_response(&j->siege)) {
     case SIEGE_DEFER:
+        siege_unknown(&j->siege);   /* not looked up: counts as a guess */
         j->harvest.delay_ms = 0;
         finish(j, VERDICT_DEFERRED, cfg->actions.siege);
         return;

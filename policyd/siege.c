@@ -119,7 +119,8 @@ int siege_mark_decode(const char *buf, size_t len, struct siege_mark *m)
     memcpy(tmp, buf, len);
     tmp[len] = '\0';
     if (sscanf(tmp, "%d %llu %llu%n", &on, &changed, &hold, &used) != 3
-        || (size_t)used != len || (on != 0 && on != 1) || tmp[0] == ' ')
+        || (size_t)used != len || (on != 0 && on != 1) || tmp[0] == ' '
+        || strchr(tmp, '-'))
         return -1;
     m->on = on;
     m->changed_ms = changed;

@@ -36,6 +36,9 @@
  * SIEGE_REFRESH_MS by this process, and one read from the store is trusted
  * for as long.
  *
+ * A deferred RCPT is never looked up, so it counts in the rate as an
+ * unknown recipient: a siege lasts as long as the guesses, not one window.
+ *
  * Outside a siege a request costs nothing here but, for an unknown
  * recipient from a network not known to be established, one counter
  * increment (fire and forget).  Under a siege a not-established client
@@ -99,8 +102,8 @@ enum siege_response siege_response(const struct siege_client *sc);
 /* siege_admit - defer: has the client come back between retry_min and
  * retry_max?  cb(arg) once, possibly before it returns. */
 void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg);
-/* siege_unknown - an unknown recipient (or trap) was asked: counted unless
- * the client is established. */
+/* siege_unknown - an unknown recipient (or trap), or a deferred one, was
+ * asked: counted unless the client is established. */
 void siege_unknown(struct siege_client *sc);
 /* siege_delivered - a valid recipient was asked; hc's narrow standing
  * (before this request) decides whether the network is now established. */
