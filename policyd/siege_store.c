@@ -392,6 +392,7 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
 {
     sc->ss = ss;
     sc->dom = -1;
+    sc->gen = ss->gen;
     sc->siege = 0;
     sc->admitted = 0;
     sc->cb = cb;
@@ -441,11 +442,19 @@ enum siege_response siege_response(const struct siege_client *sc)
     return sc->ss->action == SIEGE_ACT_TARPIT ? SIEGE_TARPIT : SIEGE_DEFER;
 }
 
+/* dom_of - the client's domain, unless a reload changed the table since */
+static struct sdom *dom_of(const struct siege_client *sc)
+{
+    struct siege_store *ss = sc->ss;
+
+    return sc->dom >= 0 && sc->gen == ss->gen ? &ss->doms[sc->dom] : NULL;
+}
+
 static void retried(void *arg, int status, long long count, long long ttl_ms)
 {
     struct siege_client *sc = arg;
     struct siege_store *ss = sc->ss;
-    struct sdom *d = sc->dom >= 0 ? &ss->doms[sc->dom] : NULL;
+    struct sdom *d = dom_of(sc);
     uint64_t age = ttl_ms >= 0 && (uint64_t)ttl_ms < ss->retry_max_ms
         ? ss->retry_max_ms - (uint64_t)ttl_ms : 0;
 
@@ -481,20 +490,21 @@ void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg)
 void siege_unknown(struct siege_client *sc)
 {
     struct siege_store *ss = sc->ss;
+    struct sdom *d = dom_of(sc);
     struct count_op *op;
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    if (sc->known || sc->dom < 0 || ss->closing)
+    if (sc->known || !d || ss->closing)
         return;
     op = xmalloc(sizeof(*op));
     op->ss = ss;
     op->gen = ss->gen;
-    op->dom = (size_t)sc->dom;
+    op->dom = (size_t)(d - ss->doms);
     op->idx = util_wall_ms() / bucket_ms(ss);
     ss->refs++;
     /* a bucket lives its window and one more, so a poll reads it whole */
-    klen = bucket_key(ss, key, &ss->doms[op->dom], op->idx);
+    klen = bucket_key(ss, key, d, op->idx);
     ss->store->ops->incr(ss->store, key, klen, ss->window_ms + 2 * bucket_ms(ss), 0, 0,
                          counted, op);
 }

@@ -74,6 +74,7 @@ enum siege_response { SIEGE_NONE, SIEGE_DEFER, SIEGE_TARPIT };
 struct siege_client {
     struct siege_store *ss;
     int dom;                    /* index of the recipient's domain; -1 none */
+    unsigned gen;               /* of the domain table dom indexes */
     int known;                  /* established (or exempt), as far as known */
     int siege;                  /* the domain is under siege, action != off */
     int admitted;               /* defer: came back in time */
