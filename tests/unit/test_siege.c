@@ -131,7 +131,9 @@ static void test_mark_wire_form(void **state)
 
     assert_string_equal(buf, "1 1700000000000 1700000000005");
     assert_int_equal(siege_mark_decode(buf, n, &back), 0);
-    assert_memory_equal(&m, &back, sizeof(m));
+    assert_int_equal(back.on, 1);
+    assert_int_equal(back.changed_ms, T0);
+    assert_int_equal(back.hold_until_ms, T0 + 5);
     assert_int_equal(siege_mark_decode("2 1 1", 5, &back), -1);
     assert_int_equal(siege_mark_decode("1 1", 3, &back), -1);
     assert_int_equal(siege_mark_decode("1 1 1 ", 6, &back), -1);
