@@ -67,7 +67,7 @@
 #include "util.h"
 
 static const char *const sections[] = {
-    "server", "directory", "actions", "ldap", "redis", "cache", "harvest",
+    "server", "directory", "actions", "ldap", "redis", "cache", "harvest", "siege",
     "stats", NULL
 };
 
@@ -556,6 +556,7 @@ void config_free(struct config *cfg)
     free(cfg->actions.unknown);
     free(cfg->actions.tempfail);
     free(cfg->actions.blocked);
+    free(cfg->actions.siege);
     config_strlist_clear(&cfg->ldap.uri);
     free(cfg->ldap.bind_dn);
     if (cfg->ldap.bind_pw) {

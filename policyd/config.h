@@ -24,6 +24,7 @@ struct strlist {
 enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG };
 enum ldap_scope_cfg { SCOPE_BASE, SCOPE_ONE, SCOPE_SUB };
 enum ldap_referrals_cfg { REFERRALS_IGNORE, REFERRALS_TEMPFAIL };
+enum siege_action_cfg { SIEGE_ACT_DEFER, SIEGE_ACT_TARPIT, SIEGE_ACT_OFF };
 
 #define CONFIG_PREFIX_MAX 64    /* [redis] prefix, bytes */
 
@@ -60,6 +61,7 @@ struct config {
         char *unknown;
         char *tempfail;
         char *blocked;
+        char *siege;            /* [siege] action = defer: the answer */
         int dry_run;            /* answer DUNNO / WARN, never delay */
     } actions;
 
@@ -122,6 +124,21 @@ struct config {
         uint64_t postfix_timeout_ms;
         size_t max_tracked;     /* networks kept in memory at most */
     } harvest;
+
+    struct {
+        enum siege_action_cfg action;
+        unsigned threshold;     /* unknown recipients per minute, fleet-wide */
+        unsigned baseline_factor; /* or this multiple of the learned rate */
+        unsigned low_mark;      /* % of the trigger that ends a siege */
+        uint64_t window_ms;     /* the rate's sliding window */
+        uint64_t cooldown_ms;   /* below low_mark this long: the end */
+        uint64_t baseline_window_ms; /* half-life of the learned rate */
+        uint64_t retry_min_ms;  /* defer: a retry this late is admitted ... */
+        uint64_t retry_max_ms;  /* ... if it comes before this */
+        uint64_t delay_ms;      /* tarpit: every answer waits this long */
+        unsigned established_after; /* valid recipients of a clean network */
+        unsigned established_days; /* an established network is remembered */
+    } siege;
 
     struct {
         char *prometheus;       /* inet:HOST:PORT or NULL */

@@ -162,11 +162,24 @@ int config_cross_check(struct config_ctx *c)
                                before ? " (the plus: [redis] timeout and [ldap] "
                                "timeout, spent before the delay)" : "");
         }
+        /* [siege] action = tarpit: the siege's delay comes after the same
+         * reads as the harvest's */
+        if (cfg->siege.action == SIEGE_ACT_TARPIT
+            && cfg->siege.delay_ms + before >= cfg->harvest.postfix_timeout_ms)
+            return FAIL_AT("siege", "delay", "%s is not below Postfix's "
+                           "smtpd_policy_service_timeout (%s, [harvest] "
+                           "postfix_timeout) with the reads before it",
+                           config_secs(cfg->siege.delay_ms, a, sizeof(a)),
+                           config_secs(cfg->harvest.postfix_timeout_ms, b, sizeof(b)));
         if (cfg->harvest.tarpit_delay_ms > cfg->harvest.tarpit_max_ms)
             return FAIL_AT("harvest", "tarpit_delay", "%s is above tarpit_max (%s)",
                            config_secs(cfg->harvest.tarpit_delay_ms, a, sizeof(a)),
                            config_secs(cfg->harvest.tarpit_max_ms, b, sizeof(b)));
     }
+    if (cfg->siege.retry_min_ms >= cfg->siege.retry_max_ms)
+        return FAIL_AT("siege", "retry_min", "%s is not below retry_max (%s)",
+                       config_secs(cfg->siege.retry_min_ms, a, sizeof(a)),
+                       config_secs(cfg->siege.retry_max_ms, b, sizeof(b)));
     return 0;
 }
 

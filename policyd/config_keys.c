@@ -323,6 +323,13 @@ static void set_referrals(struct config *cfg, int v)
     cfg->ldap.referrals = (enum ldap_referrals_cfg) v;
 }
 
+static const char *const siege_action_names[] = { "defer", "tarpit", "off", NULL };
+
+static void set_siege_action(struct config *cfg, int v)
+{
+    cfg->siege.action = (enum siege_action_cfg) v;
+}
+
 static void set_scope(struct config *cfg, int v)
 {
     cfg->ldap.scope = v == 0 ? SCOPE_BASE : v == 1 ? SCOPE_ONE : SCOPE_SUB;
@@ -365,6 +372,7 @@ const struct key_def config_keys[] = {
     STR("actions", "unknown", actions.unknown, 0, check_action),
     STR("actions", "tempfail", actions.tempfail, 0, check_action),
     STR("actions", "blocked", actions.blocked, 0, check_action),
+    STR("actions", "siege", actions.siege, 0, check_action),
     BOOL("actions", "dry_run", actions.dry_run),
 
     LIST("ldap", "uri", ldap.uri, check_uri),
@@ -419,6 +427,20 @@ const struct key_def config_keys[] = {
     NUM("harvest", "ipv6_wide_prefix", K_UINT, harvest.ipv6_wide_prefix, 0, 128),
     NUM("harvest", "postfix_timeout", K_DUR, harvest.postfix_timeout_ms, 1, 3600 * SEC),
     NUM("harvest", "max_tracked", K_SIZE, harvest.max_tracked, 1, 10000000),
+
+    ENUM("siege", "action", siege_action_names, set_siege_action),
+    NUM("siege", "threshold", K_UINT, siege.threshold, 1, 100000000),
+    NUM("siege", "baseline_factor", K_UINT, siege.baseline_factor, 0, 1000),
+    NUM("siege", "low_mark", K_PCT, siege.low_mark, 1, 100),
+    NUM("siege", "window", K_DUR, siege.window_ms, 6 * SEC, 3600 * SEC),
+    NUM("siege", "cooldown", K_DUR, siege.cooldown_ms, 0, CONFIG_DUR_DAY),
+    NUM("siege", "baseline_window", K_DUR, siege.baseline_window_ms, 0,
+        30 * CONFIG_DUR_DAY),
+    NUM("siege", "retry_min", K_DUR, siege.retry_min_ms, 0, CONFIG_DUR_DAY),
+    NUM("siege", "retry_max", K_DUR, siege.retry_max_ms, 1, 7 * CONFIG_DUR_DAY),
+    NUM("siege", "delay", K_DUR, siege.delay_ms, 0, 3600 * SEC),
+    NUM("siege", "established_after", K_UINT, siege.established_after, 1, 1000000),
+    NUM("siege", "established_days", K_UINT, siege.established_days, 1, 3650),
 
     STR("stats", "prometheus", stats.prometheus, F_EMPTY_NULL | F_NONE_NULL,
         check_prometheus),
@@ -508,6 +530,24 @@ struct config *config_defaults(const char *path)
     cfg->harvest.ipv6_prefix = 64;
     cfg->harvest.postfix_timeout_ms = 100 * SEC;
     cfg->harvest.max_tracked = 100000;
+
+    /* A normal domain sees a few unknown recipients a minute from clients
+     * it does not know (stale addresses, spam to old lists), bursts of a
+     * few dozen; 120 a minute, fleet-wide, is well above that and far below
+     * a botnet's pace.  A domain whose usual rate is higher learns it. */
+    cfg->actions.siege = xstrdup("450 4.7.1 Service busy, try again later");
+    cfg->siege.action = SIEGE_ACT_DEFER;
+    cfg->siege.threshold = 120;
+    cfg->siege.baseline_factor = 4;
+    cfg->siege.low_mark = 50;
+    cfg->siege.window_ms = 60 * SEC;
+    cfg->siege.cooldown_ms = 600 * SEC;
+    cfg->siege.baseline_window_ms = CONFIG_DUR_DAY;
+    cfg->siege.retry_min_ms = 300 * SEC;
+    cfg->siege.retry_max_ms = 4 * 3600 * SEC;
+    cfg->siege.delay_ms = 10 * SEC;
+    cfg->siege.established_after = 3;
+    cfg->siege.established_days = 35;
     return cfg;
 }
 

@@ -203,6 +203,8 @@ static const char control_help[] =
     "  client IP [json]\n"
     "  unblock IP\n"
     "  flush ADDRESS | flush *\n"
+    "  siege [json]\n"
+    "  siege start|stop DOMAIN [SECONDS]\n"
     "  reload";
 
 static void conn_command(struct ctl_conn *cc)
@@ -268,6 +270,24 @@ static void conn_command(struct ctl_conn *cc)
         cc->pending = 1;
         policy_flush(c->p, strcmp(argv[1], "*") == 0 ? NULL : argv[1],
                      conn_on_text, cc);
+    } else if (strcmp(argv[0], "siege") == 0 && (argc == 1 || (argc == 2
+               && strcmp(argv[1], "json") == 0))) {
+        cc->refs++;
+        cc->pending = 1;
+        policy_siege_info(c->p, argc == 2, conn_on_text, cc);
+    } else if (strcmp(argv[0], "siege") == 0 && argc >= 3
+               && (strcmp(argv[1], "start") == 0 || strcmp(argv[1], "stop") == 0)) {
+        unsigned long long secs = 0;
+
+        if (argc == 4 && util_parse_uint(argv[3], 30 * 86400ULL, &secs) < 0) {
+            conn_reply(cc, 0, "usage: siege start|stop DOMAIN [SECONDS] "
+                       "(SECONDS: 0 to 2592000)");
+            return;
+        }
+        cc->refs++;
+        cc->pending = 1;
+        policy_siege_force(c->p, argv[2], argv[1][2] == 'a', secs * 1000,
+                           conn_on_text, cc);
     } else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
         char err[512];
 

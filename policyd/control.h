@@ -11,6 +11,10 @@
  *   client IP                 that network's count, stage, block time left
  *   unblock IP                forget that network's count and block
  *   flush ADDRESS | flush *   drop cached answers
+ *   siege [json]              every domain's siege state (siege_store.h)
+ *   siege start|stop DOMAIN [SECONDS]
+ *                             begin or end a siege fleet-wide; SECONDS: no
+ *                             automatic change for that long
  *   reload                    re-read the configuration
  */
 

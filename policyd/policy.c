@@ -25,6 +25,7 @@
 #include "harvest.h"
 #include "log.h"
 #include "lookup.h"
+#include "siege_store.h"
 #include "util.h"
 
 #define JOB_FREE_MAX 4096           /* idle jobs kept for reuse */
@@ -37,6 +38,7 @@ struct store_ref {
     int refs;
     struct store *store;
     struct evidence *evidence;
+    struct siege_store *siege;      /* siege: domains' state, kept across reloads */
     char *sig;                      /* the settings it was built from */
 };
 
@@ -64,7 +66,7 @@ struct policy {
 /* STEP_STATE: the client's standings and the cached answer are read at the
  * same time (store reads, one round trip to Redis); the directory is asked
  * only after both, and only for a client that is not blocked. */
-enum job_step { STEP_STATE, STEP_EXISTS, STEP_DELAY, STEP_DONE };
+enum job_step { STEP_STATE, STEP_SIEGE, STEP_EXISTS, STEP_DELAY, STEP_DONE };
 
 struct policy_job {
     uv_timer_t timer;               /* first: kept initialized across reuse */
@@ -80,6 +82,7 @@ struct policy_job {
     struct address addr;
     struct harvest_client client;
     struct harvest_decision harvest;    /* from the standing before this request */
+    struct siege_client siege;      /* siege: the domain's state, the client's */
     struct lookup_wait wait;
     uint64_t start_us;
     uint64_t delay_ms;
@@ -120,6 +123,7 @@ static void store_release(struct store_ref *s)
 {
     if (s && --s->refs == 0) {
         evidence_free(s->evidence);
+        siege_store_free(s->siege);
         store_free(s->store);
         free(s->sig);
         free(s);
@@ -164,6 +168,7 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
         rt->store->sig = sig;
         /* standings are shared through the store only when it is Redis */
         rt->store->evidence = evidence_new(loop, cfg, store_is_shared(cfg) ? st : NULL);
+        rt->store->siege = siege_store_new(loop, st, store_is_shared(cfg));
     }
     rt->dir = directory_new(loop, cfg, err, errlen);
     if (!rt->dir) {
@@ -176,6 +181,7 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
     rt->lookup = lookup_new(cfg, rt->dir,
                             store_is_shared(cfg) ? rt->store->store : NULL);
     rt->harvest = harvest_new(cfg, rt->store->evidence);
+    siege_store_configure(rt->store->siege, cfg);
     return rt;
 }
 
@@ -379,9 +385,11 @@ static void judge(struct policy_job *j, enum dir_status st)
      * the directory says (a catch-all, say) */
     if (trap || st == DIR_NOTFOUND) {
         harvest_record(&j->client, trap ? OUTCOME_TRAP : OUTCOME_INVALID);
+        siege_unknown(&j->siege);           /* siege: the domain's rate */
         finish(j, VERDICT_UNKNOWN, cfg->actions.unknown);
     } else if (st == DIR_FOUND) {
         harvest_record(&j->client, OUTCOME_VALID);
+        siege_delivered(&j->siege, &j->client); /* siege: established? */
         finish(j, VERDICT_ACCEPTED, DUNNO);
     } else if (cfg->ldap.fail_open) {       /* DIR_TEMPFAIL */
         finish(j, VERDICT_ACCEPTED, DUNNO);
@@ -399,7 +407,47 @@ static void exists(void *arg, enum dir_status st)
     judge(j, st);
 }
 
-/* state_known - both reads of STEP_STATE are back */
+/* recipient_known - after the siege's answer (if any): the recipient's
+ * status, from the cache or the directory. */
+static void recipient_known(struct policy_job *j)
+{
+    const struct config *cfg = j->rt->cfg;
+
+    /* ---- siege (siege_store.h): a client not established, of a domain
+     * under siege: the same answer for every recipient, at once, without
+     * the directory (defer), or the same wait (tarpit) ---- */
+    switch (siege_response(&j->siege)) {
+    case SIEGE_DEFER:
+        siege_unknown(&j->siege);   /* not looked up: counts as a guess */
+        j->harvest.delay_ms = 0;
+        finish(j, VERDICT_DEFERRED, cfg->actions.siege);
+        return;
+    case SIEGE_TARPIT:
+        if (cfg->siege.delay_ms > j->harvest.delay_ms)
+            j->harvest.delay_ms = cfg->siege.delay_ms;
+        break;
+    case SIEGE_NONE:
+        break;
+    }
+    /* ---- end siege ---- */
+    if (j->cached != LOOKUP_MISS) {
+        judge(j, j->cached);
+        return;
+    }
+    j->step = STEP_EXISTS;
+    lookup_directory(j->rt->lookup, &j->addr, &j->wait, exists, j);
+}
+
+static void siege_admitted(void *arg)
+{
+    struct policy_job *j = arg;
+
+    if (drop_if_cancelled(j))
+        return;
+    recipient_known(j);
+}
+
+/* state_known - the reads of STEP_STATE are back */
 static void state_known(struct policy_job *j)
 {
     if (--j->outstanding > 0 || drop_if_cancelled(j))
@@ -410,15 +458,21 @@ static void state_known(struct policy_job *j)
         finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked);
         return;
     }
-    if (j->cached != LOOKUP_MISS) {
-        judge(j, j->cached);
+    /* siege, action = defer: has the client come back in time? */
+    if (siege_response(&j->siege) == SIEGE_DEFER) {
+        j->step = STEP_SIEGE;
+        siege_admit(&j->siege, siege_admitted, j);
         return;
     }
-    j->step = STEP_EXISTS;
-    lookup_directory(j->rt->lookup, &j->addr, &j->wait, exists, j);
+    recipient_known(j);
 }
 
 static void client_state(void *arg)
+{
+    state_known(arg);
+}
+
+static void siege_state(void *arg)
 {
     state_known(arg);
 }
@@ -489,8 +543,9 @@ struct policy_job *policy_decide(struct policy *p, const struct proto_request *r
     harvest_classify(j->rt->harvest, req, &j->client);
 
     j->step = STEP_STATE;
-    j->outstanding = 2;
+    j->outstanding = 3;
     harvest_state(&j->client, client_state, j);
+    siege_check(j->rt->store->siege, j->addr.domain, &j->client, &j->siege, siege_state, j);
     lookup_cached(j->rt->lookup, &j->addr, &j->wait, cached, j);
     if (j->step == STEP_DONE && j->sync) {
         *now = j->action;
@@ -540,10 +595,87 @@ static void op_finish(void *arg, int ok, const char *text)
     free(op);
 }
 
+/* ---- siege: `client` also says whether the network is established ---- */
+
+struct client_op {
+    struct op *op;
+    int json;
+    char *text;                     /* the harvest's answer */
+    struct harvest_client hc;
+    struct siege_client sc;
+};
+
+static void client_established(void *arg)
+{
+    static const char *const text[] = { "no", "yes (clean record)",
+        "yes (retried during a siege)", "yes (whitelisted or exempt)" };
+    static const char *const word[] = { "no", "clean", "retried", "exempt" };
+    struct client_op *co = arg;
+    struct sbuf b;
+    size_t len = strlen(co->text);
+
+    sbuf_init(&b);
+    if (co->json && len && co->text[len - 1] == '}') {
+        sbuf_add(&b, co->text, len - 1);
+        sbuf_printf(&b, ",\"established\":\"%s\"}", word[co->sc.known]);
+    } else {
+        sbuf_printf(&b, "%s\n\nestablished: %s", co->text, text[co->sc.known]);
+    }
+    op_finish(co->op, 1, b.data);
+    sbuf_free(&b);
+    free(co->text);
+    free(co);
+}
+
+static void client_standing(void *arg, int ok, const char *text)
+{
+    struct client_op *co = arg;
+
+    if (!ok) {
+        op_finish(co->op, ok, text);
+        free(co);
+        return;
+    }
+    co->text = xstrdup(text);
+    siege_established(co->op->rt->store->siege, &co->hc, &co->sc, client_established, co);
+}
+
 void policy_client_info(struct policy *p, const char *ip, int json,
                         policy_text_cb *cb, void *arg)
 {
-    harvest_client_info(p->rt->harvest, ip, json, op_finish, op_new(p, cb, arg));
+    struct client_op *co = xcalloc(1, sizeof(*co));
+    struct proto_request req;
+
+    memset(&req, 0, sizeof(req));
+    req.client_address = ip;
+    co->op = op_new(p, cb, arg);
+    co->json = json;
+    harvest_classify(p->rt->harvest, &req, &co->hc);
+    harvest_client_info(p->rt->harvest, ip, json, client_standing, co);
+}
+
+void policy_siege_info(struct policy *p, int json, policy_text_cb *cb, void *arg)
+{
+    struct sbuf b;
+
+    sbuf_init(&b);
+    siege_info(p->rt->store->siege, json, &b);
+    cb(arg, 1, b.data);
+    sbuf_free(&b);
+}
+
+void policy_siege_force(struct policy *p, const char *domain, int on, uint64_t hold_ms,
+                        policy_text_cb *cb, void *arg)
+{
+    char text[320];
+
+    if (siege_force_domain(p->rt->store->siege, domain, on, hold_ms) < 0) {
+        cb(arg, 0, "error: not one of [directory] domains");
+        return;
+    }
+    snprintf(text, sizeof(text), "siege of %.255s %s%s", domain,
+             on ? "started" : "stopped", hold_ms ? ", held" : "");
+    cb(arg, 1, text);
 }
 
 void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg)
@@ -581,4 +713,5 @@ void policy_stats_extra(struct policy *p, struct stats_extra *x)
 {
     memset(x, 0, sizeof(*x));
     harvest_stats(p->rt->harvest, x);
+    siege_stats(p->rt->store->siege, x);
 }

@@ -71,6 +71,12 @@ typedef void policy_text_cb(void *arg, int ok, const char *text);
 void policy_client_info(struct policy *p, const char *ip, int json,
                         policy_text_cb *cb, void *arg);
 void policy_unblock(struct policy *p, const char *ip, policy_text_cb *cb, void *arg);
+/* policy_siege_info - every domain's siege state (siege_store.h) */
+void policy_siege_info(struct policy *p, int json, policy_text_cb *cb, void *arg);
+/* policy_siege_force - start (on) or stop domain's siege fleet-wide, with no
+ * automatic change for hold_ms (0: none) */
+void policy_siege_force(struct policy *p, const char *domain, int on, uint64_t hold_ms,
+                        policy_text_cb *cb, void *arg);
 /* addr NULL: every cached answer */
 void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *arg);
 /* policy_stats_extra - the harvest view for the stats renderers; valid until

@@ -6,6 +6,8 @@
  *	policyctl [-s SOCKET] client ADDRESS [--json]
  *	policyctl [-s SOCKET] unblock ADDRESS
  *	policyctl [-s SOCKET] flush ADDRESS | --all
+ *	policyctl [-s SOCKET] siege [--json]
+ *	policyctl [-s SOCKET] siege start|stop DOMAIN [SECONDS]
  *	policyctl [-s SOCKET] reload
  *	policyctl -h | -V
  * DESCRIPTION
@@ -45,6 +47,11 @@ static const char usage_text[] =
     "                               share, stage and why, when the stage ends\n"
     "  unblock ADDRESS              forget a client network's count and block\n"
     "  flush ADDRESS | --all        drop cached answers for a recipient, or all\n"
+    "  siege [--json]               each domain: under siege or not, since when,\n"
+    "                               rate, baseline, clients deferred and admitted\n"
+    "  siege start|stop DOMAIN [SECONDS]\n"
+    "                               begin or end a siege on every policyd; no\n"
+    "                               automatic change for SECONDS\n"
     "  reload                       re-read the configuration\n"
     "\n"
     "options:\n"
@@ -117,6 +124,17 @@ static void build_command(int argc, char **argv, char *line, size_t cap)
             usage_error("unknown flush option %s", argv[1]);
         else
             snprintf(line, cap, "flush %s\n", check_arg("ADDRESS", argv[1]));
+    } else if (strcmp(cmd, "siege") == 0) {
+        if (argc == 1)
+            snprintf(line, cap, "siege\n");
+        else if (argc == 2 && strcmp(argv[1], "--json") == 0)
+            snprintf(line, cap, "siege json\n");
+        else if ((argc == 3 || argc == 4)
+                 && (strcmp(argv[1], "start") == 0 || strcmp(argv[1], "stop") == 0))
+            snprintf(line, cap, "siege %s %s%s%s\n", argv[1], check_arg("DOMAIN", argv[2]),
+                     argc == 4 ? " " : "", argc == 4 ? check_arg("SECONDS", argv[3]) : "");
+        else
+            usage_error("%s", "siege takes [--json] or start|stop DOMAIN [SECONDS]");
     } else if (strcmp(cmd, "reload") == 0) {
         if (argc != 1)
             usage_error("%s", "reload takes no arguments");

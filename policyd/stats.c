@@ -60,7 +60,7 @@ static const char *const state_names[STATE_MAX] = {
 };
 
 static const char *const verdict_names[VERDICT_MAX] = {
-    "accepted", "unknown", "tempfail", "blocked",
+    "accepted", "unknown", "tempfail", "blocked", "deferred",
 };
 
 /* The most top networks any renderer prints: the caller's list is already
@@ -333,6 +333,20 @@ void stats_render_text(struct sbuf *out, const struct stats_extra *x)
     ROW_U("dry run: blocks", stats.would_block_networks_total);
     ROW_U("dry run: answers", stats.dry_run_answers_total);
 
+    sbuf_puts(out, "siege\n");
+    for (i = 0; x && i < x->nsiege; i++) {
+        size_t start = out->len;
+
+        sbuf_puts(out, "  ");
+        put_text_safe(out, x->siege[i].domain, 22);
+        while (out->len - start < 25)
+            sbuf_puts(out, " ");
+        sbuf_printf(out, "%s rate %.1f/min, trigger %.1f/min, deferred %" PRIu64
+                    ", admitted %" PRIu64 "\n", x->siege[i].on ? "SIEGE " : "normal",
+                    x->siege[i].rate, x->siege[i].trigger, x->siege[i].deferred,
+                    x->siege[i].admitted);
+    }
+
     sbuf_puts(out, "reloads\n");
     ROW_U("done", stats.reloads);
     ROW_U("failed", stats.reload_failures);
@@ -426,7 +440,17 @@ void stats_render_json(struct sbuf *out, const struct stats_extra *x)
         sbuf_printf(out, ",\"count\":%lld,\"block_ms\":%lld}",
                     x->top[i].count, x->top[i].block_ms);
     }
-    sbuf_puts(out, "]}}\n");
+    sbuf_puts(out, "]},\"siege\":[");
+    for (i = 0; x && i < x->nsiege; i++) {
+        sbuf_puts(out, i ? ",{\"domain\":" : "{\"domain\":");
+        put_json_string(out, x->siege[i].domain);
+        sbuf_printf(out, ",\"siege\":%s,\"rate\":%.1f,\"baseline\":%.2f,"
+                    "\"trigger\":%.1f,\"deferred\":%" PRIu64 ",\"admitted\":%" PRIu64 "}",
+                    x->siege[i].on ? "true" : "false", x->siege[i].rate,
+                    x->siege[i].baseline, x->siege[i].trigger, x->siege[i].deferred,
+                    x->siege[i].admitted);
+    }
+    sbuf_puts(out, "]}\n");
 }
 
 /* ---- Prometheus ---- */
@@ -460,6 +484,23 @@ static void prom_hist(struct sbuf *out, const char *name, const char *help,
     sbuf_printf(out, "%s_sum ", name);
     put_seconds(out, h->sum_us);
     sbuf_printf(out, "\n%s_count %" PRIu64 "\n", name, h->count);
+}
+
+/* prom_siege - one field (0 state, 1 rate, 2 baseline, 3 trigger,
+ * 4 deferred, 5 admitted) of every domain's siege */
+static void prom_siege(struct sbuf *out, const struct stats_extra *x, const char *name,
+                       const char *type, const char *help, int field)
+{
+    prom_head(out, name, type, help);
+    for (unsigned i = 0; x && i < x->nsiege; i++) {
+        const struct stats_siege *s = &x->siege[i];
+        double v[] = { s->on, s->rate, s->baseline, s->trigger,
+                       (double)s->deferred, (double)s->admitted };
+
+        sbuf_printf(out, "%s{domain=\"", name);
+        put_prom_label(out, s->domain);
+        sbuf_printf(out, "\"} %.6g\n", v[field]);
+    }
 }
 
 void stats_render_prometheus(struct sbuf *out, const struct stats_extra *x)
@@ -560,6 +601,20 @@ void stats_render_prometheus(struct sbuf *out, const struct stats_extra *x)
         put_prom_label(out, x->top[i].net);
         sbuf_printf(out, "\"} %lld\n", x->top[i].count);
     }
+
+    /* one series per [directory] domain: bounded by the configuration */
+    prom_siege(out, x, "policyd_siege", "gauge",
+               "1 while the domain is under siege (distributed harvest).", 0);
+    prom_siege(out, x, "policyd_siege_unknown_rate", "gauge",
+               "Fleet-wide unknown recipients per minute from clients not established.", 1);
+    prom_siege(out, x, "policyd_siege_baseline_rate", "gauge",
+               "The domain's learned usual rate, per minute.", 2);
+    prom_siege(out, x, "policyd_siege_trigger_rate", "gauge",
+               "The rate above which a siege begins, per minute.", 3);
+    prom_siege(out, x, "policyd_siege_deferred_clients_total", "counter",
+               "Client networks deferred during sieges (this process).", 4);
+    prom_siege(out, x, "policyd_siege_admitted_clients_total", "counter",
+               "Client networks admitted after a retry during sieges (this process).", 5);
 
     prom_one(out, "policyd_reloads_total", "counter",
              "Configuration reloads applied.", stats.reloads);

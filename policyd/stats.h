@@ -29,6 +29,7 @@ enum stats_verdict {
     VERDICT_UNKNOWN,        /* rejected as unknown */
     VERDICT_TEMPFAIL,       /* directory unavailable */
     VERDICT_BLOCKED,        /* client network blocked */
+    VERDICT_DEFERRED,       /* domain under siege, client not established */
     VERDICT_MAX
 };
 
@@ -90,9 +91,18 @@ struct stats_net {
     long long count;
     long long block_ms;     /* remaining block time, 0 if not blocked */
 };
+/* One protected domain's siege (siege_store.h). */
+struct stats_siege {
+    const char *domain;
+    int on;
+    double rate, baseline, trigger;     /* unknown recipients per minute */
+    uint64_t deferred, admitted;        /* clients, by this process */
+};
 struct stats_extra {
     const struct stats_net *top;
     unsigned ntop;
+    const struct stats_siege *siege;    /* one per [directory] domain */
+    unsigned nsiege;
     uint64_t blocked_now;
     uint64_t tracked_now;
 };

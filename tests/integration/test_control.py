@@ -65,7 +65,8 @@ def test_stats_json_counts_exactly_what_was_sent():
         assert s["requests"]["by_state"]["CONNECT"] == 1
         assert s["requests"]["by_state"]["MAIL"] == 0
         assert s["requests"]["by_verdict"] == {
-            "accepted": 5, "unknown": 3, "tempfail": 0, "blocked": 0, "delayed": 0}
+            "accepted": 5, "unknown": 3, "tempfail": 0, "blocked": 0, "deferred": 0,
+            "delayed": 0}
         assert s["connections"]["total"] - before["connections"]["total"] == 1
         assert s["connections"]["current"] == 1
         assert s["connections"]["refused"] == 0

@@ -224,7 +224,8 @@ static const struct stats_net top_nets[] = {
     { "evil\"\\\n\x01\xff", 1, 0 },     /* hostile bytes must be escaped */
 };
 
-static const struct stats_extra extra = { top_nets, 3, 1, 5 };
+static const struct stats_extra extra = {
+    .top = top_nets, .ntop = 3, .blocked_now = 1, .tracked_now = 5 };
 
 static void fill(void)
 {
@@ -266,7 +267,7 @@ static void test_json(void **state)
     assert_non_null(strstr(b.data, "\"requests\":{\"total\":8,\"by_state\":{\"CONNECT\":1,"));
     assert_non_null(strstr(b.data, "\"RCPT\":7,"));
     assert_non_null(strstr(b.data, "\"by_verdict\":{\"accepted\":4,\"unknown\":3,"
-                           "\"tempfail\":0,\"blocked\":0,\"delayed\":2}"));
+                           "\"tempfail\":0,\"blocked\":0,\"deferred\":0,\"delayed\":2}"));
     assert_non_null(strstr(b.data, "\"latency_us\":{\"p50\":2500,\"p90\":5000000,"
                            "\"p99\":5000000,\"count\":3,\"sum\":1502040}"));
     assert_non_null(strstr(b.data, "\"cache\":{\"l1_hits\":5,\"l1_misses\":3,"

@@ -1,0 +1,606 @@
+/*
+ * siege_store - counting, polling and the response to sieges (see
+ * siege_store.h; the state machine is siege.c)
+ */
+
+#include "siege_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "log.h"
+#include "siege.h"
+#include "util.h"
+
+#define SIEGE_BUCKETS 6             /* buckets in one window */
+#define SIEGE_SLOTS (SIEGE_BUCKETS + 1)  /* read per poll: the window and one */
+#define SIEGE_KEY_MAX 400           /* prefix (64) + domain (255) + bucket */
+#define SIEGE_NETS_MAX 100000       /* established networks known here */
+#define SIEGE_MARK_TTL_MS (86400ULL * 1000) /* a mark outlives every daemon */
+
+enum { KNOWN_NO, KNOWN_CLEAN, KNOWN_RETRIED, KNOWN_EXEMPT };
+
+struct sdom {
+    char name[256];
+    struct siege_domain st;
+    uint64_t deferred, admitted;    /* clients, by this process */
+    uint64_t idx;                   /* bucket of b[0] at the last poll */
+    long long b[SIEGE_SLOTS];       /* the last poll's counts */
+};
+
+struct siege_store {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    struct store *store;
+    int shared;
+    int refs;                       /* owner, timer, outstanding store ops */
+    int closing;
+    unsigned gen;                   /* bumped when the domain table changes */
+    int polling;
+    struct cache *nets;             /* established networks known here */
+    /* settings, copied from the config */
+    char prefix[CONFIG_PREFIX_MAX + 1];
+    enum siege_action_cfg action;
+    struct siege_rules rules;
+    uint64_t window_ms, retry_min_ms, retry_max_ms, delay_ms, established_ms;
+    unsigned established_after, tarpit_share;
+    struct sdom *doms;
+    size_t ndoms;
+    struct stats_siege *view;       /* for siege_stats */
+};
+
+/* ---- lifetime ---- */
+
+static void ss_unref(struct siege_store *ss)
+{
+    if (--ss->refs > 0)
+        return;
+    cache_free(ss->nets);
+    free(ss->doms);
+    free(ss->view);
+    free(ss);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    ss_unref(h->data);
+}
+
+static void poll_tick(uv_timer_t *t);
+
+struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared)
+{
+    struct siege_store *ss = xcalloc(1, sizeof(*ss));
+
+    ss->loop = loop;
+    ss->store = store;
+    ss->shared = shared;
+    ss->refs = 2;                   /* owner and timer */
+    ss->nets = cache_new(SIEGE_NETS_MAX);
+    uv_timer_init(loop, &ss->timer);
+    ss->timer.data = ss;
+    uv_timer_start(&ss->timer, poll_tick, SIEGE_POLL_MS, SIEGE_POLL_MS);
+    return ss;
+}
+
+void siege_store_free(struct siege_store *ss)
+{
+    if (!ss)
+        return;
+    ss->closing = 1;
+    uv_close((uv_handle_t *)&ss->timer, timer_closed);
+    ss_unref(ss);
+}
+
+static struct sdom *dom_find(struct siege_store *ss, const char *name)
+{
+    for (size_t i = 0; i < ss->ndoms; i++)
+        if (strcmp(ss->doms[i].name, name) == 0)
+            return &ss->doms[i];
+    return NULL;
+}
+
+void siege_store_configure(struct siege_store *ss, const struct config *cfg)
+{
+    const struct strlist *dl = &cfg->directory.domains;
+    struct sdom *doms = xcalloc(dl->n ? dl->n : 1, sizeof(*doms));
+
+    snprintf(ss->prefix, sizeof(ss->prefix), "%s", cfg->redis.prefix ? cfg->redis.prefix : "");
+    ss->action = cfg->siege.action;
+    ss->rules.threshold = cfg->siege.threshold;
+    ss->rules.baseline_factor = cfg->siege.baseline_factor;
+    ss->rules.low_pct = cfg->siege.low_mark;
+    ss->rules.cooldown_ms = cfg->siege.cooldown_ms;
+    ss->rules.baseline_half_life_ms = cfg->siege.baseline_window_ms;
+    ss->window_ms = cfg->siege.window_ms;
+    ss->retry_min_ms = cfg->siege.retry_min_ms;
+    ss->retry_max_ms = cfg->siege.retry_max_ms;
+    ss->delay_ms = cfg->siege.delay_ms;
+    ss->established_after = cfg->siege.established_after;
+    ss->established_ms = cfg->siege.established_days * 86400ULL * 1000;
+    ss->tarpit_share = cfg->harvest.tarpit_share;
+    /* a domain that stays keeps its state; the table is new either way */
+    for (size_t i = 0; i < dl->n; i++) {
+        struct sdom *old = dom_find(ss, dl->v[i]);
+
+        if (old)
+            doms[i] = *old;
+        else
+            snprintf(doms[i].name, sizeof(doms[i].name), "%s", dl->v[i]);
+    }
+    free(ss->doms);
+    free(ss->view);
+    ss->doms = doms;
+    ss->ndoms = dl->n;
+    ss->view = xcalloc(dl->n ? dl->n : 1, sizeof(*ss->view));
+    ss->gen++;
+}
+
+/* ---- keys ---- */
+
+static size_t key_of(const struct siege_store *ss, char *out, const char *kind,
+                     const char *name, const char *suffix)
+{
+    int n = snprintf(out, SIEGE_KEY_MAX, "%s%s%s%s", ss->prefix, kind, name, suffix);
+
+    return n < 0 ? 0 : (size_t)n < SIEGE_KEY_MAX ? (size_t)n : SIEGE_KEY_MAX - 1;
+}
+
+static size_t bucket_key(const struct siege_store *ss, char *out,
+                         const struct sdom *d, uint64_t idx)
+{
+    char suffix[32];
+
+    snprintf(suffix, sizeof(suffix), ":%llu", (unsigned long long)idx);
+    return key_of(ss, out, "r:", d->name, suffix);
+}
+
+static uint64_t bucket_ms(const struct siege_store *ss)
+{
+    return ss->window_ms / SIEGE_BUCKETS;
+}
+
+/* ---- the state machine's events ---- */
+
+static void publish(struct siege_store *ss, const struct sdom *d)
+{
+    char key[SIEGE_KEY_MAX], val[SIEGE_WIRE_MAX];
+    size_t klen = key_of(ss, key, "siege:", d->name, "");
+    size_t vlen = siege_mark_encode(&d->st.m, val, sizeof(val));
+    uint64_t ttl = SIEGE_MARK_TTL_MS;
+
+    if (d->st.m.hold_until_ms > util_wall_ms() + ttl)
+        ttl = d->st.m.hold_until_ms - util_wall_ms();
+    ss->store->ops->set(ss->store, key, klen, val, vlen, ttl);
+}
+
+static void events(struct siege_store *ss, struct sdom *d, unsigned ev, const char *source)
+{
+    if (ev & SIEGE_ENDED)
+        log_info("siege: event=end domain=%s rate=%.1f trigger=%.1f baseline=%.1f "
+                 "deferred=%llu admitted=%llu source=%s", d->name, d->st.rate,
+                 siege_trigger(&ss->rules, &d->st), d->st.baseline,
+                 (unsigned long long)d->deferred, (unsigned long long)d->admitted,
+                 (ev & SIEGE_PUBLISH) ? source : "fleet");
+    if (ev & SIEGE_BEGAN)
+        log_info("siege: event=begin domain=%s rate=%.1f trigger=%.1f baseline=%.1f "
+                 "action=%s source=%s", d->name, d->st.rate,
+                 siege_trigger(&ss->rules, &d->st), d->st.baseline,
+                 ss->action == SIEGE_ACT_DEFER ? "defer" : ss->action == SIEGE_ACT_TARPIT
+                 ? "tarpit" : "off", (ev & SIEGE_PUBLISH) ? source : "fleet");
+    if (ev & SIEGE_PUBLISH)
+        publish(ss, d);
+}
+
+/* ---- polling: every domain's buckets and mark, one batch ---- */
+
+struct poll;
+
+struct poll_op {
+    struct poll *p;
+    unsigned dom, slot;             /* slot SIEGE_SLOTS: the mark */
+};
+
+struct poll_dom {
+    long long b[SIEGE_SLOTS];
+    int have_mark;
+    struct siege_mark mark;
+};
+
+struct poll {
+    struct siege_store *ss;
+    unsigned gen, outstanding;
+    uint64_t idx;                   /* the current bucket */
+    double frac;                    /* of it elapsed */
+    struct poll_dom *d;
+    struct poll_op *ops;
+};
+
+static void poll_done(struct poll *p)
+{
+    struct siege_store *ss = p->ss;
+    uint64_t now = util_wall_ms();
+
+    if (--p->outstanding > 0)
+        return;
+    if (!ss->closing && p->gen == ss->gen) {
+        for (size_t i = 0; i < ss->ndoms; i++) {
+            struct sdom *d = &ss->doms[i];
+            double rate = siege_window_rate(p->d[i].b, SIEGE_SLOTS, p->frac, ss->window_ms);
+
+            memcpy(d->b, p->d[i].b, sizeof(d->b));
+            d->idx = p->idx;
+            events(ss, d, siege_observe(&ss->rules, &d->st, rate,
+                                        p->d[i].have_mark ? &p->d[i].mark : NULL, now),
+                   "rate");
+        }
+    }
+    ss->polling = 0;
+    free(p->d);
+    free(p->ops);
+    free(p);
+    ss_unref(ss);
+}
+
+static void polled_count(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct poll_op *op = arg;
+    (void)ttl_ms;
+
+    op->p->d[op->dom].b[op->slot] = status == STORE_OK ? count : 0;
+    poll_done(op->p);
+}
+
+static void polled_mark(void *arg, int status, const char *val, size_t len)
+{
+    struct poll_op *op = arg;
+    struct poll_dom *pd = &op->p->d[op->dom];
+
+    pd->have_mark = status == STORE_OK && siege_mark_decode(val, len, &pd->mark) == 0;
+    poll_done(op->p);
+}
+
+static void poll_tick(uv_timer_t *t)
+{
+    struct siege_store *ss = t->data;
+    uint64_t now = util_wall_ms(), bms = bucket_ms(ss);
+    struct poll *p;
+    char key[SIEGE_KEY_MAX];
+
+    if (ss->polling || ss->closing || !ss->ndoms)
+        return;                     /* the last poll is still out */
+    p = xcalloc(1, sizeof(*p));
+    p->ss = ss;
+    p->gen = ss->gen;
+    p->idx = now / bms;
+    p->frac = (double)(now % bms) / (double)bms;
+    p->d = xcalloc(ss->ndoms, sizeof(*p->d));
+    p->ops = xcalloc(ss->ndoms * (SIEGE_SLOTS + 1), sizeof(*p->ops));
+    p->outstanding = 1;             /* until every op is issued */
+    ss->polling = 1;
+    ss->refs++;
+    for (size_t i = 0; i < ss->ndoms; i++) {
+        for (unsigned s = 0; s <= SIEGE_SLOTS; s++) {
+            struct poll_op *op = &p->ops[i * (SIEGE_SLOTS + 1) + s];
+
+            op->p = p;
+            op->dom = (unsigned)i;
+            op->slot = s;
+            p->outstanding++;
+            if (s < SIEGE_SLOTS) {
+                size_t klen = bucket_key(ss, key, &ss->doms[i], p->idx - s);
+                ss->store->ops->peek(ss->store, key, klen, 0, polled_count, op);
+            } else {
+                size_t klen = key_of(ss, key, "siege:", ss->doms[i].name, "");
+                ss->store->ops->get(ss->store, key, klen, polled_mark, op);
+            }
+        }
+    }
+    poll_done(p);
+}
+
+/* ---- counting: one increment per unknown recipient ---- */
+
+struct count_op {
+    struct siege_store *ss;
+    unsigned gen;
+    size_t dom;
+    uint64_t idx;
+};
+
+/* counted - the reply gives the current bucket's fleet count: with the
+ * older buckets of the last poll, the rate now, so a siege begins on the
+ * request that crosses the trigger. */
+static void counted(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct count_op *op = arg;
+    struct siege_store *ss = op->ss;
+    (void)ttl_ms;
+
+    if (status == STORE_OK && !ss->closing && op->gen == ss->gen) {
+        struct sdom *d = &ss->doms[op->dom];
+        uint64_t now = util_wall_ms(), bms = bucket_ms(ss);
+        long long b[SIEGE_SLOTS] = { 0 };
+
+        if (op->idx < d->idx)           /* a poll saw a later bucket already */
+            goto out;
+        for (uint64_t s = 0; s + (op->idx - d->idx) < SIEGE_SLOTS; s++)
+            b[s + (op->idx - d->idx)] = d->b[s];
+        if (count > b[0])
+            b[0] = count;
+        events(ss, d, siege_observe(&ss->rules, &d->st,
+                                    siege_window_rate(b, SIEGE_SLOTS,
+                                                      (double)(now % bms) / (double)bms,
+                                                      ss->window_ms),
+                                    NULL, now), "rate");
+    }
+out:
+    free(op);
+    ss_unref(ss);
+}
+
+/* ---- the request path ---- */
+
+static int known_here(struct siege_store *ss, const char *net)
+{
+    int64_t v;
+    uint64_t exp;
+
+    return cache_get(ss->nets, net, strlen(net), util_now_ms(), &v, &exp) ? (int)v : KNOWN_NO;
+}
+
+static void remember(struct siege_store *ss, const char *net, int kind, uint64_t life_ms)
+{
+    /* with Redis, trusted here only SIEGE_REFRESH_MS; the store keeps it */
+    if (ss->shared && life_ms > SIEGE_REFRESH_MS)
+        life_ms = SIEGE_REFRESH_MS;
+    cache_put(ss->nets, net, strlen(net), kind, util_now_ms() + life_ms);
+}
+
+static void got_established(void *arg, int status, const char *val, size_t len)
+{
+    struct siege_client *sc = arg;
+
+    if (status == STORE_OK && len == 1 && (val[0] == 'c' || val[0] == 'r')) {
+        sc->known = val[0] == 'c' ? KNOWN_CLEAN : KNOWN_RETRIED;
+        remember(sc->ss, sc->net, sc->known, SIEGE_REFRESH_MS);
+    }
+    sc->cb(sc->arg);
+}
+
+/* read_established - sc->net's standing as established: here, else (with
+ * Redis) in the store.  cb once. */
+static void read_established(struct siege_client *sc)
+{
+    struct siege_store *ss = sc->ss;
+    char key[SIEGE_KEY_MAX];
+    size_t klen;
+
+    sc->known = known_here(ss, sc->net);
+    if (sc->known || !ss->shared) {
+        sc->cb(sc->arg);
+        return;
+    }
+    klen = key_of(ss, key, "s:", sc->net, "");
+    ss->store->ops->get(ss->store, key, klen, got_established, sc);
+}
+
+static void client_init(struct siege_store *ss, const struct harvest_client *hc,
+                        struct siege_client *sc, siege_cb *cb, void *arg)
+{
+    sc->ss = ss;
+    sc->dom = -1;
+    sc->gen = ss->gen;
+    sc->siege = 0;
+    sc->admitted = 0;
+    sc->cb = cb;
+    sc->arg = arg;
+    sc->known = hc->exempt ? KNOWN_EXEMPT : KNOWN_NO;
+    sc->net[0] = '\0';
+    if (!hc->exempt)
+        memcpy(sc->net, hc->lv[SCORE_NARROW].net, EVIDENCE_NET_MAX);
+}
+
+void siege_check(struct siege_store *ss, const char *domain,
+                 const struct harvest_client *hc, struct siege_client *sc,
+                 siege_cb *cb, void *arg)
+{
+    struct sdom *d = dom_find(ss, domain);
+
+    client_init(ss, hc, sc, cb, arg);
+    if (d)
+        sc->dom = (int)(d - ss->doms);
+    sc->siege = d && d->st.m.on && ss->action != SIEGE_ACT_OFF;
+    if (!sc->siege || sc->known) {
+        /* outside a siege nothing is read: an unknown recipient is counted
+         * unless this process knows the network as established */
+        if (!sc->known)
+            sc->known = known_here(ss, sc->net);
+        cb(arg);
+        return;
+    }
+    read_established(sc);
+}
+
+void siege_established(struct siege_store *ss, const struct harvest_client *hc,
+                       struct siege_client *sc, siege_cb *cb, void *arg)
+{
+    client_init(ss, hc, sc, cb, arg);
+    if (sc->known) {
+        cb(arg);
+        return;
+    }
+    read_established(sc);
+}
+
+enum siege_response siege_response(const struct siege_client *sc)
+{
+    if (!sc->siege || sc->known || sc->admitted)
+        return SIEGE_NONE;
+    return sc->ss->action == SIEGE_ACT_TARPIT ? SIEGE_TARPIT : SIEGE_DEFER;
+}
+
+/* dom_of - the client's domain, unless a reload changed the table since */
+static struct sdom *dom_of(const struct siege_client *sc)
+{
+    struct siege_store *ss = sc->ss;
+
+    return sc->dom >= 0 && sc->gen == ss->gen ? &ss->doms[sc->dom] : NULL;
+}
+
+static void retried(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct siege_client *sc = arg;
+    struct siege_store *ss = sc->ss;
+    struct sdom *d = dom_of(sc);
+    uint64_t age = ttl_ms >= 0 && (uint64_t)ttl_ms < ss->retry_max_ms
+        ? ss->retry_max_ms - (uint64_t)ttl_ms : 0;
+
+    /* a real MTA comes back after minutes; a bot at once, or never */
+    if (status == STORE_OK && count > 1 && age >= ss->retry_min_ms) {
+        char key[SIEGE_KEY_MAX];
+        size_t klen = key_of(ss, key, "s:", sc->net, "");
+
+        sc->admitted = 1;
+        if (d)
+            d->admitted++;
+        remember(ss, sc->net, KNOWN_RETRIED, ss->retry_max_ms);
+        ss->store->ops->set(ss->store, key, klen, "r", 1, ss->retry_max_ms);
+        log_info("siege: event=admit domain=%s net=%s waited=%.0fs",
+                 d ? d->name : "-", sc->net, age / 1000.0);
+    } else if (status == STORE_OK && count == 1 && d) {
+        d->deferred++;
+    }
+    sc->cb(sc->arg);
+}
+
+void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg)
+{
+    struct siege_store *ss = sc->ss;
+    char key[SIEGE_KEY_MAX];
+    size_t klen = key_of(ss, key, "w:", sc->net, "");
+
+    sc->cb = cb;
+    sc->arg = arg;
+    ss->store->ops->incr(ss->store, key, klen, ss->retry_max_ms, 0, 0, retried, sc);
+}
+
+void siege_unknown(struct siege_client *sc)
+{
+    struct siege_store *ss = sc->ss;
+    struct sdom *d = dom_of(sc);
+    struct count_op *op;
+    char key[SIEGE_KEY_MAX];
+    size_t klen;
+
+    if (sc->known || !d || ss->closing)
+        return;
+    op = xmalloc(sizeof(*op));
+    op->ss = ss;
+    op->gen = ss->gen;
+    op->dom = (size_t)(d - ss->doms);
+    op->idx = util_wall_ms() / bucket_ms(ss);
+    ss->refs++;
+    /* a bucket lives its window and one more, so a poll reads it whole */
+    klen = bucket_key(ss, key, d, op->idx);
+    ss->store->ops->incr(ss->store, key, klen, ss->window_ms + 2 * bucket_ms(ss), 0, 0,
+                         counted, op);
+}
+
+void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
+{
+    struct siege_store *ss = sc->ss;
+    const struct score *s;
+    double valid, share;
+    char key[SIEGE_KEY_MAX];
+    size_t klen;
+
+    if (hc->exempt || known_here(ss, sc->net) == KNOWN_CLEAN)
+        return;                     /* written less than SIEGE_REFRESH_MS ago */
+    s = &hc->lv[SCORE_NARROW].before;
+    valid = s->valid + 1;           /* this recipient */
+    share = s->invalid / (s->invalid + valid);
+    if (valid + 0.5 < ss->established_after || share * 100 >= ss->tarpit_share)
+        return;
+    remember(ss, sc->net, KNOWN_CLEAN, ss->established_ms);
+    klen = key_of(ss, key, "s:", sc->net, "");
+    ss->store->ops->set(ss->store, key, klen, "c", 1, ss->established_ms);
+}
+
+/* ---- the operator ---- */
+
+int siege_force_domain(struct siege_store *ss, const char *domain, int on,
+                       uint64_t hold_ms)
+{
+    struct sdom *d = dom_find(ss, domain);
+
+    if (!d)
+        return -1;
+    events(ss, d, siege_force(&d->st, on, hold_ms, util_wall_ms()), "operator");
+    return 0;
+}
+
+void siege_info(struct siege_store *ss, int json, struct sbuf *out)
+{
+    uint64_t now = util_wall_ms();
+    const char *action = ss->action == SIEGE_ACT_DEFER ? "defer"
+        : ss->action == SIEGE_ACT_TARPIT ? "tarpit" : "off";
+
+    if (json)
+        sbuf_printf(out, "{\"action\":\"%s\",\"domains\":[", action);
+    for (size_t i = 0; i < ss->ndoms; i++) {
+        const struct sdom *d = &ss->doms[i];
+        double trigger = siege_trigger(&ss->rules, &d->st);
+        double ago = d->st.m.changed_ms && d->st.m.changed_ms <= now
+            ? (double)(now - d->st.m.changed_ms) / 1000.0 : 0;
+        double hold = d->st.m.hold_until_ms > now
+            ? (double)(d->st.m.hold_until_ms - now) / 1000.0 : 0;
+
+        if (json) {
+            sbuf_printf(out, "%s{\"domain\":\"%s\",\"siege\":%s,\"since\":%llu,"
+                        "\"since_s\":%.1f,\"rate\":%.1f,\"baseline\":%.2f,"
+                        "\"trigger\":%.1f,\"low_mark\":%.1f,\"hold_s\":%.1f,"
+                        "\"deferred\":%llu,\"admitted\":%llu}", i ? "," : "",
+                        d->name, d->st.m.on ? "true" : "false",
+                        (unsigned long long)(d->st.m.changed_ms / 1000), ago,
+                        d->st.rate, d->st.baseline, trigger,
+                        trigger * ss->rules.low_pct / 100.0, hold,
+                        (unsigned long long)d->deferred, (unsigned long long)d->admitted);
+            continue;
+        }
+        sbuf_printf(out, "%sdomain: %s\nstate: %s\n", i ? "\n" : "", d->name,
+                    d->st.m.on ? "siege" : "normal");
+        if (d->st.m.changed_ms)
+            sbuf_printf(out, "since: %llu (%.0fs ago)\n",
+                        (unsigned long long)(d->st.m.changed_ms / 1000), ago);
+        sbuf_printf(out, "rate: %.1f/min\nbaseline: %.2f/min\ntrigger: %.1f/min\n"
+                    "low_mark: %.1f/min\n", d->st.rate, d->st.baseline, trigger,
+                    trigger * ss->rules.low_pct / 100.0);
+        if (hold > 0)
+            sbuf_printf(out, "held_by_operator_s: %.0f\n", hold);
+        sbuf_printf(out, "action: %s\ndeferred: %llu\nadmitted: %llu\n", action,
+                    (unsigned long long)d->deferred, (unsigned long long)d->admitted);
+    }
+    if (json)
+        sbuf_printf(out, "]}");
+}
+
+void siege_stats(struct siege_store *ss, struct stats_extra *x)
+{
+    for (size_t i = 0; i < ss->ndoms; i++) {
+        const struct sdom *d = &ss->doms[i];
+        struct stats_siege *v = &ss->view[i];
+
+        v->domain = d->name;
+        v->on = d->st.m.on;
+        v->rate = d->st.rate;
+        v->baseline = d->st.baseline;
+        v->trigger = siege_trigger(&ss->rules, &d->st);
+        v->deferred = d->deferred;
+        v->admitted = d->admitted;
+    }
+    x->siege = ss->view;
+    x->nsiege = (unsigned)ss->ndoms;
+}

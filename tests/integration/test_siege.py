@@ -1,0 +1,243 @@
+"""Siege mode: a distributed harvest (a botnet, a few guesses per address)
+is seen fleet-wide and answered so that it learns nothing, while
+established senders feel nothing (issue 12).
+
+Windows are shortened ([siege] window, cooldown, retry_min); everything
+else keeps its default, the threshold included."""
+import json
+import statistics
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness import POLICYD, Daemon, PolicyClient, wait_for
+from redis import RedisServer
+
+UNKNOWN = "550 5.1.1 User unknown"
+SIEGE = "450 4.7.1 Service busy, try again later"
+
+SIEGE_CONF = """
+[siege]
+window = 6
+cooldown = 2
+retry_min = 2
+"""
+
+
+def redis_conf(r):
+    return "\n[redis]\naddress = 127.0.0.1:%d\n" % r.port
+
+
+def bot_ip(i):
+    """2,000 bots, each in its own /24 (IPv4) or /48 (the IPv6 quarter)."""
+    if i % 4 == 3:
+        return "2001:db8:%x::7" % (0x100 + i)
+    return "10.%d.%d.7" % (i // 256, i % 256)
+
+
+def sender_ip(i):
+    return "198.18.%d.25" % i
+
+
+def timed(c, **attrs):
+    t0 = time.monotonic()
+    a = c.ask(**attrs)
+    return a, time.monotonic() - t0, t0
+
+
+def establish(d, ip, n=3):
+    with d.client() as c:
+        for k in range(n):
+            assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+
+
+@pytest.mark.timing
+def test_botnet_over_two_daemons_learns_nothing():
+    with RedisServer() as r, \
+            Daemon(extra=SIEGE_CONF + redis_conf(r)) as a, \
+            Daemon(extra=SIEGE_CONF + redis_conf(r)) as b:
+        daemons = [a, b]
+        # 20 established senders: 3 valid recipients each, a clean record
+        for i in range(20):
+            establish(daemons[i % 2], sender_ip(i))
+        # known fleet-wide: asked of the other daemon
+        out = daemons[1].ctl("client", sender_ip(0)).stdout
+        assert "established: yes (clean record)" in out
+        assert "established: no" in a.ctl("client", "192.0.2.77").stdout
+
+        stop = threading.Event()
+        honest = []          # (answer, expected)
+
+        def established_senders():
+            k = 0
+            clients = [d.client() for d in daemons]
+            try:
+                while not stop.is_set():
+                    ip = sender_ip(k % 20)
+                    rcpt, want = ("alice@example.com", "DUNNO") if k % 5 else \
+                        ("nobody%d@example.com" % k, UNKNOWN)
+                    honest.append((clients[k % 2].ask(client_address=ip, recipient=rcpt),
+                                   want))
+                    k += 1
+            finally:
+                for c in clients:
+                    c.close()
+
+        results = []         # (bot, kind, answer, seconds, sent_at, daemon)
+        lock = threading.Lock()
+
+        def bot(i):
+            d = daemons[i % 2]
+            rows = []
+            with d.client() as c:
+                for kind, rcpt in (("unknown", "guess%da@example.com" % i),
+                                   ("valid", "user@example.com" if i % 2 else "alice@example.com"),
+                                   ("unknown", "guess%db@example.com" % i)):
+                    ans, took, t0 = timed(c, client_address=bot_ip(i), recipient=rcpt)
+                    rows.append((i, kind, ans, took, t0, i % 2))
+            with lock:
+                results.extend(rows)
+
+        new_sender = {}
+
+        def new_honest_sender():
+            """A new MTA: deferred, retries too early (deferred), then after
+            retry_min (answered as ever)."""
+            wait_for(lambda: any(x[2] == SIEGE for x in list(results)), 60,
+                     what="the siege")
+            with a.client() as c:
+                first = timed(c, client_address="192.0.2.77", recipient="user@example.com")
+                early = c.ask(client_address="192.0.2.77", recipient="user@example.com")
+            time.sleep(2.2)        # retry_min = 2: the wait is the behaviour tested
+            with b.client() as c:
+                valid = c.ask(client_address="192.0.2.77", recipient="user@example.com")
+                unknown = c.ask(client_address="192.0.2.77", recipient="nope@example.com")
+            new_sender.update(first=first[0], early=early, valid=valid, unknown=unknown)
+
+        t_start = time.monotonic()
+        hs = threading.Thread(target=established_senders)
+        ns = threading.Thread(target=new_honest_sender)
+        hs.start()
+        ns.start()
+        with ThreadPoolExecutor(max_workers=48) as pool:
+            list(pool.map(bot, range(2000)))
+        t_bots = time.monotonic() - t_start
+        ns.join(60)
+        stop.set()
+        hs.join(30)
+
+        # the siege began on both daemons, logged once each
+        for d in daemons:
+            d.wait_log("siege: event=begin domain=example.com")
+            assert d.read_log().count("siege: event=begin domain=example.com") == 1
+        results.sort(key=lambda x: x[4] + x[3])          # by answer time
+        answers = [x[2] for x in results]
+        first_siege = answers.index(SIEGE)
+        # after both daemons deferred once, every bot answer is the same
+        after_t = max(min(x[4] + x[3] for x in results if x[2] == SIEGE and x[5] == k)
+                      for k in (0, 1))
+        before = [x for x in results if x[4] < after_t]
+        after = [x for x in results if x[4] >= after_t]
+        yield_of = lambda rows: sum(1 for x in rows if x[2] in ("DUNNO", UNKNOWN))
+        assert {x[2] for x in after} == {SIEGE}
+        lat = {k: [x[3] for x in after if x[1] == k] for k in ("valid", "unknown")}
+        med = {k: statistics.median(v) for k, v in lat.items()}
+        assert abs(med["valid"] - med["unknown"]) < 0.03, med
+        total_yield = yield_of(results) / len(results)
+        assert first_siege < 500, first_siege
+        assert total_yield < 0.10, total_yield
+
+        # established senders: not one answer changed
+        assert honest and all(got == want for got, want in honest), \
+            [h for h in honest if h[0] != h[1]][:5]
+        # a new honest sender waits one retry
+        assert new_sender == {"first": SIEGE, "early": SIEGE, "valid": "DUNNO",
+                              "unknown": UNKNOWN}, new_sender
+
+        st = json.loads(a.ctl("siege", "--json").stdout)
+        print("\nbotnet: %d guesses in %.1fs over 2 daemons; first deferred answer "
+              "after %d answers; yield before %d/%d, after %d/%d, overall %.2f%%; "
+              "median answer after: valid %.1f ms, unknown %.1f ms; established "
+              "senders: %d answers, all unchanged; new sender: %s; daemon a: %s"
+              % (len(results), t_bots, first_siege, yield_of(before), len(before),
+                 yield_of(after), len(after), 100 * total_yield,
+                 1000 * med["valid"], 1000 * med["unknown"], len(honest), new_sender,
+                 st["domains"][0]))
+
+        # the guesses stopped: the siege ends on both, after the cooldown
+        for d in daemons:
+            d.wait_log("siege: event=end domain=example.com", timeout=60)
+        assert a.ask(client_address=bot_ip(5), recipient="user@example.com") == "DUNNO"
+
+
+def test_operator_start_stop_and_who_is_spared():
+    """Without Redis: an operator's siege of one domain; established,
+    whitelisted and SASL clients and other domains feel nothing."""
+    conf = SIEGE_CONF + "\n[harvest]\nwhitelist = 203.0.113.0/24\n"
+    with Daemon(extra=conf) as d:
+        establish(d, "198.51.100.9")
+        out = d.ctl("siege").stdout
+        assert "domain: example.com\nstate: normal\n" in out
+        assert d.ctl("siege", "start", "example.com", "60").stdout == \
+            "siege of example.com started, held\n"
+        assert "siege: event=begin domain=example.com" in d.read_log()
+        assert "source=operator" in d.read_log()
+        with d.client() as c:
+            for rcpt in ("user@example.com", "ghost@example.com"):
+                assert c.ask(client_address="192.0.2.20", recipient=rcpt) == SIEGE
+            # established, whitelisted, SASL: answered as ever
+            assert c.ask(client_address="198.51.100.9", recipient="ghost@example.com") == UNKNOWN
+            assert c.ask(client_address="203.0.113.5", recipient="ghost@example.com") == UNKNOWN
+            assert c.ask(client_address="192.0.2.21", sasl_username="u",
+                         recipient="ghost@example.com") == UNKNOWN
+            # another domain: nothing
+            assert c.ask(client_address="192.0.2.20", recipient="x@example.org") == "DUNNO"
+        st = json.loads(d.ctl("siege", "--json").stdout)
+        dom = {x["domain"]: x for x in st["domains"]}
+        assert dom["example.com"]["siege"] is True and dom["example.org"]["siege"] is False
+        assert dom["example.com"]["deferred"] == 1
+        prom = d.ctl("stats", "--prometheus").stdout
+        assert 'policyd_siege{domain="example.com"} 1\n' in prom
+        assert 'policyd_siege{domain="example.org"} 0\n' in prom
+        assert 'policyd_siege_deferred_clients_total{domain="example.com"} 1\n' in prom
+        s = json.loads(d.ctl("stats", "--json").stdout)
+        assert s["requests"]["by_verdict"]["deferred"] == 2
+        assert d.ctl("siege", "stop", "example.com").stdout == \
+            "siege of example.com stopped\n"
+        assert "siege: event=end domain=example.com" in d.read_log()
+        assert d.ask(client_address="192.0.2.20", recipient="ghost@example.com") == UNKNOWN
+        r = d.ctl("siege", "start", "example.net", check=False)
+        assert r.returncode == 1 and r.stderr == \
+            "policyctl: not one of [directory] domains\n"
+
+
+@pytest.mark.timing
+def test_tarpit_waits_alike_and_off_only_reports():
+    with Daemon(extra=SIEGE_CONF + "delay = 0.5\naction = tarpit\n") as d:
+        d.ctl("siege", "start", "example.com", "60")
+        with d.client() as c:
+            for rcpt, want in (("user@example.com", "DUNNO"), ("ghost@example.com", UNKNOWN)):
+                ans, took, _ = timed(c, client_address="192.0.2.30", recipient=rcpt)
+                assert ans == want
+                assert 0.48 <= took <= 0.65, (rcpt, took)
+    with Daemon(extra=SIEGE_CONF + "action = off\n") as d:
+        with d.client() as c:
+            for i in range(40):          # well over 120 a minute in a 6 s window
+                assert c.ask(client_address=bot_ip(i), recipient="g%d@example.com" % i) == UNKNOWN
+        d.wait_log("siege: event=begin domain=example.com")
+        assert "action=off" in d.read_log()
+        assert d.ask(client_address="192.0.2.31", recipient="user@example.com") == "DUNNO"
+
+
+def test_config_checks(tmp_path):
+    conf = tmp_path / "p.conf"
+    recipients = tmp_path / "r"
+    recipients.write_text("user@example.com\n")
+    conf.write_text("[directory]\nfile = %s\ndomains = example.com\n"
+                    "[siege]\nretry_min = 600\nretry_max = 300\n" % recipients)
+    r = subprocess.run([POLICYD, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "p.conf:5: [siege] retry_min: 600s is not below retry_max (300s)\n" in r.stderr, r.stderr
