@@ -291,11 +291,6 @@ static void copy_clean(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-static const char *verdict_name(enum stats_verdict v)
-{
-    static const char *names[] = { "accepted", "unknown", "tempfail", "blocked" };
-    return names[v];
-}
 
 static void log_decision(const char *queue_id, const char *client, const char *rcpt,
                          enum stats_verdict v, uint64_t delay_ms,
@@ -303,7 +298,7 @@ static void log_decision(const char *queue_id, const char *client, const char *r
 {
     log_info("%s: client=%s rcpt=<%s> verdict=%s delay=%.3fs "
              "elapsed=%lluus action=\"%s\"",
-             queue_id[0] ? queue_id : "NOQUEUE", client, rcpt, verdict_name(v),
+             queue_id[0] ? queue_id : "NOQUEUE", client, rcpt, stats_verdict_name(v),
              delay_ms / 1000.0, (unsigned long long)elapsed_us, action);
 }
 

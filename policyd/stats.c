@@ -7,6 +7,7 @@
  *	extern struct stats stats;
  *
  *	void stats_init(void);
+ *	const char *stats_verdict_name(enum stats_verdict v);
  *	void stats_hist_add(struct stats_hist *h, uint64_t us);
  *	uint64_t stats_hist_quantile(const struct stats_hist *h, double q);
  *	enum stats_state stats_state_of(const char *protocol_state);
@@ -66,6 +67,11 @@ static const char *const verdict_names[VERDICT_MAX] = {
 /* The most top networks any renderer prints: the caller's list is already
  * bounded, this only caps what one reply can grow to. */
 #define STATS_TOP_MAX 100
+
+const char *stats_verdict_name(enum stats_verdict v)
+{
+    return verdict_names[v];
+}
 
 void stats_init(void)
 {

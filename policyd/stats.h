@@ -83,6 +83,9 @@ void stats_hist_add(struct stats_hist *h, uint64_t us);
 /* stats_hist_quantile - upper bound (us) of the bucket holding quantile q. */
 uint64_t stats_hist_quantile(const struct stats_hist *h, double q);
 enum stats_state stats_state_of(const char *protocol_state);
+/* stats_verdict_name - "accepted", "unknown", ...: the one list of names,
+ * for logs and every renderer */
+const char *stats_verdict_name(enum stats_verdict v);
 
 /* Extra lines the renderers append: the harvest module's view of
  * offending and blocked networks, filled by the caller. */
