@@ -125,17 +125,18 @@ def test_client_unblock_change_behaviour():
         out = r.stdout.splitlines()
         assert out[0:3] == ["network: 192.0.2.0/24", "count: 3", "stage: blocked"]
         assert out[3].startswith("block_left_s: ")
-        # exact bounds from the test's clock: 600 s minus what has passed
-        # since the block began (printed to 0.1 s: 0.05 s of rounding)
+        # bounds from the test's clock: 600 s minus what has passed since
+        # the block began; slack only for the daemon's whole-ms (maybe
+        # coarse) clock, 5 ms, and for the 0.1 s print, 0.05 s
         left = float(out[3].split(": ")[1])
-        assert 600 - (time.monotonic() - t_block) - 0.05 <= left <= 600
+        assert 600 - (time.monotonic() - t_block) - 0.055 <= left <= 600
 
         s = stats_json(d)
         assert s["harvest"]["blocked_now"] == 1
         assert s["harvest"]["top"][0]["network"] == "192.0.2.0/24"
         assert s["harvest"]["top"][0]["count"] == 3
         left_ms = s["harvest"]["top"][0]["block_ms"]
-        assert 600000 - (time.monotonic() - t_block) * 1000 - 1 <= left_ms <= 600000
+        assert 600000 - (time.monotonic() - t_block) * 1000 - 5 <= left_ms <= 600000
         assert s["requests"]["by_verdict"]["blocked"] == 2
         assert s["requests"]["by_verdict"]["unknown"] == 2
 
@@ -272,6 +273,7 @@ def test_reload_under_load_loses_no_request():
         threads = [threading.Thread(target=hammer, args=(n,)) for n in range(3)]
         for t in threads:
             t.start()
+
         def answered():
             with lock:
                 return results["ok"]
