@@ -35,10 +35,11 @@ BUILD_PKGS="build-essential make pkg-config libuv1-dev libhiredis-dev
 libldap-dev libinih-dev libcmocka-dev libhttp-parser-dev clang
 libclang-rt-14-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
-# promtool (in prometheus), valgrind, man for the manual pages.
+# promtool (in prometheus), valgrind, man for the manual pages, stress-ng
+# for CI's loaded run of the integration tests.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
 python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2
-openssl util-linux"
+openssl util-linux stress-ng"
 
 PKGS=$(echo $BUILD_PKGS $TEST_PKGS)
 
