@@ -12,6 +12,8 @@ burst()       many requests at once, one connection each (the daemon
               quick way to give a network a history)
 report()      a section of build/harvest_scenarios.txt (the per-request
               tables); the file is rewritten with every section so far
+fleet()       a network's standing as Redis holds it (PREFIX "e:" NET, the
+              wire form of score.h), and wait_fleet() to wait for a count
 
 Every client address here is from the documentation and benchmarking
 ranges (192.0.2.0/24, 198.18.0.0/15, 2001:db8::/32): they are only values
@@ -23,7 +25,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import BUILD
+from harness import BUILD, wait_for
 
 UNKNOWN = "550 5.1.1 User unknown"
 BLOCKED = "450 4.7.1 Too many invalid recipients, try again later"
@@ -137,3 +139,21 @@ def report(name, lines):
                 f.write("== %s ==\n%s\n\n" % (sec, "\n".join(body)))
     except OSError:
         pass
+
+
+def fleet(redis, prefix, net):
+    """(invalid, valid, traps, t_ms, block_until_ms) from Redis, or None."""
+    v = redis.call("GET", prefix + "e:" + net)
+    if v is None:
+        return None
+    f = v.decode().split(" ")
+    assert len(f) == 5, v
+    return float(f[0]), float(f[1]), float(f[2]), int(f[3]), int(f[4])
+
+
+def wait_fleet(redis, prefix, net, invalid, valid=0):
+    """Until Redis holds net's counts (a daemon sends what it recorded a
+    moment after its answer)."""
+    wait_for(lambda: (lambda s: s and whole(s[0]) == invalid and whole(s[1]) == valid)(
+        fleet(redis, prefix, net)), timeout=10,
+        what="redis to hold %s invalid=%d valid=%d" % (net, invalid, valid))
