@@ -204,12 +204,18 @@ def result(harvesters, name):
     return r
 
 
-def test_dictionary_harvester_delayed_from_6th_blocked_at_22nd(harvesters):
-    rows, view = result(harvesters, "dictionary")
-    report("dictionary harvester, 198.18.1.5, 95%% invalid (1 in 20 valid: request 10), "
-           "tarpit_delay %.1fs tarpit_max %.1fs" % (D, M), table(rows))
+def checked(harvesters, name, title):
+    """A sequential harvester's run: reported, then every row checked."""
+    rows, view = result(harvesters, name)
+    report(title + ", tarpit_delay %.1fs tarpit_max %.1fs" % (D, M), table(rows))
     print("\n".join(summary(rows)))
     check_rows(rows)
+    return rows, view
+
+
+def test_dictionary_harvester_delayed_from_6th_blocked_at_22nd(harvesters):
+    rows, view = checked(harvesters, "dictionary", "dictionary harvester, 198.18.1.5, "
+                         "95% invalid (1 in 20 valid: request 10)")
     assert first(rows, lambda r: r.want > 0).n == 6
     assert first(rows, lambda r: r.action == BLOCKED).n == 22
     view = view_of(view)
@@ -231,11 +237,8 @@ def test_dictionary_harvester_delayed_from_6th_blocked_at_22nd(harvesters):
 
 
 def test_alternating_harvester_delayed_by_10th_blocked_by_40th(harvesters):
-    rows, view = result(harvesters, "alternating")
-    report("alternating harvester, 198.18.2.5: guess, known valid, guess, ... "
-           "(50%% invalid), tarpit_delay %.1fs tarpit_max %.1fs" % (D, M), table(rows))
-    print("\n".join(summary(rows)))
-    check_rows(rows)
+    rows, view = checked(harvesters, "alternating", "alternating harvester, 198.18.2.5: "
+                         "guess, known valid, guess, ... (50% invalid)")
     # the first delayed request is the valid one after the 5th guess: a
     # valid recipient waits like an invalid one
     delayed = first(rows, lambda r: r.want > 0)
