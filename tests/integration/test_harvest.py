@@ -79,17 +79,20 @@ def table(rows):
 
 
 def summary(rows):
-    """Consecutive rows with the same answer and predicted delay, merged."""
+    """Consecutive rows with the same predicted delay and stages, merged."""
     out, start = [], 0
     for i in range(1, len(rows) + 1):
-        if i < len(rows) and (rows[i].action, rows[i].want) == \
-                (rows[start].action, rows[start].want):
+        if i < len(rows) and (rows[i].want, rows[i].stage.split("/")[1]) == \
+                (rows[start].want, rows[start].stage.split("/")[1]):
             continue
         part = rows[start:i]
-        out.append("  requests %d-%d: %s, delay %.1fs (took %.3f-%.3fs), stage %s"
-                   % (part[0].n, part[-1].n, part[0].action, part[0].want,
-                      min(r.secs for r in part), max(r.secs for r in part),
-                      part[0].stage))
+        out.append("  requests %d-%d: %s, delay %.1fs (took %.3f-%.3fs), stage %s/%s"
+                   % (part[0].n, part[-1].n,
+                      " | ".join(sorted({r.action.split(" ")[0] for r in part})),
+                      part[0].want, min(r.secs for r in part),
+                      max(r.secs for r in part),
+                      "|".join(sorted({r.stage.split("/")[0] for r in part})),
+                      part[0].stage.split("/")[1]))
         start = i
     return out
 
@@ -207,7 +210,8 @@ def result(harvesters, name):
 def checked(harvesters, name, title):
     """A sequential harvester's run: reported, then every row checked."""
     rows, view = result(harvesters, name)
-    report(title + ", tarpit_delay %.1fs tarpit_max %.1fs" % (D, M), table(rows))
+    report(title + ", tarpit_delay %.1fs tarpit_max %.1fs" % (D, M),
+           summary(rows) + table(rows))
     print("\n".join(summary(rows)))
     check_rows(rows)
     return rows, view
@@ -263,10 +267,10 @@ def test_rotating_network_judged_as_its_wide_network(harvesters, name, net,
     report("%s: 200 addresses of %s, 3 guesses each, in order; "
            "tarpit_delay %.1fs tarpit_max %.1fs; an honest sender %s asks "
            "valid recipients all along" % (name, wide_net, D, M, honest),
-           table(rows) + ["requests 67-600: %d x %s" % (len(rest), set(rest)),
-                          "honest sender: %d answers, slowest %.3fs" % (
-                              len(honest_answers),
-                              max(s for _, s in honest_answers))])
+           summary(rows) + table(rows) + [
+               "requests 67-600: %d x %s" % (len(rest), set(rest)),
+               "honest sender: %d answers, slowest %.3fs" % (
+                   len(honest_answers), max(s for _, s in honest_answers))])
     print("\n".join(summary(rows)))
     check_rows(rows)
     # no address reaches the narrow tarpit (3 guesses each): the /24 (/48)
