@@ -6,12 +6,20 @@
  *   READING   waiting for (the rest of) a request
  *   DECIDING  a policy job is out; new bytes are only buffered
  *   WRITING   a reply did not fit the socket at once; uv_write owns it
+ *             and reading is paused until it is out
  *
  * Reads land in one loop-wide buffer (libuv calls alloc and read back to
  * back on this one thread); requests found there are parsed in place, and
  * only a partial request, or bytes that arrive while DECIDING, are copied to
  * the connection's own buffer.  Replies go out with uv_try_write from the
  * stack; only a reply the socket would not take at once is copied.
+ *
+ * A peer that pipelines and does not read its replies fills the socket;
+ * then one reply waits in a uv_write and we stop reading from that peer, so
+ * what it sends stays in the kernel (TCP pushes back) instead of in our
+ * memory.  Its connection then holds at most request_limit bytes of input
+ * and one reply (REPLY_MAX), and the sweep closes it once that reply has
+ * made no progress for idle_timeout.
  */
 
 #include "server.h"
@@ -86,9 +94,12 @@ struct server {
 static struct log_limiter refuse_rl = LOG_LIMITER_INIT(10000);
 static struct log_limiter proto_rl = LOG_LIMITER_INIT(1000);
 static struct log_limiter idle_rl = LOG_LIMITER_INIT(1000);
+static struct log_limiter stall_rl = LOG_LIMITER_INIT(1000);
 
 static void conn_close(struct conn *c);
 static void conn_process(struct conn *c, char *data, size_t n, int owned);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- endpoints ---- */
 
@@ -197,6 +208,12 @@ static void sweep(uv_timer_t *t)
                         c->peer, idle / 1000.0);
             stats.conn_idle_closed++;
             conn_close(c);          /* unlinks c */
+        } else if (c->state == CONN_WRITING) {
+            /* last_active_ms is when the reply was queued: it never left */
+            log_warn_rl(&stall_rl, "%s: does not read its replies: none sent for %.1fs "
+                        "([server] idle_timeout), closing", c->peer, idle / 1000.0);
+            stats.conn_idle_closed++;
+            conn_close(c);
         } else {
             touch(c);               /* busy (a tarpit delay): not idle */
         }
@@ -239,6 +256,19 @@ static void conn_close(struct conn *c)
     c->state = CONN_CLOSING;
     list_unlink(c->srv, c);
     uv_close(&c->h.handle, conn_closed);
+}
+
+/* read_on - (re)start reading; 0, or -1 when the connection was closed */
+static int read_on(struct conn *c)
+{
+    int rc = uv_read_start(&c->h.stream, alloc_cb, read_cb);
+
+    if (rc != 0) {
+        log_warn("%s: read_start: %s", c->peer, uv_strerror(rc));
+        conn_close(c);
+        return -1;
+    }
+    return 0;
 }
 
 /* keep - append bytes to the connection's own buffer, within request_limit */
@@ -285,11 +315,13 @@ static void written(uv_write_t *req, int status)
         return;
     }
     c->state = CONN_READING;
+    touch(c);
     if (c->srv->shutting_down && c->len == 0) {
         conn_close(c);
         return;
     }
-    conn_process(c, c->buf, c->len, 1);
+    if (read_on(c) == 0)
+        conn_process(c, c->buf, c->len, 1);
 }
 
 /* reply - 0 when the reply went out at once, 1 when uv_write has it,
@@ -319,13 +351,16 @@ static int reply(struct conn *c, const char *action)
     w->c = c;
     memcpy(w->data, out + sent, n - sent);
     b = uv_buf_init(w->data, (unsigned)(n - sent));
-    c->state = CONN_WRITING;
     rc = uv_write(&w->req, &c->h.stream, &b, 1, written);
     if (rc < 0) {
         free(w);
         conn_close(c);
         return -1;
     }
+    /* the peer is not keeping up: take no more from it until this is out */
+    c->state = CONN_WRITING;
+    touch(c);
+    uv_read_stop(&c->h.stream);
     return 1;
 }
 
@@ -403,11 +438,25 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
         conn_close(c);
 }
 
+/*
+ * alloc_cb - where the next read lands.  Bytes that will be kept (behind a
+ * partial request, or while a decision is out) are read only as far as
+ * request_limit, so a pipelining peer is not taken for one over-long
+ * request; none left is UV_ENOBUFS in read_cb.
+ */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
+    size_t n = sizeof(c->srv->rbuf);
     (void)suggested;
-    *buf = uv_buf_init(c->srv->rbuf, sizeof(c->srv->rbuf));
+
+    if (c->state != CONN_READING || c->len) {
+        size_t limit = policy_config(c->srv->policy)->server.request_limit;
+        size_t room = limit > c->len ? limit - c->len : 0;
+        if (room < n)
+            n = room;
+    }
+    *buf = uv_buf_init(c->srv->rbuf, (unsigned)n);
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -416,6 +465,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     if (nread == 0 || c->state == CONN_CLOSING)
         return;
+    if (nread == UV_ENOBUFS) {
+        protocol_error(c, PROTO_ESIZE);     /* request_limit held, still no end */
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("%s: read: %s", c->peer, uv_strerror((int)nread));
@@ -506,11 +559,7 @@ static void on_connection(uv_stream_t *ls, int status)
     stats.conn_total++;
     c->last_active_ms = uv_now(s->loop);
     list_append(s, c);
-    int rc = uv_read_start(&c->h.stream, alloc_cb, read_cb);
-    if (rc != 0) {
-        log_warn("%s: read_start: %s", c->peer, uv_strerror(rc));
-        conn_close(c);
-    }
+    read_on(c);
 }
 
 /* ---- listeners ---- */

@@ -5,6 +5,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -461,3 +462,60 @@ def test_refuses_root_without_user():
     with pytest.raises(RuntimeError, match="refusing to serve as root"):
         d.start()
     d.cleanup()
+
+
+# ---- a peer that does not read its replies ----
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def _current_connections(d):
+    return '"current":1,' in d.ctl("stats", "--json").stdout.replace(" ", "")
+
+
+def test_peer_that_stops_reading_is_closed():
+    """A peer that pipelines requests and never reads its replies: once its
+    socket is full, policyd stops reading from it (what it sends stays in the
+    kernel, not in policyd's memory: at most request_limit + one reply) and
+    closes it when its pending reply has not left for idle_timeout.  Another
+    client is served all along."""
+    d = Daemon(extra="[harvest]\nenabled = no\n")
+    conf_with(d, idle_timeout="1", log_decisions="no")
+    with d, d.client() as other:
+        assert other.ask(recipient="user@example.com") == "DUNNO"
+        rss0 = _rss_kib(d.proc.pid)
+        stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)    # fills soon
+        stuck.connect(("127.0.0.1", d.port))
+        want = ("127.0.0.1:%d: does not read its replies: none sent for 1.0s "
+                "([server] idle_timeout), closing" % stuck.getsockname()[1])
+        # short requests, longer replies: the socket fills after some 100,000
+        batch = b"request=smtpd_access_policy\nrecipient=nobody@example.com\n\n" * 1000
+        ended = []
+
+        def pipeline():
+            try:
+                while True:
+                    stuck.sendall(batch)
+            except OSError as e:
+                ended.append(e)
+        t = threading.Thread(target=pipeline, daemon=True)
+        t.start()
+        rss_max = rss0
+        deadline = time.monotonic() + 30
+        while want not in d.read_log():
+            assert time.monotonic() < deadline, d.read_log()[-3000:]
+            assert other.ask(recipient="user@example.com") == "DUNNO"
+            rss_max = max(rss_max, _rss_kib(d.proc.pid))
+        t.join(30)
+        stuck.close()
+        assert ended and isinstance(ended[0], (ConnectionResetError, BrokenPipeError)), ended
+        assert "request too large" not in d.read_log()
+        assert rss_max - rss0 < 2048, (rss0, rss_max)
+        assert other.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+        wait_for(lambda: _current_connections(d), timeout=10, what="one connection left")
