@@ -1,6 +1,7 @@
 """The core daemon through its sockets: protocol, decisions, limits,
 listeners, signals, config check.  File backend, no other servers."""
 import os
+import re
 import signal
 import socket
 import stat
@@ -519,3 +520,113 @@ def test_peer_that_stops_reading_is_closed():
         assert rss_max - rss0 < 2048, (rss0, rss_max)
         assert other.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
         wait_for(lambda: _current_connections(d), timeout=10, what="one connection left")
+
+
+# ---- logging off the request path ----
+
+def _spawn(d, stderr, env=None):
+    """policyd on d's config with the given stderr (the harness gives a file)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    proc = subprocess.Popen([POLICYD, "-c", d.conf], stdout=subprocess.DEVNULL,
+                            stderr=stderr, env=e)
+    wait_for(lambda: proc.poll() is not None or _port_open(d.port), timeout=10,
+             what="policyd to listen")
+    assert proc.poll() is None, proc.returncode
+    return proc
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_blocked_stderr_costs_lines_not_answers():
+    """stderr is a pipe nobody reads: answers keep coming (a line per
+    decision is buffered, then dropped and counted, never waited for), and
+    once the pipe is read again the count is logged, then every later line."""
+    import fcntl
+    d = Daemon()
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+    proc = _spawn(d, wfd)
+    os.close(wfd)
+    try:
+        with d.client(timeout=5) as c:
+            for i in range(2000):
+                assert c.ask(recipient="user@example.com", queue_id="Q%d" % i) == "DUNNO"
+        out = []
+
+        def drain():
+            while True:
+                b = os.read(rfd, 65536)
+                if not b:
+                    return
+                out.append(b)
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        # the retry timer writes what waited, then the count of what was lost
+        wait_for(lambda: b"log lines dropped" in b"".join(out), timeout=10,
+                 what="the dropped-lines count")
+        assert d.ask(recipient="user@example.com", queue_id="QLAST") == "DUNNO"
+        wait_for(lambda: b" QLAST: client=" in b"".join(out), timeout=10,
+                 what="a line after the drops")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        t.join(10)
+        text = b"".join(out).decode()
+        m = re.search(r"Z policyd: warning: (\d+) log lines dropped: the log took them "
+                      r"slower than they came\n", text)
+        assert m and int(m.group(1)) > 0, text[-2000:]
+        kept = len(re.findall(r": info: Q\d+: client=", text))
+        assert kept + int(m.group(1)) == 2000, (kept, m.group(1))
+        assert text.endswith("policyd: info: all connections closed; exiting\n"), text[-500:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(rfd)
+        d.cleanup()
+
+
+def test_syslog_lines_are_datagrams_to_the_log_socket():
+    """log = syslog: facility mail, the ident and pid, one datagram per line,
+    as syslog(3) would send them; warnings say so."""
+    d = Daemon(extra="[harvest]\nenabled = no\n")
+    conf_with(d, log="syslog")
+    path = os.path.join(d.dir, "log.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.settimeout(10)
+    proc = _spawn(d, subprocess.DEVNULL, {"POLICYD_SYSLOG_SOCKET": path})
+    try:
+        assert d.ask(recipient="nobody@example.com", queue_id="4ABCD1234",
+                     client_address="198.51.100.7") == "550 5.1.1 User unknown"
+        got = []
+        while not any(b"4ABCD1234" in g for g in got):
+            got.append(sink.recv(4096))
+        stamp = r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+        # LOG_MAIL | LOG_WARNING = 20, LOG_MAIL | LOG_INFO = 22
+        assert re.fullmatch(r"<20>%s policyd\[%d\]: warning: running as root "
+                            r"\(\[server\] allow_root = yes\)" % (stamp, proc.pid),
+                            got[0].decode()), got
+        assert re.fullmatch(r"<22>%s policyd\[%d\]: 4ABCD1234: client=198\.51\.100\.7 "
+                            r"rcpt=<nobody@example\.com> verdict=unknown count=0 "
+                            r"delay=0\.000s elapsed=\d+us action=\"550 5\.1\.1 User unknown\""
+                            % (stamp, proc.pid), got[-1].decode()), got
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        last = b""
+        while b"exiting" not in last:
+            last = sink.recv(4096)
+        assert re.fullmatch(r"<22>%s policyd\[%d\]: all connections closed; exiting"
+                            % (stamp, proc.pid), last.decode()), last
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.close()
+        d.cleanup()
