@@ -22,6 +22,12 @@
  * one sendmmsg().  Output the writer does not take stays buffered and is
  * retried every RETRY_MS; a line that finds the buffer full is dropped and
  * counted, and the count is logged as soon as the writer catches up.
+ *
+ * Formatting is the rest of a line's cost, so the common conversions (%s,
+ * %.Ns, %c, %d, %i, %u with l, ll or z, and %.Nf with N <= 9 while
+ * value * 10^N < 1e18) are done here; any other directive sends the whole line
+ * through vsnprintf.  %.Nf is rounded from value * 10^N, which can differ
+ * from printf's in the last digit for values exactly halfway.
  */
 
 #define _GNU_SOURCE             /* sendmmsg */
@@ -72,6 +78,11 @@ static struct {
     time_t stamp_sec;           /* the second stamp[] was made for, both forms */
     int stamp_syslog;
     char stamp[32];
+    size_t stamp_len;
+    /* per level, what comes before and after the stamp (log_init) */
+    char pre[4][8], post[4][96];
+    size_t pre_len[4], post_len[4];
+    int headers;                /* pre[] and post[] are made */
 } L = { .min = LOG_LVL_INFO, .ident = "policyd", .fd = 2, .sock = -1, .stamp_sec = -1 };
 
 /* ---- the writers ---- */
@@ -183,6 +194,7 @@ static int flush_once(void)
 }
 
 static void put_line(enum log_level lvl, const char *fmt, va_list ap);
+static void make_headers(void);
 
 static void put_fmt(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -250,54 +262,200 @@ static void turn_prepare(uv_prepare_t *h)
 /* ---- lines ---- */
 
 /* stamp - the per-second part of the timestamp, made once a second */
-static const char *stamp(time_t sec)
+static void stamp(time_t sec)
 {
     struct tm tm;
 
     if (sec != L.stamp_sec || L.syslog != L.stamp_syslog) {
         if (L.syslog) {
             localtime_r(&sec, &tm);
-            strftime(L.stamp, sizeof(L.stamp), "%b %e %H:%M:%S", &tm);
+            L.stamp_len = strftime(L.stamp, sizeof(L.stamp), "%b %e %H:%M:%S", &tm);
         } else {
             gmtime_r(&sec, &tm);
-            strftime(L.stamp, sizeof(L.stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+            L.stamp_len = strftime(L.stamp, sizeof(L.stamp), "%Y-%m-%dT%H:%M:%S", &tm);
         }
         L.stamp_sec = sec;
         L.stamp_syslog = L.syslog;
     }
-    return L.stamp;
+}
+
+/* header - "2026-11-30T04:02:46.123Z policyd: info: " on stderr,
+ * "<22>Nov 30 04:02:46 policyd[42]: " on syslog; its length */
+static size_t header(char *p, enum log_level lvl)
+{
+    struct timespec ts;
+    size_t n = 0;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    stamp(ts.tv_sec);
+    memcpy(p, L.pre[lvl], L.pre_len[lvl]);
+    n += L.pre_len[lvl];
+    memcpy(p + n, L.stamp, L.stamp_len);
+    n += L.stamp_len;
+    if (!L.syslog) {
+        long ms = ts.tv_nsec / 1000000L;
+        p[n++] = '.';
+        p[n++] = (char)('0' + ms / 100);
+        p[n++] = (char)('0' + ms / 10 % 10);
+        p[n++] = (char)('0' + ms % 10);
+    }
+    memcpy(p + n, L.post[lvl], L.post_len[lvl]);
+    return n + L.post_len[lvl];
+}
+
+/* ---- formatting ---- */
+
+struct out {
+    char *p;
+    size_t n, cap;              /* cap includes the final '\0' */
+};
+
+static void out_mem(struct out *o, const char *s, size_t n)
+{
+    size_t room = o->cap - 1 - o->n;
+    if (n > room)
+        n = room;
+    memcpy(o->p + o->n, s, n);
+    o->n += n;
+}
+
+static void out_uint(struct out *o, unsigned long long v, int neg)
+{
+    char d[24];
+    size_t i = sizeof(d);
+
+    do
+        d[--i] = (char)('0' + v % 10);
+    while (v /= 10);
+    if (neg)
+        d[--i] = '-';
+    out_mem(o, d + i, sizeof(d) - i);
+}
+
+static void out_int(struct out *o, long long v)
+{
+    /* the magnitude of LLONG_MIN as unsigned, without overflow */
+    out_uint(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, v < 0);
+}
+
+/* out_fixed - %.Nf; 0 when v is beyond what this does exactly */
+static int out_fixed(struct out *o, double v, int prec)
+{
+    static const double scale[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
+    int neg = v < 0;
+    double a = neg ? -v : v;
+
+    if (!(a * scale[prec] < 1e18))  /* what an unsigned long long holds; NaN too */
+        return 0;
+    unsigned long long q = (unsigned long long)(a * scale[prec] + 0.5);
+    unsigned long long whole = q / (unsigned long long)scale[prec];
+    unsigned long long frac = q % (unsigned long long)scale[prec];
+    out_uint(o, whole, neg && q != 0);
+    if (prec) {
+        char d[10];
+        for (int i = prec - 1; i >= 0; i--, frac /= 10)
+            d[i] = (char)('0' + frac % 10);
+        out_mem(o, ".", 1);
+        out_mem(o, d, (size_t)prec);
+    }
+    return 1;
+}
+
+/* fmt_fast - the message into buf[0..cap), '\0'-ended: its length, or -1
+ * for a directive left to vsnprintf (ap is then half consumed) */
+static int fmt_fast(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    struct out o = { buf, 0, cap };
+
+    for (const char *f = fmt; *f; f++) {
+        const char *pct = strchr(f, '%');
+        if (!pct) {
+            out_mem(&o, f, strlen(f));
+            break;
+        }
+        out_mem(&o, f, (size_t)(pct - f));
+        f = pct + 1;
+        int prec = -1, lng = 0;
+        if (*f == '.') {
+            prec = 0;
+            for (f++; *f >= '0' && *f <= '9' && prec < 100000; f++)
+                prec = prec * 10 + (*f - '0');
+        }
+        for (; *f == 'l' || *f == 'z'; f++)
+            lng += *f == 'z' ? 3 : 1;
+        switch (*f) {
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            if (lng)
+                return -1;
+            if (!s)
+                s = "(null)";
+            out_mem(&o, s, prec < 0 ? strlen(s) : strnlen(s, (size_t)prec));
+            break;
+        }
+        case 'd':
+        case 'i':
+            if (prec >= 0 || lng > 3)
+                return -1;
+            out_int(&o, lng == 0 ? va_arg(ap, int) : lng == 1 ? va_arg(ap, long)
+                        : lng == 2 ? va_arg(ap, long long) : (long long)va_arg(ap, ssize_t));
+            break;
+        case 'u':
+            if (prec >= 0 || lng > 3)
+                return -1;
+            out_uint(&o, lng == 0 ? va_arg(ap, unsigned) : lng == 1 ? va_arg(ap, unsigned long)
+                         : lng == 2 ? va_arg(ap, unsigned long long) : va_arg(ap, size_t), 0);
+            break;
+        case 'f':
+            if (lng || prec < 0 || prec > 9 || !out_fixed(&o, va_arg(ap, double), prec))
+                return -1;
+            break;
+        case 'c': {
+            char ch = (char)va_arg(ap, int);
+            if (lng || prec >= 0)
+                return -1;
+            out_mem(&o, &ch, 1);
+            break;
+        }
+        case '%':
+            if (lng || prec >= 0)
+                return -1;
+            out_mem(&o, "%", 1);
+            break;
+        default:
+            return -1;
+        }
+    }
+    buf[o.n] = '\0';
+    return (int)o.n;
 }
 
 /* put_line - format one line into the buffer, or count it dropped */
 static void put_line(enum log_level lvl, const char *fmt, va_list ap)
 {
-    struct timespec ts;
     char *p = L.buf + L.len;
-    int h, m;
+    va_list try;
 
     if (LOG_BUF_SIZE - L.len < LINE_MAX_LEN) {
         L.dropped++;
         return;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (L.syslog)
-        h = snprintf(p, LINE_MAX_LEN, "<%d>%s %s[%ld]: %s%s", LOG_MAIL | prio[lvl],
-                     stamp(ts.tv_sec), L.ident, L.pid,
-                     lvl == LOG_LVL_INFO ? "" : names[lvl], lvl == LOG_LVL_INFO ? "" : ": ");
-    else
-        h = snprintf(p, LINE_MAX_LEN, "%s.%03ldZ %s: %s: ", stamp(ts.tv_sec),
-                     ts.tv_nsec / 1000000L, L.ident, names[lvl]);
-    if (h < 0 || h >= LINE_MAX_LEN / 2)
-        h = 0;                  /* an absurd ident: the message alone */
-    /* the message, cut to leave one byte for the line's end */
-    size_t avail = LINE_MAX_LEN - (size_t)h - 1;
-    m = vsnprintf(p + h, avail, fmt, ap);
+    if (!L.headers)
+        make_headers();         /* a line before log_init() */
+    size_t h = header(p, lvl);
+    /* the message; its '\0' becomes the line's end */
+    size_t avail = LINE_MAX_LEN - h;
+    va_copy(try, ap);
+    int m = fmt_fast(p + h, avail, fmt, try);
+    va_end(try);
+    if (m < 0)
+        m = vsnprintf(p + h, avail, fmt, ap);
     if (m < 0)
         m = 0;
     if ((size_t)m >= avail)
         m = (int)avail - 1;
-    p[h + m] = L.syslog ? '\0' : '\n';
-    L.len += (size_t)h + (size_t)m + 1;
+    p[h + (size_t)m] = L.syslog ? '\0' : '\n';
+    L.len += h + (size_t)m + 1;
 }
 
 static void log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
@@ -361,7 +519,28 @@ void log_init(const char *ident, int syslog_on, enum log_level min)
     }
     L.ident = ident;
     L.min = min;
+    make_headers();
+}
+
+/* make_headers - what surrounds the stamp, for the target and ident */
+static void make_headers(void)
+{
     L.pid = (long)getpid();
+    L.headers = 1;
+    for (int lvl = 0; lvl < 4; lvl++) {
+        int pre = 0, post;
+        if (L.syslog) {
+            pre = snprintf(L.pre[lvl], sizeof(L.pre[lvl]), "<%d>", LOG_MAIL | prio[lvl]);
+            post = snprintf(L.post[lvl], sizeof(L.post[lvl]), " %.40s[%ld]: %s%s", L.ident,
+                            L.pid, lvl == LOG_LVL_INFO ? "" : names[lvl],
+                            lvl == LOG_LVL_INFO ? "" : ": ");
+        } else {
+            post = snprintf(L.post[lvl], sizeof(L.post[lvl]), "Z %.40s: %s: ", L.ident,
+                            names[lvl]);
+        }
+        L.pre_len[lvl] = (size_t)pre;
+        L.post_len[lvl] = (size_t)post;
+    }
 }
 
 /* stderr_open - a descriptor for stderr that never blocks the loop */
