@@ -14,11 +14,12 @@
  * the connection's own buffer.  Replies go out with uv_try_write from the
  * stack; only a reply the socket would not take at once is copied.
  *
- * A peer that pipelines and does not read its replies fills the socket;
- * then one reply waits in a uv_write and we stop reading from that peer, so
- * what it sends stays in the kernel (TCP pushes back) instead of in our
- * memory.  Its connection then holds at most request_limit bytes of input
- * and one reply (REPLY_MAX), and the sweep closes it once that reply has
+ * A peer that pipelines is read only as fast as it is answered: reading
+ * stops while a reply waits in a uv_write (the peer does not read its
+ * replies) and while request_limit bytes of complete requests wait behind a
+ * decision, so what it sends stays in the kernel (TCP pushes back) instead
+ * of in our memory.  A connection holds at most request_limit bytes of
+ * input and one reply (REPLY_MAX); the sweep closes it once that reply has
  * made no progress for idle_timeout.
  */
 
@@ -68,6 +69,7 @@ struct conn {
     size_t len, cap;
     struct proto_scan scan;
     uint64_t req_start_us;      /* when the request being answered was parsed */
+    int paused;                 /* reading stopped until the peer is answered */
     char peer[64];
 };
 
@@ -271,6 +273,22 @@ static int read_on(struct conn *c)
     return 0;
 }
 
+/* pause_reading - the peer is ahead of us: leave what it sends in the kernel */
+static void pause_reading(struct conn *c)
+{
+    c->paused = 1;
+    uv_read_stop(&c->h.stream);
+}
+
+/* resume_reading - after a pause; 0, or -1 when the connection was closed */
+static int resume_reading(struct conn *c)
+{
+    if (!c->paused)
+        return 0;
+    c->paused = 0;
+    return read_on(c);
+}
+
 /* keep - append bytes to the connection's own buffer, within request_limit */
 static int keep(struct conn *c, const char *data, size_t n)
 {
@@ -320,7 +338,7 @@ static void written(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (read_on(c) == 0)
+    if (resume_reading(c) == 0)
         conn_process(c, c->buf, c->len, 1);
 }
 
@@ -360,7 +378,7 @@ static int reply(struct conn *c, const char *action)
     /* the peer is not keeping up: take no more from it until this is out */
     c->state = CONN_WRITING;
     touch(c);
-    uv_read_stop(&c->h.stream);
+    pause_reading(c);
     return 1;
 }
 
@@ -377,7 +395,8 @@ static void decided(void *arg, const char *action)
         conn_close(c);
         return;
     }
-    conn_process(c, c->buf, c->len, 1);
+    if (resume_reading(c) == 0)
+        conn_process(c, c->buf, c->len, 1);
 }
 
 static void protocol_error(struct conn *c, int rc)
@@ -459,6 +478,19 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->rbuf, (unsigned)n);
 }
 
+/* has_request - a complete request (up to its empty line) in data[0..n) */
+static int has_request(const char *data, size_t n)
+{
+    const char *p = data, *end = data + n;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        p++;
+        if (p < end && (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')))
+            return 1;
+    }
+    return 0;
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
@@ -487,6 +519,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         if (c->state == CONN_READING)
             conn_process(c, c->buf, c->len, 1);
+        else if (c->len >= policy_config(c->srv->policy)->server.request_limit) {
+            /* full while deciding: requests queued behind it wait in the
+             * kernel; one request that alone is too long is refused now */
+            if (has_request(c->buf, c->len))
+                pause_reading(c);
+            else
+                protocol_error(c, PROTO_ESIZE);
+        }
         return;
     }
     conn_process(c, buf->base, (size_t)nread, 0);
