@@ -134,6 +134,7 @@ static void drained(void *arg)
     policy_free(d->policy);
     d->policy = NULL;
     close_daemon_handles(d);
+    log_detach();           /* what is buffered is written before the loop ends */
 }
 
 static void shutdown_expired(uv_timer_t *t)
@@ -173,6 +174,7 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     begin_shutdown(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_flush();            /* the next signal may be SIGKILL */
 }
 
 static void watch_signal(struct daemon *d, uv_signal_t *h, int signum)
@@ -343,6 +345,7 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     d.loop = uv_default_loop();
     d.config_path = path;
+    log_attach(d.loop);     /* from here on, log lines are written once per turn */
     /* before any socket exists: a signal sent as soon as we listen must
      * find its handler, not the default action */
     watch_signal(&d, &d.sigterm, SIGTERM);
@@ -395,6 +398,7 @@ fail:
     server_free(d.server);
     policy_free(d.policy);
     close_daemon_handles(&d);
+    log_detach();
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     return 1;
