@@ -255,7 +255,7 @@ static void raise_fd_limit(const struct config *cfg)
 static int test_directory(struct config *cfg, const char *address)
 {
     char err[512], msg[1024], probe[ADDR_MAX];
-    struct address a;
+    struct address a, bare;
     uv_loop_t *loop = uv_default_loop();
     struct directory *dir = directory_new(loop, cfg, err, sizeof(err));
     int rc;
@@ -276,6 +276,12 @@ static int test_directory(struct config *cfg, const char *address)
     }
     rc = dir->ops->check(dir, &a, msg, sizeof(msg));
     printf("%s\n", msg);
+    /* the request path asks the stripped form when the full one is not
+     * found: show both, as the daemon would see them */
+    if (rc == 0 && addr_strip(&a, &bare)) {
+        rc = dir->ops->check(dir, &bare, msg, sizeof(msg));
+        printf("without its extension: %s\n", msg);
+    }
     directory_free(dir);
     uv_run(loop, UV_RUN_DEFAULT);
     return rc == 0 ? 0 : 1;
