@@ -671,7 +671,7 @@ def test_syslog_lines_are_datagrams_to_the_log_socket():
                             r"\(\[server\] allow_root = yes\)" % (stamp, proc.pid),
                             got[0].decode()), got
         assert re.fullmatch(r"<22>%s policyd\[%d\]: 4ABCD1234: client=198\.51\.100\.7 "
-                            r"rcpt=<nobody@example\.com> verdict=unknown count=0 "
+                            r"rcpt=<nobody@example\.com> verdict=unknown "
                             r"delay=0\.000s elapsed=\d+us action=\"550 5\.1\.1 User unknown\""
                             % (stamp, proc.pid), got[-1].decode()), got
         proc.send_signal(signal.SIGTERM)
