@@ -117,6 +117,10 @@ install: all
 # package is kept either way.
 DEB_DIR   := build/deb
 DEB_SRC   := $(DEB_DIR)/policyd-$(VERSION)
+# The package is built as debian/rules says, never with this make's
+# variables (make deb SANITIZE=1 or CFLAGS=... exports them) or jobserver.
+DEB_UNSET := MAKEFLAGS MFLAGS MAKELEVEL SANITIZE BUILD CC CFLAGS LDFLAGS \
+             PREFIX SBINDIR BINDIR MANDIR SYSCONFDIR DESTDIR
 deb: deps
 	rm -rf $(DEB_DIR)
 	mkdir -p $(DEB_SRC)
@@ -124,7 +128,7 @@ deb: deps
 	printf 'policyd (%s) unstable; urgency=medium\n\n  * policyd %s, built by make deb.\n\n -- %s  %s\n' \
 	    '$(VERSION)' '$(VERSION)' "$$(sed -n 's/^Maintainer: //p' debian/control)" \
 	    "$$(date -R)" >$(DEB_SRC)/debian/changelog
-	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc
+	cd $(DEB_SRC) && env $(DEB_UNSET:%=-u %) dpkg-buildpackage -b -us -uc
 	@if command -v lintian >/dev/null; then \
 	    echo "lintian $(DEB_DIR)/policyd_$(VERSION)_*.changes"; \
 	    lintian $(DEB_DIR)/policyd_$(VERSION)_*.changes || true; fi
