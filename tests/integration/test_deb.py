@@ -9,9 +9,9 @@ deletes the policyd user and group, whatever failed.  The tests run in file
 order; test_remove_then_purge comes last.
 """
 import fcntl
+import grp
 import os
 import pwd
-import grp
 import subprocess
 import time
 
