@@ -216,7 +216,8 @@ def test_botnet_through_two_mtas():
     first_siege = next(k for k, (s, r) in enumerate(guesses) if r[1].startswith("450 "))
     siege_rows = [(s, r) for s, r in guesses if r[1].startswith("450 ")]
     med = {kind: statistics.median([r[2] for s, r in siege_rows
-                                    if (r[0].startswith("guess")) == (kind == "unknown")])
+                                    if (r[0].startswith("guess")) == (kind == "unknown")]
+                                   or [float("nan")])
            for kind in ("valid", "unknown")}
     summary = [
         "bots: %d sessions (%d RCPT) from %d /24s over mx1 and mx2 in %.1fs"
