@@ -83,22 +83,18 @@ void harvest_classify(struct harvest *h, const struct proto_request *req,
 
     out->h = h;
     out->exempt = 1;
-    out->nlevels = 0;
-    if (!h->cfg->harvest.enabled)
-        return;
-    if (h->cfg->harvest.exempt_sasl && req->sasl_username && *req->sasl_username)
-        return;
+    out->trusted = 0;
     out->nlevels = nets_of(h, req->client_address, net, &family, addr);
     if (!out->nlevels)
-        return;
-    for (size_t i = 0; i < h->nwhitelist; i++)
-        if (addr_cidr_match(&h->whitelist[i], family, addr)) {
-            out->nlevels = 0;
-            return;
-        }
+        return;                         /* nothing to count it under */
     for (unsigned l = 0; l < out->nlevels; l++)
         memcpy(out->lv[l].net, net[l], EVIDENCE_NET_MAX);
-    out->exempt = 0;
+    if (h->cfg->harvest.exempt_sasl && req->sasl_username && *req->sasl_username)
+        out->trusted = 1;
+    for (size_t i = 0; i < h->nwhitelist && !out->trusted; i++)
+        if (addr_cidr_match(&h->whitelist[i], family, addr))
+            out->trusted = 1;
+    out->exempt = out->trusted || !h->cfg->harvest.enabled;
 }
 
 /* log_event - one stage change of one network, key=value */

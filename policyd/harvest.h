@@ -64,8 +64,11 @@ struct harvest_level {
  * allocates nothing.  Lives in the caller's job. */
 struct harvest_client {
     struct harvest *h;
-    int exempt;
-    unsigned nlevels;           /* levels in use: 1, or 2 with a wide level */
+    int exempt;                 /* not judged: trusted, or [harvest] off */
+    int trusted;                /* whitelisted or (exempt_sasl) SASL */
+    unsigned nlevels;           /* levels in use: 1, or 2 with a wide level;
+                                 * the networks are set even when exempt
+                                 * (siege mode counts by them) */
     unsigned outstanding;       /* reads not yet back */
     uint64_t now_ms;            /* wall clock of the reads */
     struct harvest_level lv[SCORE_LEVELS];

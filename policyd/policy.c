@@ -375,8 +375,9 @@ static int drop_if_cancelled(struct policy_job *j)
 }
 
 /* judge - the recipient's status is known (from a cache or the directory).
- * Its outcome is recorded for the client's standing; the answer's delay was
- * fixed before, from the standing without it (harvest.h). */
+ * The answer's delay comes from the client's standing without this
+ * recipient (harvest.h: read before, refreshed now); then the recipient's
+ * outcome is recorded. */
 static void judge(struct policy_job *j, enum dir_status st)
 {
     const struct config *cfg = j->rt->cfg;
@@ -391,6 +392,9 @@ static void judge(struct policy_job *j, enum dir_status st)
         finish(j, VERDICT_BLOCKED, cfg->actions.blocked);
         return;
     }
+    /* siege, action = tarpit: every answer waits the siege's delay at least */
+    if (siege_response(&j->siege) == SIEGE_TARPIT && cfg->siege.delay_ms > j->harvest.delay_ms)
+        j->harvest.delay_ms = cfg->siege.delay_ms;
 
     /* a trap never existed: answered like any unknown recipient, whatever
      * the directory says (a catch-all, say) */
@@ -433,10 +437,7 @@ static void recipient_known(struct policy_job *j)
         j->harvest.delay_ms = 0;
         finish(j, VERDICT_DEFERRED, cfg->actions.siege);
         return;
-    case SIEGE_TARPIT:
-        if (cfg->siege.delay_ms > j->harvest.delay_ms)
-            j->harvest.delay_ms = cfg->siege.delay_ms;
-        break;
+    case SIEGE_TARPIT:              /* judge() waits siege.delay at least */
     case SIEGE_NONE:
         break;
     }
