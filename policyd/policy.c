@@ -286,8 +286,11 @@ static void job_put(struct policy_job *j)
 static void copy_clean(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
+    /* blanks, quotes and angle brackets too: a quoted local part must not
+     * forge fields of the key=value line */
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (src[i] > 0x20 && src[i] < 0x7f) ? src[i] : '?';
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && !strchr("\"<>\\", src[i]))
+                 ? src[i] : '?';
     dst[i] = '\0';
 }
 
@@ -308,9 +311,12 @@ static void job_complete(struct policy_job *j)
 
     j->step = STEP_DONE;
     stats.verdicts[j->verdict]++;
-    if (j->rt->cfg->server.log_decisions)
-        log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict,
+    if (j->rt->cfg->server.log_decisions) {
+        char rcpt[ADDR_MAX];
+        copy_clean(rcpt, sizeof(rcpt), j->addr.full);
+        log_decision(j->queue_id, j->client_ip, rcpt, j->verdict,
                      j->delay_ms, elapsed, j->action);
+    }
     if (!j->sync) {
         j->done(j->arg, j->action);
         job_put(j);

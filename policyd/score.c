@@ -160,22 +160,26 @@ size_t score_encode(const struct score *s, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-/* field - one non-negative decimal; advances *p past it and one blank. */
+/* field - one non-negative decimal, DIGITS[.[DIGITS]] and nothing else
+ * (no sign, exponent, hex, inf or nan): the grammar the merge script's
+ * pattern accepts, so C and Lua read any stored value alike.  Advances *p
+ * past it and one blank. */
 static int field(const char **p, const char *end, double *out, int last)
 {
-    char tmp[40], *e;
-    size_t n = 0;
+    char tmp[SCORE_WIRE_MAX];
+    size_t n = 0, digits = 0;
 
-    while (*p + n < end && (*p)[n] != ' ')
-        n++;
-    if (n == 0 || n >= sizeof(tmp))
+    while (*p + n < end && (*p)[n] >= '0' && (*p)[n] <= '9')
+        n++, digits++;
+    if (*p + n < end && (*p)[n] == '.')
+        for (n++; *p + n < end && (*p)[n] >= '0' && (*p)[n] <= '9'; n++)
+            ;
+    if (digits == 0 || n >= sizeof(tmp))
         return -1;
     memcpy(tmp, *p, n);
     tmp[n] = '\0';
-    if (tmp[0] < '0' || tmp[0] > '9')
-        return -1;                  /* no sign, no "inf", no "nan" */
-    *out = strtod(tmp, &e);
-    if (*e != '\0' || !isfinite(*out))
+    *out = strtod(tmp, NULL);
+    if (!isfinite(*out))
         return -1;
     *p += n;
     if (last)
@@ -192,6 +196,8 @@ int score_decode(const char *buf, size_t len, struct score *s)
     double v[5];
 
     memset(s, 0, sizeof(*s));
+    if (len >= SCORE_WIRE_MAX)
+        return -1;
     for (int i = 0; i < 5; i++)
         if (field(&p, end, &v[i], i == 4) < 0)
             return -1;
