@@ -521,7 +521,7 @@ struct config *config_defaults(const char *path)
     cfg->harvest.block_ceiling = 200;
     cfg->harvest.wide_tarpit_after = 15;
     cfg->harvest.wide_block_after = 60;
-    cfg->harvest.wide_block_ceiling = 600;
+    cfg->harvest.wide_block_ceiling = 0;  /* a /24 blocked whatever its share: a weapon */
     cfg->harvest.ipv4_wide_prefix = 24;
     cfg->harvest.ipv6_wide_prefix = 48;
     cfg->harvest.block_time_ms = 3600 * SEC;

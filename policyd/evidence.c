@@ -406,10 +406,21 @@ static void drop(struct evidence *ev, struct ev_entry *e)
     free(e);
 }
 
-/* evict - make room: the least recently used goes, its deltas merged. */
+#define EVICT_SCAN 64            /* LRU entries looked at for one eviction */
+
+/* evict - make room: the least recently used goes, its deltas merged.  A
+ * blocked network is passed over (among the EVICT_SCAN oldest): without a
+ * store its block lives only here, and a flood of new networks must not
+ * be a way to lift it. */
 static void evict(struct evidence *ev)
 {
     struct ev_entry *e = ev->lru_tail;
+    uint64_t now = util_wall_ms();
+
+    for (unsigned n = 0; e && e->view.block_until_ms > now && n < EVICT_SCAN; n++)
+        e = e->lprev;
+    if (!e || e->view.block_until_ms > now)
+        e = ev->lru_tail;
 
     if (e->dirty && ev->store && !ev->away)
         send_merge(ev, e, 1);

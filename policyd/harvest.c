@@ -227,6 +227,18 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
     }
 }
 
+/* vouched - the client's own network has delivered to valid recipients
+ * with a clean record (below the tarpit's share and count): the wide level
+ * does not judge it, so neighbours that harvest (or pad their way to the
+ * wide thresholds on purpose) cannot block an honest sender. */
+static int vouched(const struct harvest_client *c)
+{
+    const struct harvest_level *n = &c->lv[SCORE_NARROW];
+
+    return n->v.stage <= STAGE_WATCH && n->before.valid >= 1
+           && n->v.share * 100.0 < (double)c->h->rules[SCORE_NARROW].tarpit_share;
+}
+
 void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
 {
     d->blocked = 0;
@@ -234,6 +246,8 @@ void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
     if (c->exempt)
         return;
     for (unsigned l = 0; l < c->nlevels; l++) {
+        if (l == SCORE_WIDE && vouched(c))
+            continue;
         if (c->lv[l].v.stage == STAGE_BLOCKED)
             d->blocked = 1;
         if (c->lv[l].v.delay_ms > d->delay_ms)

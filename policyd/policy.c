@@ -406,7 +406,11 @@ static void judge(struct policy_job *j, enum dir_status st)
      * the directory says (a catch-all, say) */
     if (trap || st == DIR_NOTFOUND) {
         harvest_record(&j->client, trap ? OUTCOME_TRAP : OUTCOME_INVALID);
-        siege_unknown(&j->siege);           /* siege: the domain's rate */
+        /* siege: the domain's rate, of guesses the per-network rules do not
+         * already hold back (a tarpitted network's are not a distributed
+         * harvest, and must not make a cheap one) */
+        if (j->client.lv[SCORE_NARROW].v.stage < STAGE_TARPIT)
+            siege_unknown(&j->siege);
         finish(j, VERDICT_UNKNOWN, cfg->actions.unknown);
     } else if (st == DIR_FOUND) {
         harvest_record(&j->client, OUTCOME_VALID);

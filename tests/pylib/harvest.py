@@ -35,7 +35,7 @@ VALID = "user@example.com"
 NARROW_RULES = dict(tarpit_after=5, tarpit_share=25, block_after=20,
                     block_share=40, block_ceiling=200)
 WIDE_RULES = dict(tarpit_after=15, tarpit_share=25, block_after=60,
-                  block_share=40, block_ceiling=600)
+                  block_share=40, block_ceiling=0)     # 0: off
 HALF_LIFE = 3600.0
 
 
@@ -110,7 +110,8 @@ class Level:
         else:
             self.invalid += 1
         inv = whole(self.invalid)
-        if trap or inv >= self.r["block_ceiling"] or (
+        ceiling = self.r["block_ceiling"]
+        if trap or (ceiling and inv >= ceiling) or (
                 inv >= self.r["block_after"]
                 and self._share_at_least(self.r["block_share"])):
             self.blocked = True
