@@ -755,14 +755,20 @@ static void json_verdicts(struct sbuf *out, const uint64_t *vd)
     sbuf_puts(out, "}");
 }
 
+/* row_end - end a table row without the padding of an empty last column. */
+static void row_end(struct sbuf *out)
+{
+    while (out->len > 0 && out->data[out->len - 1] == ' ')
+        out->data[--out->len] = 0;
+    sbuf_puts(out, "\n");
+}
+
+/* member_note - the NOTE column, "" when nothing to say. */
 static void member_note(const struct fleet_member *m, char *buf, size_t cap)
 {
-    size_t n = (size_t)snprintf(buf, cap, "%s%s%s", m->self ? "this " : "",
-                                m->config_differs ? "config-differs " : "",
-                                m->version_differs ? "version-differs" : "");
-
-    if (n > 0 && n < cap && buf[n - 1] == ' ')
-        buf[n - 1] = 0;
+    snprintf(buf, cap, "%s%s%s", m->self ? " this" : "",
+             m->config_differs ? " config-differs" : "",
+             m->version_differs ? " version-differs" : "");
 }
 
 static void render_fleet(struct fleet_view *v, struct sbuf *out)
@@ -806,16 +812,16 @@ static void render_fleet(struct fleet_view *v, struct sbuf *out)
         sbuf_puts(out, "}}");
         return;
     }
-    sbuf_printf(out, "%-32s %-5s %-8s %8s %8s %5s %5s %5s %5s %5s %7s %7s %-5s %-6s %s\n",
+    sbuf_printf(out, "%-32s %-5s %-8s %8s %8s %5s %5s %5s %5s %5s %7s %7s %-5s %-6s%s\n",
                 "INSTANCE", "STATE", "VERSION", "UPTIME", "REQ/S", "ACC%", "UNK%", "TMP%",
-                "BLK%", "DEF%", "P99MS", "DELAYED", "REDIS", "DIR", "NOTE");
+                "BLK%", "DEF%", "P99MS", "DELAYED", "REDIS", "DIR", " NOTE");
     for (size_t i = 0; i < v->nm; i++) {
         const struct fleet_member *m = &v->m[i];
         uint64_t all = sum_verdicts(m->verdicts);
 
         member_note(m, note, sizeof(note));
         sbuf_printf(out, "%-32s %-5s %-8s %8s %8.1f %5.1f %5.1f %5.1f %5.1f %5.1f %7.2f %7"
-                    PRIu64 " %-5s %-6s %s\n", m->name, m->stale ? "stale" : "up",
+                    PRIu64 " %-5s %-6s%s", m->name, m->stale ? "stale" : "up",
                     m->version, fmt_dur(now_s > m->start ? (long long)(now_s - m->start) * 1000
                                         : 0, up, sizeof(up)), m->rps,
                     pct(m->verdicts[VERDICT_ACCEPTED], all),
@@ -825,6 +831,7 @@ static void render_fleet(struct fleet_view *v, struct sbuf *out)
                     pct(m->verdicts[VERDICT_DEFERRED], all),
                     ms_of(stats_hist_quantile(&m->lat, 0.99)), m->delayed,
                     m->redis_up ? "up" : "down", m->dir, note);
+        row_end(out);
     }
     sbuf_printf(out, "fleet: %zu instance(s), %zu up, %zu stale (%s); %.1f req/s; "
                 "p50 %.2f ms, p99 %.2f ms; delayed now %" PRIu64 "\n", v->nm, t.up, t.stale,
@@ -874,16 +881,17 @@ static void render_top(struct fleet_view *v, struct sbuf *out)
                 t.delayed, t.blocked, t.tracked, t.siege);
     sbuf_printf(out, "health       redis up on %zu of %zu, directory ok on %zu of %zu\n\n",
                 t.redis_up, t.up, t.dir_ok, t.up);
-    sbuf_printf(out, "%-32s %-5s %8s %7s %7s %-5s %-6s %s\n", "INSTANCE", "STATE", "REQ/S",
-                "P99MS", "DELAYED", "REDIS", "DIR", "NOTE");
+    sbuf_printf(out, "%-32s %-5s %8s %7s %7s %-5s %-6s%s\n", "INSTANCE", "STATE", "REQ/S",
+                "P99MS", "DELAYED", "REDIS", "DIR", " NOTE");
     for (size_t i = 0; i < v->nm; i++) {
         const struct fleet_member *m = &v->m[i];
 
         member_note(m, note, sizeof(note));
-        sbuf_printf(out, "%-32s %-5s %8.1f %7.2f %7" PRIu64 " %-5s %-6s %s\n", m->name,
+        sbuf_printf(out, "%-32s %-5s %8.1f %7.2f %7" PRIu64 " %-5s %-6s%s", m->name,
                     m->stale ? "stale" : "up", m->rps,
                     ms_of(stats_hist_quantile(&m->lat, 0.99)), m->delayed,
                     m->redis_up ? "up" : "down", m->dir, note);
+        row_end(out);
     }
     sbuf_printf(out, "\ntop offenders (%s)\n", source_of(v, v->ranked_ok));
     render_offenders(v, out);

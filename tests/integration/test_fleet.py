@@ -172,6 +172,7 @@ def test_fleet_lists_both_daemons_with_totals_and_flags_the_odd_one():
         assert text[0] == HEADER
         rows = {l.split()[0]: l for l in text[1:4]}
         assert rows[name_of(a)].endswith(" up    ok     this")
+        assert rows[name_of(b)].endswith(" up    ok")
         assert re.match(r"old/127\.0\.0\.1:1 +stale 0\.0\.9 +2h00m +0\.0 ",
                         rows["old/127.0.0.1:1"])
         assert rows["old/127.0.0.1:1"].endswith(" up    ok     config-differs version-differs")
