@@ -21,6 +21,9 @@ CC        ?= cc
 PKGS      := libuv hiredis ldap inih
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llber -lhttp_parser -lm
+# policyctl top only: the daemon never links the terminal library
+CURSES_CFLAGS := $(shell pkg-config --cflags ncurses 2>/dev/null)
+CURSES_LIBS   := $(shell pkg-config --libs ncurses 2>/dev/null || echo -lncurses)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
              -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wvla
@@ -64,8 +67,10 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/policyd: $(BUILD)/obj/policyd/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(BUILD)/obj/policyd/policyctl.o: ALL_CFLAGS += $(CURSES_CFLAGS)
+
 $(BUILD)/policyctl: $(BUILD)/obj/policyd/policyctl.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CURSES_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)

@@ -37,6 +37,20 @@ struct store_merge {
     uint64_t ttl_ms;            /* life of the key (longer while blocked) */
 };
 
+/* One entry of a list answer (roster_get, ranked); not NUL-terminated. */
+struct store_item {
+    const char *name;
+    size_t nlen;
+    const char *val;
+    size_t vlen;
+    long long age_ms;           /* roster: since the member last wrote; ranked: -1 */
+};
+typedef void store_list_cb(void *arg, int status, const struct store_item *items,
+                           size_t n);
+
+#define STORE_ROSTER_MAX 256    /* members a roster keeps (the newest) */
+#define STORE_RANK_MAX 1000     /* standings the offenders index keeps */
+
 /* count: the counter's value (0 when absent); ttl_ms: remaining life, or -1. */
 typedef void store_count_cb(void *arg, int status, long long count,
                             long long ttl_ms);
@@ -72,6 +86,23 @@ struct store_ops {
      * lives in evidence.c's own table. */
     void (*merge)(struct store *s, const char *key, size_t klen,
                   const struct store_merge *m, store_get_cb *cb, void *arg);
+    /* roster_put: fire and forget.  In the roster at key (Redis: a hash
+     * KEY and a sorted set KEY ":t" of the times, on Redis's own clock),
+     * set member's record and time; members silent for keep_ms are dropped,
+     * so are the oldest beyond STORE_ROSTER_MAX; the roster lives keep_ms
+     * after the last write.  One round trip. */
+    void (*roster_put)(struct store *s, const char *key, size_t klen,
+                       const char *member, size_t mlen, const char *val,
+                       size_t vlen, uint64_t keep_ms);
+    /* roster_get: every member (newest first, at most STORE_ROSTER_MAX)
+     * with its age.  One round trip.  store_mem answers STORE_ERR. */
+    void (*roster_get)(struct store *s, const char *key, size_t klen,
+                       store_list_cb *cb, void *arg);
+    /* ranked: the n (<= STORE_RANK_MAX) highest standings of the offenders
+     * index that merge keeps (see store_redis_merge.c), each as its key and
+     * wire form; index entries whose standing expired are dropped.  One
+     * round trip.  store_mem answers STORE_ERR. */
+    void (*ranked)(struct store *s, unsigned n, store_list_cb *cb, void *arg);
     /* shared: 1 while answers come from a store other processes see */
     int (*shared)(struct store *s);
     void (*free)(struct store *s);

@@ -119,6 +119,29 @@ static void mem_merge(struct store *s, const char *key, size_t klen,
     cb(arg, STORE_ERR, NULL, 0);
 }
 
+static void mem_roster_put(struct store *s, const char *key, size_t klen,
+                           const char *member, size_t mlen, const char *val,
+                           size_t vlen, uint64_t keep_ms)
+{
+    (void)s, (void)key, (void)klen, (void)member, (void)mlen, (void)val,
+        (void)vlen, (void)keep_ms;
+}
+
+/* Without Redis there is no fleet and no shared index: the caller knows
+ * only itself. */
+static void mem_roster_get(struct store *s, const char *key, size_t klen,
+                           store_list_cb *cb, void *arg)
+{
+    (void)s, (void)key, (void)klen;
+    cb(arg, STORE_ERR, NULL, 0);
+}
+
+static void mem_ranked(struct store *s, unsigned n, store_list_cb *cb, void *arg)
+{
+    (void)s, (void)n;
+    cb(arg, STORE_ERR, NULL, 0);
+}
+
 static int mem_shared(struct store *s)
 {
     (void)s;
@@ -132,8 +155,8 @@ static void mem_free(struct store *s)
 }
 
 static const struct store_ops mem_ops = {
-    "memory", mem_get, mem_set, mem_incr, mem_peek, mem_del, mem_merge, mem_shared,
-    mem_free,
+    "memory", mem_get, mem_set, mem_incr, mem_peek, mem_del, mem_merge,
+    mem_roster_put, mem_roster_get, mem_ranked, mem_shared, mem_free,
 };
 
 struct store *store_mem_new(size_t max_entries)

@@ -17,8 +17,11 @@
  *	peek	GET key, or with the life EVALSHA (GET + PTTL): one round trip
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
- *	merge	EVALSHA (GET + fade + add + floor + SET PX): one round trip,
- *		never batched (store_redis_merge.c)
+ *	merge	EVALSHA (GET + fade + add + floor + SET PX, and the offenders
+ *		index): one round trip, never batched (store_redis_merge.c)
+ *	roster_put, roster_get, ranked
+ *		EVAL of small scripts: one round trip each
+ *		(store_redis_fleet.c)
  *
  *	Reads are batched: the gets and the plain peeks asked during one
  *	turn of the loop go out as one MGET when the turn's I/O is done (a
@@ -222,6 +225,9 @@ void sr_cmd_fail(struct rcmd *c)
     case K_DEL:
         c->count_cb(c->arg, STORE_ERR, 0, -1);
         break;
+    case K_LIST:
+        c->list_cb(c->arg, STORE_ERR, NULL, 0);
+        break;
     default:
         break;
     }
@@ -352,6 +358,13 @@ void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len)
     c->get_cb(c->arg, status, val, len);
 }
 
+void sr_cmd_answered(struct rcmd *c)
+{
+    c->answered = 1;
+    if (c->sr)
+        tmo_unlink(c->sr, c);
+}
+
 static void answer_count(struct rcmd *c, int status, long long n, long long ttl)
 {
     c->answered = 1;
@@ -377,7 +390,8 @@ static int is_int_pair(const redisReply *r)
 static const char *kind_name(int kind)
 {
     static const char *names[] = { "GET", "SET", "INCR", "PEEK", "DEL", "PING",
-                                   "handshake", "SENTINEL", "MERGE" };
+                                   "handshake", "SENTINEL", "MERGE", "ROSTER",
+                                   "LIST" };
     return names[kind];
 }
 
@@ -488,6 +502,14 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
         break;
     case K_MERGE:
         ok = sr_merge_reply(c, reply);
+        break;
+    case K_LIST:
+        ok = sr_list_reply(c, reply);
+        break;
+    case K_ROSTER:
+        ok = reply->type == REDIS_REPLY_INTEGER;
+        if (ok)
+            sr_cmd_answered(c);
         break;
     case K_SET:
     case K_PING:
@@ -827,7 +849,8 @@ static void sr_free(struct store *s)
 }
 
 static const struct store_ops redis_ops = {
-    "redis", sr_get, sr_set, sr_incr, sr_peek, sr_del, sr_merge, sr_shared, sr_free,
+    "redis", sr_get, sr_set, sr_incr, sr_peek, sr_del, sr_merge, sr_roster_put,
+    sr_roster_get, sr_ranked, sr_shared, sr_free,
 };
 
 /* ---- construction ------------------------------------------------------ */
@@ -896,6 +919,8 @@ struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
     sr->tmo_rl = (struct log_limiter)LOG_LIMITER_INIT(10000);
     if (cfg->redis.password && cfg->redis.password[0])
         sr->password = xstrdup(cfg->redis.password);
+    sr->rank_klen = (size_t)snprintf(sr->rank_key, sizeof(sr->rank_key), "%soffenders",
+                                     cfg->redis.prefix ? cfg->redis.prefix : "");
 
     if (cfg->redis.sentinels.n) {
         if (!cfg->redis.master_name || !cfg->redis.master_name[0]) {

@@ -9,9 +9,10 @@
  *
  * DESCRIPTION
  *	One EVALSHA of sr_merge_lua per merge, sent at once (a write is
- *	never batched behind a read).  KEYS[1] is the key; ARGV is now_ms,
- *	half_life_ms, the delta and the floor in the wire form of
- *	policyd/score.h (the floor "" when there is none), and ttl_ms.
+ *	never batched behind a read).  KEYS[1] is the key, KEYS[2] the
+ *	offenders index; ARGV is now_ms, half_life_ms, the delta and the
+ *	floor in the wire form of policyd/score.h (the floor "" when there is
+ *	none), ttl_ms and the index's bound.
  *
  *	The script GETs the standing (a key of another type fails the
  *	command with WRONGTYPE: wanted, the caller keeps its deltas), reads
@@ -22,6 +23,16 @@
  *	the arithmetic of score_add() then score_max().  It answers the new
  *	standing's wire form, formatted as score_encode() does (%.6f for the
  *	counts, %.0f for the times), so score_decode() accepts it.
+ *
+ *	It also keeps the offenders index, KEYS[2] (PREFIX "offenders"): a
+ *	sorted set of standing keys, ranked by invalid + traps.  Every
+ *	standing fades at the same rate, so the rank is kept on a scale that
+ *	does not move with time: log2(weight) + t / half_life, the log of
+ *	the weight brought forward to a fixed epoch.  An order taken now is
+ *	the order of the weights now, with no rewrite as they fade.  A
+ *	standing below half a recipient and not blocked leaves the index;
+ *	beyond ARGV[6] (STORE_RANK_MAX) entries the lowest go.  The index
+ *	lives as long as the longest-lived standing it was given.
  *
  *	The arguments are formatted once, kept with the command (c->args),
  *	so a NOSCRIPT answer can be retried with EVAL and the body.
@@ -40,7 +51,7 @@
 
 #include "../policyd/util.h"
 
-#define MERGE_ARGS 5            /* now, half-life, delta, floor, ttl */
+#define MERGE_ARGS 6            /* now, half-life, delta, floor, ttl, rank max */
 
 const char sr_merge_lua[] =
     "local function dec(v)\n"
@@ -76,13 +87,28 @@ const char sr_merge_lua[] =
     "local px = math.max(tonumber(ARGV[5]), s[5] - now, 1)\n"
     "local v = string.format('%.6f %.6f %.6f %.0f %.0f', s[1], s[2], s[3], s[4], s[5])\n"
     "redis.call('SET', KEYS[1], v, 'PX', string.format('%.0f', px))\n"
+    "local w = s[1] + s[3]\n"
+    "if w >= 0.5 or s[5] > now then\n"
+    "  local rank = math.log(math.max(w, 0.5)) / math.log(2)\n"
+    "  if hl > 0 then rank = rank + s[4] / hl end\n"
+    "  local max = tonumber(ARGV[6])\n"
+    "  redis.call('ZADD', KEYS[2], rank, KEYS[1])\n"
+    "  if redis.call('ZCARD', KEYS[2]) > max then\n"
+    "    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(max + 1))\n"
+    "  end\n"
+    "  if redis.call('PTTL', KEYS[2]) < px then\n"
+    "    redis.call('PEXPIRE', KEYS[2], string.format('%.0f', px))\n"
+    "  end\n"
+    "else\n"
+    "  redis.call('ZREM', KEYS[2], KEYS[1])\n"
+    "end\n"
     "return v\n";
 
 /* merge_args - the script's ARGV, each NUL-terminated, one after another. */
 static char *merge_args(const struct store_merge *m)
 {
-    char nums[2][24], delta[SCORE_WIRE_MAX], floor[SCORE_WIRE_MAX], ttl[24];
-    const char *parts[MERGE_ARGS] = { nums[0], nums[1], delta, floor, ttl };
+    char nums[2][24], delta[SCORE_WIRE_MAX], floor[SCORE_WIRE_MAX], ttl[24], max[24];
+    const char *parts[MERGE_ARGS] = { nums[0], nums[1], delta, floor, ttl, max };
     size_t lens[MERGE_ARGS], total = 0;
     char *out, *o;
 
@@ -94,6 +120,7 @@ static char *merge_args(const struct store_merge *m)
     floor[0] = '\0';
     lens[3] = m->floor ? score_encode(m->floor, floor, sizeof(floor)) : 0;
     lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)m->ttl_ms);
+    lens[5] = (size_t)snprintf(max, sizeof(max), "%d", STORE_RANK_MAX);
     for (int i = 0; i < MERGE_ARGS; i++)
         total += lens[i] + 1;
     o = out = xmalloc(total);
@@ -107,23 +134,25 @@ static char *merge_args(const struct store_merge *m)
 
 int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval)
 {
-    const char *argv[4 + MERGE_ARGS];
-    size_t lens[4 + MERGE_ARGS];
+    const char *argv[5 + MERGE_ARGS];
+    size_t lens[5 + MERGE_ARGS];
     const char *a = c->args;
 
     argv[0] = use_eval ? "EVAL" : "EVALSHA";
     argv[1] = use_eval ? sr_merge_lua : sr->merge_sha;
-    argv[2] = "1";
+    argv[2] = "2";
     argv[3] = c->key;
     lens[3] = c->klen;
+    argv[4] = sr->rank_key;
+    lens[4] = sr->rank_klen;
     for (int i = 0; i < MERGE_ARGS; i++) {
-        argv[4 + i] = a;
-        lens[4 + i] = strlen(a);
-        a += lens[4 + i] + 1;
+        argv[5 + i] = a;
+        lens[5 + i] = strlen(a);
+        a += lens[5 + i] + 1;
     }
     for (int i = 0; i < 3; i++)
         lens[i] = strlen(argv[i]);
-    return sr_cmd_send(sr, c, 4 + MERGE_ARGS, argv, lens);
+    return sr_cmd_send(sr, c, 5 + MERGE_ARGS, argv, lens);
 }
 
 /* sr_merge_reply - 1 when r was the script's answer (and c is answered). */

@@ -35,7 +35,7 @@
 
 enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
 enum cmd_kind { K_GET, K_SET, K_INCR, K_PEEK, K_DEL, K_PING, K_HS, K_SENTINEL,
-                K_MERGE };
+                K_MERGE, K_ROSTER, K_LIST };
 enum hs_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD_INCR, HS_LOAD_PEEK,
                HS_LOAD_MERGE, HS_STABLE };
 enum del_step { DEL_ONE, DEL_SCAN, DEL_UNLINK };
@@ -62,6 +62,7 @@ struct rcmd {
     uint64_t deadline;
     store_get_cb *get_cb;
     store_count_cb *count_cb;
+    store_list_cb *list_cb;
     void *arg;
     uint64_t ttl_ms, at_ttl_ms;
     long long at;
@@ -113,6 +114,8 @@ struct store_redis {
     unsigned streak;            /* timeouts in a row */
     size_t inflight;            /* commands in the deadline queue */
     char incr_sha[41], peek_sha[41], merge_sha[41];
+    char rank_key[CONFIG_PREFIX_MAX + 16];  /* PREFIX "offenders" */
+    size_t rank_klen;
 
     struct rcmd *all;
     struct rcmd *tmo_head, *tmo_tail;
@@ -151,6 +154,8 @@ int sr_cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
                 const char **argv, const size_t *lens);
 void sr_cmd_fail(struct rcmd *c);
 void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len);
+/* sr_cmd_answered - c needs no answer any more: off the deadline queue */
+void sr_cmd_answered(struct rcmd *c);
 int sr_usable(const struct store_redis *sr, size_t klen);
 
 /* store_redis_merge.c: the merge op */
@@ -158,6 +163,16 @@ void sr_merge(struct store *s, const char *key, size_t klen,
               const struct store_merge *m, store_get_cb *cb, void *arg);
 int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval);
 int sr_merge_reply(struct rcmd *c, const redisReply *r);
+
+/* store_redis_fleet.c: rosters and the offenders index (EVAL: rare calls,
+ * so no script is loaded by the handshake) */
+void sr_roster_put(struct store *s, const char *key, size_t klen,
+                   const char *member, size_t mlen, const char *val,
+                   size_t vlen, uint64_t keep_ms);
+void sr_roster_get(struct store *s, const char *key, size_t klen,
+                   store_list_cb *cb, void *arg);
+void sr_ranked(struct store *s, unsigned n, store_list_cb *cb, void *arg);
+int sr_list_reply(struct rcmd *c, const redisReply *r);
 
 /* redis_conn.c: the connection's life */
 void rconn_start(struct store_redis *sr);

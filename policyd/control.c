@@ -6,6 +6,7 @@
  *
  *	struct control *control_new(uv_loop_t *loop, const char *path,
  *				    unsigned mode, struct policy *p,
+ *				    struct fleet *fleet,
  *				    control_reload_fn *reload, void *reload_arg,
  *				    char *err, size_t errlen);
  *	void control_free(struct control *c);
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "fleet.h"
 #include "log.h"
 #include "stats.h"
 #include "util.h"
@@ -58,6 +60,7 @@ struct control {
     dev_t dev;                  /* the socket we created, to unlink only it */
     ino_t ino;
     struct policy *p;
+    struct fleet *fleet;
     control_reload_fn *reload;
     void *reload_arg;
     struct ctl_conn *conns;     /* open connections, for control_free */
@@ -175,6 +178,14 @@ static void conn_on_text(void *arg, int ok, const char *text)
     conn_unref(cc);
 }
 
+/* conn_wait - an answer will come through conn_on_text. */
+static void conn_wait(struct ctl_conn *cc)
+{
+    uv_timer_start(&cc->timer, conn_on_timer, CONTROL_ANSWER_MS, 0);
+    cc->refs++;             /* dropped by conn_on_text */
+    cc->pending = 1;
+}
+
 /* ---- commands ---- */
 
 /* Split LINE in place on blanks; returns the number of words, or -1 when
@@ -205,6 +216,9 @@ static const char control_help[] =
     "  flush ADDRESS | flush *\n"
     "  siege [json]\n"
     "  siege start|stop DOMAIN [SECONDS]\n"
+    "  fleet [json]\n"
+    "  offenders [N] [json]\n"
+    "  top\n"
     "  reload";
 
 static void conn_command(struct ctl_conn *cc)
@@ -257,17 +271,13 @@ static void conn_command(struct ctl_conn *cc)
     } else if ((strcmp(argv[0], "client") == 0 && (argc == 2 || (argc == 3
                 && strcmp(argv[2], "json") == 0)))
                || (strcmp(argv[0], "unblock") == 0 && argc == 2)) {
-        uv_timer_start(&cc->timer, conn_on_timer, CONTROL_ANSWER_MS, 0);
-        cc->refs++;             /* dropped by conn_on_text */
-        cc->pending = 1;
+        conn_wait(cc);
         if (argv[0][0] == 'c')
             policy_client_info(c->p, argv[1], argc == 3, conn_on_text, cc);
         else
             policy_unblock(c->p, argv[1], conn_on_text, cc);
     } else if (strcmp(argv[0], "flush") == 0 && argc == 2) {
-        uv_timer_start(&cc->timer, conn_on_timer, CONTROL_ANSWER_MS, 0);
-        cc->refs++;
-        cc->pending = 1;
+        conn_wait(cc);
         policy_flush(c->p, strcmp(argv[1], "*") == 0 ? NULL : argv[1],
                      conn_on_text, cc);
     } else if (strcmp(argv[0], "siege") == 0 && (argc == 1 || (argc == 2
@@ -288,6 +298,25 @@ static void conn_command(struct ctl_conn *cc)
         cc->pending = 1;
         policy_siege_force(c->p, argv[2], argv[1][2] == 'a', secs * 1000,
                            conn_on_text, cc);
+    } else if (strcmp(argv[0], "fleet") == 0 && (argc == 1 || (argc == 2
+               && strcmp(argv[1], "json") == 0))) {
+        conn_wait(cc);
+        fleet_info(c->fleet, argc == 2, conn_on_text, cc);
+    } else if (strcmp(argv[0], "offenders") == 0 && argc <= 3) {
+        unsigned long long n = FLEET_TOP_OFFENDERS;
+        int json = argc > 1 && strcmp(argv[argc - 1], "json") == 0;
+        int nargs = argc - 1 - json;
+
+        if (nargs > 1 || (nargs == 1 && util_parse_uint(argv[1], FLEET_OFFENDERS_MAX, &n) < 0)
+            || n == 0) {
+            conn_reply(cc, 0, "usage: offenders [N] [json] (N: 1 to 100)");
+            return;
+        }
+        conn_wait(cc);
+        fleet_offenders(c->fleet, (unsigned)n, json, conn_on_text, cc);
+    } else if (strcmp(argv[0], "top") == 0 && argc == 1) {
+        conn_wait(cc);
+        fleet_top(c->fleet, conn_on_text, cc);
     } else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
         char err[512];
 
@@ -452,8 +481,9 @@ static void control_on_server_close(uv_handle_t *h)
 }
 
 struct control *control_new(uv_loop_t *loop, const char *path, unsigned mode,
-                            struct policy *p, control_reload_fn *reload,
-                            void *reload_arg, char *err, size_t errlen)
+                            struct policy *p, struct fleet *fleet,
+                            control_reload_fn *reload, void *reload_arg,
+                            char *err, size_t errlen)
 {
     struct control *c;
     struct stat st;
@@ -482,6 +512,7 @@ struct control *control_new(uv_loop_t *loop, const char *path, unsigned mode,
     c->loop = loop;
     c->path = xstrdup(path);
     c->p = p;
+    c->fleet = fleet;
     c->reload = reload;
     c->reload_arg = reload_arg;
     uv_pipe_init(loop, &c->server, 0);

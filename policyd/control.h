@@ -15,12 +15,16 @@
  *   siege start|stop DOMAIN [SECONDS]
  *                             begin or end a siege fleet-wide; SECONDS: no
  *                             automatic change for that long
+ *   fleet [json]              every policyd on this Redis (fleet.h)
+ *   offenders [N] [json]      the N networks with the highest standing
+ *   top                       the screen of policyctl top (fleet.h)
  *   reload                    re-read the configuration
  */
 
 #include <stddef.h>
 #include <uv.h>
 
+#include "fleet.h"
 #include "policy.h"
 
 struct control;
@@ -29,8 +33,9 @@ struct control;
 typedef int control_reload_fn(void *arg, char *err, size_t errlen);
 
 struct control *control_new(uv_loop_t *loop, const char *path, unsigned mode,
-                            struct policy *p, control_reload_fn *reload,
-                            void *reload_arg, char *err, size_t errlen);
+                            struct policy *p, struct fleet *fleet,
+                            control_reload_fn *reload, void *reload_arg,
+                            char *err, size_t errlen);
 void control_free(struct control *c);
 
 #endif

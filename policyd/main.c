@@ -30,6 +30,7 @@
 #include "../backends/directory.h"
 #include "config.h"
 #include "control.h"
+#include "fleet.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
@@ -45,6 +46,7 @@ struct daemon {
     struct policy *policy;
     struct server *server;
     struct control *control;
+    struct fleet *fleet;
     struct metrics *metrics;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer;
@@ -155,6 +157,8 @@ static void begin_shutdown(struct daemon *d, const char *why)
     log_info("%s: stopping; answering the requests in flight", why);
     control_free(d->control);
     d->control = NULL;
+    fleet_free(d->fleet);
+    d->fleet = NULL;
     metrics_free(d->metrics);
     d->metrics = NULL;
     uv_signal_stop(&d->sighup);
@@ -367,9 +371,10 @@ int main(int argc, char **argv)
     }
     cfg = NULL;     /* policy owns it */
     const struct config *c = policy_config(d.policy);
+    d.fleet = fleet_new(d.loop, d.policy);
     if (c->server.control) {
         d.control = control_new(d.loop, c->server.control + 5, c->server.control_mode,
-                                d.policy, reload, &d, err, sizeof(err));
+                                d.policy, d.fleet, reload, &d, err, sizeof(err));
         if (!d.control) {
             log_err("control socket: %s", err);
             goto fail;
@@ -400,6 +405,7 @@ int main(int argc, char **argv)
 
 fail:
     control_free(d.control);
+    fleet_free(d.fleet);
     metrics_free(d.metrics);
     server_free(d.server);
     policy_free(d.policy);

@@ -737,3 +737,13 @@ void policy_stats_extra(struct policy *p, struct stats_extra *x)
     harvest_stats(p->rt->harvest, x);
     siege_stats(p->rt->store->siege, x);
 }
+
+struct store *policy_store(struct policy *p)
+{
+    return store_is_shared(p->rt->cfg) ? p->rt->store->store : NULL;
+}
+
+struct evidence *policy_evidence(struct policy *p)
+{
+    return p->rt->store->evidence;
+}

@@ -83,4 +83,12 @@ void policy_flush(struct policy *p, const char *addr, policy_text_cb *cb, void *
  * the next call. */
 void policy_stats_extra(struct policy *p, struct stats_extra *x);
 
+/* policy_store, policy_evidence - the current runtime's (a reload that
+ * changes [redis] replaces them: ask again each time), for fleet.c.
+ * policy_store answers NULL when the store is not shared (no Redis). */
+struct store;
+struct evidence;
+struct store *policy_store(struct policy *p);
+struct evidence *policy_evidence(struct policy *p);
+
 #endif

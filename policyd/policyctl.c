@@ -8,6 +8,9 @@
  *	policyctl [-s SOCKET] flush ADDRESS | --all
  *	policyctl [-s SOCKET] siege [--json]
  *	policyctl [-s SOCKET] siege start|stop DOMAIN [SECONDS]
+ *	policyctl [-s SOCKET] fleet [--json]
+ *	policyctl [-s SOCKET] offenders [N] [--json]
+ *	policyctl [-s SOCKET] top [--count N]
  *	policyctl [-s SOCKET] reload
  *	policyctl -h | -V
  * DESCRIPTION
@@ -15,10 +18,16 @@
  *	copies an "ok" answer's body to stdout and an "error" answer's body
  *	to stderr.  A plain blocking client: it is not on the mail path.
  *
+ *	top asks "top" once a second.  On a terminal it draws the answer
+ *	(all but its first line) full-screen with ncurses and quits on q;
+ *	otherwise it prints the answer's first line, the one-line summary,
+ *	once per refresh, until --count refreshes were shown (0: forever).
+ *
  *	Exit status: 0 ok, 1 policyd answered "error" or could not be
  *	reached, 2 usage error.  See man/policyctl.1.
  */
 
+#include <curses.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +38,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #ifndef POLICYD_VERSION
 #define POLICYD_VERSION "unknown"
 #endif
@@ -37,6 +48,7 @@
 #define ARG_MAX_LEN     900             /* the server takes 1 KiB lines */
 #define REPLY_MAX       (16u << 20)     /* a stats reply is a few KiB */
 #define TIMEOUT_S       60              /* longer than the server's own */
+#define TOP_REFRESH_MS  1000
 
 static const char usage_text[] =
     "usage: policyctl [-s SOCKET] COMMAND [ARGS]\n"
@@ -52,6 +64,13 @@ static const char usage_text[] =
     "  siege start|stop DOMAIN [SECONDS]\n"
     "                               begin or end a siege on every policyd; no\n"
     "                               automatic change for SECONDS\n"
+    "  fleet [--json]               every policyd sharing this one's Redis: up or\n"
+    "                               stale, version, uptime, req/s, verdicts, p99,\n"
+    "                               health; flags a config or version that differs\n"
+    "  offenders [N] [--json]       the N (default 10, at most 100) networks with\n"
+    "                               the highest standing, fleet-wide, stage, time left\n"
+    "  top [--count N]              live view, refreshed every second (q quits);\n"
+    "                               one line per refresh when not on a terminal\n"
     "  reload                       re-read the configuration\n"
     "\n"
     "options:\n"
@@ -135,6 +154,21 @@ static void build_command(int argc, char **argv, char *line, size_t cap)
                      argc == 4 ? " " : "", argc == 4 ? check_arg("SECONDS", argv[3]) : "");
         else
             usage_error("%s", "siege takes [--json] or start|stop DOMAIN [SECONDS]");
+    } else if (strcmp(cmd, "fleet") == 0) {
+        if (argc == 1)
+            snprintf(line, cap, "fleet\n");
+        else if (argc == 2 && strcmp(argv[1], "--json") == 0)
+            snprintf(line, cap, "fleet json\n");
+        else
+            usage_error("%s", "fleet takes [--json]");
+    } else if (strcmp(cmd, "offenders") == 0) {
+        int json = argc > 1 && strcmp(argv[argc - 1], "--json") == 0;
+        int nargs = argc - 1 - json;
+
+        if (nargs > 1 || (nargs == 1 && argv[1][0] == '-'))
+            usage_error("%s", "offenders takes [N] [--json]");
+        snprintf(line, cap, "offenders%s%s%s\n", nargs ? " " : "",
+                 nargs ? check_arg("N", argv[1]) : "", json ? " json" : "");
     } else if (strcmp(cmd, "reload") == 0) {
         if (argc != 1)
             usage_error("%s", "reload takes no arguments");
@@ -240,13 +274,155 @@ static char *read_reply(int fd, size_t *lenp)
     return buf;
 }
 
+/* transact - send line, answer the reply; exits when policyd cannot be
+ * reached.  *ok: 1 for "ok", 0 for "error", -1 for anything else.  The
+ * body (NUL-terminated) is in the returned buffer at *body. */
+static char *transact(const char *path, const char *line, int *ok, char **body,
+                      size_t *blen)
+{
+    size_t len;
+    int fd = connect_socket(path);
+    char *reply;
+
+    send_all(fd, line, strlen(line));
+    reply = read_reply(fd, &len);
+    close(fd);
+    *ok = -1;
+    *body = reply;
+    *blen = len;
+    if (strncmp(reply, "ok\n", 3) == 0) {
+        *ok = 1;
+        *body = reply + 3;
+        *blen = len - 3;
+    } else if (strncmp(reply, "error\n", 6) == 0) {
+        *ok = 0;
+        *body = reply + 6;
+        *blen = len - 6;
+    }
+    return reply;
+}
+
+/* report_error - an "error" body or an unexpected reply, to stderr; 1. */
+static int report_error(const char *path, int ok, const char *body, size_t blen)
+{
+    if (ok == 0) {
+        fprintf(stderr, "policyctl: %s", body);
+        if (blen == 0 || body[blen - 1] != '\n')
+            fputs(blen == 0 ? "policyd reported an error\n" : "\n", stderr);
+        return 1;
+    }
+    fprintf(stderr, "policyctl: unexpected answer from %s%s\n", path,
+            blen == 0 ? " (connection closed without a reply)" : "");
+    return 1;
+}
+
+static int curses_on;
+
+static void end_curses(void)
+{
+    if (curses_on) {
+        curses_on = 0;
+        endwin();
+    }
+}
+
+/* top_draw - the answer without its first line, clipped to the screen. */
+static void top_draw(const char *body)
+{
+    const char *p = strchr(body, '\n');
+    int row = 0;
+
+    erase();
+    for (p = p ? p + 1 : body; *p && row < LINES - 1; row++) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+        mvaddnstr(row, 0, p, n < COLS ? n : COLS);
+        p = nl ? nl + 1 : p + n;
+    }
+    attron(A_REVERSE);
+    mvaddnstr(LINES - 1, 0, "q: quit   refreshed every second", COLS);
+    attroff(A_REVERSE);
+    refresh();
+}
+
+/* top_wait - on the terminal, wait out the refresh; 1 when q was typed. */
+static int top_wait(void)
+{
+    struct timeval start, now;
+    long left;
+
+    gettimeofday(&start, NULL);
+    for (;;) {
+        gettimeofday(&now, NULL);
+        left = TOP_REFRESH_MS - ((now.tv_sec - start.tv_sec) * 1000
+                                 + (now.tv_usec - start.tv_usec) / 1000);
+        if (left <= 0)
+            return 0;
+        timeout((int)left);
+        int ch = getch();
+        if (ch == 'q' || ch == 'Q')
+            return 1;
+        if (ch == KEY_RESIZE || ch == 12)       /* ^L: redraw at once */
+            return 0;
+    }
+}
+
+static int run_top(const char *path, unsigned long long count)
+{
+    int tty = isatty(STDOUT_FILENO);
+    unsigned long long shown = 0;
+
+    if (tty) {
+        atexit(end_curses);
+        initscr();
+        curses_on = 1;
+        cbreak();
+        noecho();
+        keypad(stdscr, TRUE);
+        curs_set(0);
+    }
+    for (;;) {
+        char *body;
+        size_t blen;
+        int ok;
+        char *reply = transact(path, "top\n", &ok, &body, &blen);
+
+        if (ok != 1) {
+            end_curses();
+            ok = report_error(path, ok, body, blen);
+            free(reply);
+            return ok;
+        }
+        if (tty) {
+            top_draw(body);
+        } else {
+            char *nl = strchr(body, '\n');
+            if (nl)
+                *nl = 0;
+            printf("%s\n", body);
+            if (fflush(stdout) != 0) {
+                free(reply);
+                return 1;
+            }
+        }
+        free(reply);
+        if (count && ++shown >= count)
+            break;
+        if (tty ? top_wait() : (usleep(TOP_REFRESH_MS * 1000), 0))
+            break;
+    }
+    end_curses();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = DEFAULT_SOCKET;
     char line[ARG_MAX_LEN + 64];
     char *reply, *body;
-    size_t len;
-    int opt, fd;
+    size_t blen;
+    int opt, ok;
 
     while ((opt = getopt(argc, argv, "+s:hV")) != -1) {
         switch (opt) {
@@ -264,29 +440,28 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    build_command(argc - optind, argv + optind, line, sizeof(line));
+    argc -= optind;
+    argv += optind;
+    if (argc >= 1 && strcmp(argv[0], "top") == 0) {
+        unsigned long long count = 0;
 
-    fd = connect_socket(path);
-    send_all(fd, line, strlen(line));
-    reply = read_reply(fd, &len);
-    close(fd);
+        if (argc == 3 && strcmp(argv[1], "--count") == 0) {
+            if (util_parse_uint(argv[2], 1000000000ULL, &count) < 0)
+                usage_error("%s", "--count takes a number");
+        } else if (argc != 1) {
+            usage_error("%s", "top takes [--count N]");
+        }
+        return run_top(path, count);
+    }
+    build_command(argc, argv, line, sizeof(line));
 
-    if (strncmp(reply, "ok\n", 3) == 0) {
-        body = reply + 3;
-        fwrite(body, 1, len - 3, stdout);
+    reply = transact(path, line, &ok, &body, &blen);
+    if (ok == 1) {
+        fwrite(body, 1, blen, stdout);
         free(reply);
         return fflush(stdout) == 0 ? 0 : 1;
     }
-    if (strncmp(reply, "error\n", 6) == 0) {
-        body = reply + 6;
-        fprintf(stderr, "policyctl: %s", body);
-        if (len == 6 || body[strlen(body) - 1] != '\n')
-            fputs(len == 6 ? "policyd reported an error\n" : "\n", stderr);
-        free(reply);
-        return 1;
-    }
-    fprintf(stderr, "policyctl: unexpected answer from %s%s\n", path,
-            len == 0 ? " (connection closed without a reply)" : "");
+    ok = report_error(path, ok, body, blen);
     free(reply);
-    return 1;
+    return ok;
 }

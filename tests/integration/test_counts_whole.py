@@ -169,7 +169,7 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
             key = "t:e:case%d" % i
             if s is not None:
                 r.call("SET", key, s)
-            got = r.call("EVALSHA", sha, 1, key, n, h, d, f, 600000)
+            got = r.call("EVALSHA", sha, 2, key, "t:offenders", n, h, d, f, 600000, 1000)
             assert got.decode() == r.call("GET", key).decode()
             want = [float(x) for x in expected[i].split()]
             have = [float(x) for x in got.decode().split()]
@@ -180,7 +180,8 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
             assert max(600000, want[4] - n) - 2000 <= life <= max(600000, want[4] - n)
         r.call("LPUSH", "t:e:list", "x")           # not a string: the command fails
         with pytest.raises(RespError, match="WRONGTYPE"):
-            r.call("EVALSHA", sha, 1, "t:e:list", now, 1000, wire(1, 0, 0, now, 0), "", 1000)
+            r.call("EVALSHA", sha, 2, "t:e:list", "t:offenders", now, 1000,
+                   wire(1, 0, 0, now, 0), "", 1000, 1000)
 
 
 # ---- evidence.c over a real Redis -----------------------------------------

@@ -293,7 +293,8 @@ static int fake_shared(struct store *s)
 }
 
 static const struct store_ops fake_ops = {
-    "fake", fake_get, NULL, NULL, NULL, fake_del, fake_merge, fake_shared, NULL,
+    "fake", fake_get, NULL, NULL, NULL, fake_del, fake_merge, NULL, NULL, NULL,
+    fake_shared, NULL,
 };
 
 static void fake_init(struct fake *f)
