@@ -94,7 +94,12 @@ void harvest_classify(struct harvest *h, const struct proto_request *req,
     for (size_t i = 0; i < h->nwhitelist && !out->trusted; i++)
         if (addr_cidr_match(&h->whitelist[i], family, addr))
             out->trusted = 1;
-    out->exempt = out->trusted || !h->cfg->harvest.enabled;
+    /* [harvest] enabled = no is the whole defence's switch: siege mode
+     * (which spares trusted clients) included; [siege] action = off turns
+     * off siege mode alone */
+    if (!h->cfg->harvest.enabled)
+        out->trusted = 1;
+    out->exempt = out->trusted;
 }
 
 /* log_event - one stage change of one network, key=value */

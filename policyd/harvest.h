@@ -64,8 +64,9 @@ struct harvest_level {
  * allocates nothing.  Lives in the caller's job. */
 struct harvest_client {
     struct harvest *h;
-    int exempt;                 /* not judged: trusted, or [harvest] off */
-    int trusted;                /* whitelisted or (exempt_sasl) SASL */
+    int exempt;                 /* not judged: trusted, or no address */
+    int trusted;                /* whitelisted, (exempt_sasl) SASL, or the
+                                 * defence is off: spared by siege mode too */
     unsigned nlevels;           /* levels in use: 1, or 2 with a wide level;
                                  * the networks are set even when exempt
                                  * (siege mode counts by them) */
