@@ -40,8 +40,11 @@ libclang-rt-14-dev"
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
 python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2
 openssl util-linux stress-ng"
+# The Debian package (make deb, tests/integration/test_deb.py): debhelper,
+# lintian, systemd-analyze (in systemd), adduser for the postinst.
+DEB_PKGS="debhelper lintian systemd adduser"
 
-PKGS=$(echo $BUILD_PKGS $TEST_PKGS)
+PKGS=$(echo $BUILD_PKGS $TEST_PKGS $DEB_PKGS)
 
 list_only=0
 [ "${1:-}" = "-n" ] && list_only=1

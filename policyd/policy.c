@@ -342,11 +342,17 @@ static void finish(struct policy_job *j, enum stats_verdict v, const char *actio
     const struct config *cfg = j->rt->cfg;
     uint64_t delay_ms = j->harvest.delay_ms;
 
+    uint64_t spent_ms = (util_now_us() - j->start_us) / 1000;
+
     if (cfg->harvest.dry_run || cfg->actions.dry_run)
         delay_ms = 0;
     j->verdict = v;
     j->action = cfg->actions.dry_run ? dry_answer(j, action) : action;
     j->delay_ms = delay_ms;
+    /* the delay runs from the request's arrival, so the time the directory
+     * took (a cached valid recipient, an uncached unknown one) is hidden
+     * inside it */
+    delay_ms = delay_ms > spent_ms ? delay_ms - spent_ms : 0;
     if (!delay_ms) {
         job_complete(j);
         return;
@@ -375,6 +381,16 @@ static void judge(struct policy_job *j, enum dir_status st)
 {
     const struct config *cfg = j->rt->cfg;
     int trap = harvest_is_trap(j->rt->harvest, &j->addr);
+
+    /* what the client's other requests recorded while this one waited on
+     * the directory: a parallel harvester is judged on its answered guesses */
+    harvest_refresh(&j->client);
+    harvest_decide(&j->client, &j->harvest);
+    if (j->harvest.blocked && !cfg->harvest.dry_run) {
+        j->harvest.delay_ms = 0;
+        finish(j, VERDICT_BLOCKED, cfg->actions.blocked);
+        return;
+    }
 
     /* a trap never existed: answered like any unknown recipient, whatever
      * the directory says (a catch-all, say) */

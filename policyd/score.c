@@ -42,36 +42,39 @@ void score_decay(struct score *s, uint64_t now_ms, uint64_t half_life_ms)
     s->t_ms = now_ms;
 }
 
-void score_add(struct score *s, const struct score *d, uint64_t now_ms,
-               uint64_t half_life_ms)
-{
-    struct score dd = *d;
-
-    score_decay(s, now_ms, half_life_ms);
-    score_decay(&dd, now_ms, half_life_ms);
-    s->invalid += dd.invalid;
-    s->valid += dd.valid;
-    s->traps += dd.traps;
-    if (dd.block_until_ms > s->block_until_ms)
-        s->block_until_ms = dd.block_until_ms;
-    if (s->t_ms < now_ms)
-        s->t_ms = now_ms;
-}
-
-void score_max(struct score *s, const struct score *o, uint64_t now_ms,
-               uint64_t half_life_ms)
+/* combine - fade s and o to now, then each count = op(s's, o's); the
+ * later block and the later time win. */
+static void combine(struct score *s, const struct score *o, uint64_t now_ms,
+                    uint64_t half_life_ms, double (*op)(double, double))
 {
     struct score oo = *o;
 
     score_decay(s, now_ms, half_life_ms);
     score_decay(&oo, now_ms, half_life_ms);
-    s->invalid = fmax(s->invalid, oo.invalid);
-    s->valid = fmax(s->valid, oo.valid);
-    s->traps = fmax(s->traps, oo.traps);
+    s->invalid = op(s->invalid, oo.invalid);
+    s->valid = op(s->valid, oo.valid);
+    s->traps = op(s->traps, oo.traps);
     if (oo.block_until_ms > s->block_until_ms)
         s->block_until_ms = oo.block_until_ms;
     if (s->t_ms < now_ms)
         s->t_ms = now_ms;
+}
+
+static double plus(double a, double b)
+{
+    return a + b;
+}
+
+void score_add(struct score *s, const struct score *d, uint64_t now_ms,
+               uint64_t half_life_ms)
+{
+    combine(s, d, now_ms, half_life_ms, plus);
+}
+
+void score_max(struct score *s, const struct score *o, uint64_t now_ms,
+               uint64_t half_life_ms)
+{
+    combine(s, o, now_ms, half_life_ms, fmax);
 }
 
 /* whole - a faded count as whole recipients, to the nearest: 20 invalid

@@ -7,6 +7,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -510,3 +511,187 @@ def test_refuses_root_without_user():
     with pytest.raises(RuntimeError, match="refusing to serve as root"):
         d.start()
     d.cleanup()
+
+
+# ---- a peer that does not read its replies ----
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def _current_connections(d):
+    return '"current":1,' in d.ctl("stats", "--json").stdout.replace(" ", "")
+
+
+def test_peer_that_stops_reading_is_closed():
+    """A peer that pipelines requests and never reads its replies: once its
+    socket is full, policyd stops reading from it (what it sends stays in the
+    kernel, not in policyd's memory: at most request_limit + one reply) and
+    closes it when its pending reply has not left for idle_timeout.  Another
+    client is served all along."""
+    d = Daemon(extra="[harvest]\nenabled = no\n")
+    conf_with(d, idle_timeout="1", log_decisions="no")
+    with d, d.client() as other:
+        assert other.ask(recipient="user@example.com") == "DUNNO"
+        rss0 = _rss_kib(d.proc.pid)
+        stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)    # fills soon
+        stuck.connect(("127.0.0.1", d.port))
+        want = ("127.0.0.1:%d: does not read its replies: none sent for 1.0s "
+                "([server] idle_timeout), closing" % stuck.getsockname()[1])
+        # short requests, longer replies: the socket fills after some 100,000
+        batch = b"request=smtpd_access_policy\nrecipient=nobody@example.com\n\n" * 1000
+        ended = []
+
+        def pipeline():
+            try:
+                while True:
+                    stuck.sendall(batch)
+            except OSError as e:
+                ended.append(e)
+        t = threading.Thread(target=pipeline, daemon=True)
+        t.start()
+        rss_max = rss0
+        deadline = time.monotonic() + 30
+        while want not in d.read_log():
+            assert time.monotonic() < deadline, d.read_log()[-3000:]
+            assert other.ask(recipient="user@example.com") == "DUNNO"
+            rss_max = max(rss_max, _rss_kib(d.proc.pid))
+        t.join(30)
+        stuck.close()
+        assert ended and isinstance(ended[0], (ConnectionResetError, BrokenPipeError)), ended
+        assert "request too large" not in d.read_log()
+        assert rss_max - rss0 < 2048, (rss0, rss_max)
+        assert other.ask(recipient="nobody@example.com") == "550 5.1.1 User unknown"
+        wait_for(lambda: _current_connections(d), timeout=10, what="one connection left")
+
+
+def test_long_pipeline_is_not_one_request():
+    """Thousands of pipelined requests, read in 64 KiB gulps that end in the
+    middle of a request: each is answered, in order; none is taken for an
+    over-long request (request_limit is per request, not per read)."""
+    n = 3000
+    reqs = [request(recipient="user@example.com" if i % 3 else "nobody@example.com",
+                    queue_id="P%d" % i) for i in range(n)]
+    with Daemon(extra="[harvest]\nenabled = no\n") as d, d.client() as c:
+        t = threading.Thread(target=c.send_raw, args=(b"".join(reqs),), daemon=True)
+        t.start()
+        for i in range(n):
+            assert c.read_reply() == (b"action=DUNNO\n\n" if i % 3 else
+                                      b"action=550 5.1.1 User unknown\n\n"), i
+        t.join(10)
+        assert "request too large" not in d.read_log()
+
+
+# ---- logging off the request path ----
+
+def _spawn(d, stderr, env=None):
+    """policyd on d's config with the given stderr (the harness gives a file)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    proc = subprocess.Popen([POLICYD, "-c", d.conf], stdout=subprocess.DEVNULL,
+                            stderr=stderr, env=e)
+    wait_for(lambda: proc.poll() is not None or _port_open(d.port), timeout=10,
+             what="policyd to listen")
+    assert proc.poll() is None, proc.returncode
+    return proc
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_blocked_stderr_costs_lines_not_answers():
+    """stderr is a pipe nobody reads: answers keep coming (a line per
+    decision is buffered, then dropped and counted, never waited for), and
+    once the pipe is read again the count is logged, then every later line."""
+    import fcntl
+    d = Daemon()
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+    proc = _spawn(d, wfd)
+    os.close(wfd)
+    try:
+        with d.client(timeout=5) as c:
+            for i in range(2000):
+                assert c.ask(recipient="user@example.com", queue_id="Q%d" % i) == "DUNNO"
+        out = []
+
+        def drain():
+            while True:
+                b = os.read(rfd, 65536)
+                if not b:
+                    return
+                out.append(b)
+        t = threading.Thread(target=drain, daemon=True)
+        t.start()
+        # the retry timer writes what waited, then the count of what was lost
+        wait_for(lambda: b"log lines dropped" in b"".join(out), timeout=10,
+                 what="the dropped-lines count")
+        assert d.ask(recipient="user@example.com", queue_id="QLAST") == "DUNNO"
+        wait_for(lambda: b" QLAST: client=" in b"".join(out), timeout=10,
+                 what="a line after the drops")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        t.join(10)
+        text = b"".join(out).decode()
+        m = re.search(r"Z policyd: warning: (\d+) log lines dropped: the log took them "
+                      r"slower than they came\n", text)
+        assert m and int(m.group(1)) > 0, text[-2000:]
+        kept = len(re.findall(r": info: Q\d+: client=", text))
+        assert kept + int(m.group(1)) == 2000, (kept, m.group(1))
+        assert text.endswith("policyd: info: all connections closed; exiting\n"), text[-500:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(rfd)
+        d.cleanup()
+
+
+def test_syslog_lines_are_datagrams_to_the_log_socket():
+    """log = syslog: facility mail, the ident and pid, one datagram per line,
+    as syslog(3) would send them; warnings say so."""
+    d = Daemon(extra="[harvest]\nenabled = no\n")
+    conf_with(d, log="syslog")
+    path = os.path.join(d.dir, "log.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    sink.settimeout(10)
+    proc = _spawn(d, subprocess.DEVNULL, {"POLICYD_SYSLOG_SOCKET": path})
+    try:
+        assert d.ask(recipient="nobody@example.com", queue_id="4ABCD1234",
+                     client_address="198.51.100.7") == "550 5.1.1 User unknown"
+        got = []
+        while not any(b"4ABCD1234" in g for g in got):
+            got.append(sink.recv(4096))
+        stamp = r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+        # LOG_MAIL | LOG_WARNING = 20, LOG_MAIL | LOG_INFO = 22
+        assert re.fullmatch(r"<20>%s policyd\[%d\]: warning: running as root "
+                            r"\(\[server\] allow_root = yes\)" % (stamp, proc.pid),
+                            got[0].decode()), got
+        assert re.fullmatch(r"<22>%s policyd\[%d\]: 4ABCD1234: client=198\.51\.100\.7 "
+                            r"rcpt=<nobody@example\.com> verdict=unknown "
+                            r"delay=0\.000s elapsed=\d+us action=\"550 5\.1\.1 User unknown\""
+                            % (stamp, proc.pid), got[-1].decode()), got
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        last = b""
+        while b"exiting" not in last:
+            last = sink.recv(4096)
+        assert re.fullmatch(r"<22>%s policyd\[%d\]: all connections closed; exiting"
+                            % (stamp, proc.pid), last.decode()), last
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.close()
+        d.cleanup()

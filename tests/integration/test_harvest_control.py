@@ -144,8 +144,6 @@ def test_harvest_dry_run_rejects_unknowns_but_never_delays_or_blocks():
     assert whole(view["narrow"]["invalid"]) == 25
 
 
-@pytest.mark.xfail(strict=True, reason="harvest.c: in a dry run every request past "
-                   "the block's count logs event=block_end then event=block again")
 def test_harvest_dry_run_logs_a_would_be_block_once():
     ip = "198.18.77.2"
     with Daemon(extra="[harvest]\ndry_run = yes\ntarpit_delay = 0.01\n"

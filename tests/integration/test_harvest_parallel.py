@@ -24,8 +24,6 @@ D = 0.05
 N = 50
 
 
-@pytest.mark.xfail(strict=True, reason="harvest: concurrent requests are all judged "
-                   "from the standing before any of them is recorded")
 def test_parallel_dictionary_harvester_with_ldap():
     s = slapd_helper.Slapd(users=20)
     s.start()
