@@ -393,11 +393,13 @@ def test_sigterm_answers_in_flight_then_exits_zero():
             assert idle.closed_by_peer(10.0)                         # idle: closed
             assert c.read_reply() == b"action=550 5.1.1 User unknown\n\n"
             assert c.closed_by_peer(10.0)
-        # decided after the SIGTERM: it really was in flight
+        # decided after the SIGTERM: it really was in flight.  Decision
+        # lines are written behind the answers: read the log once the
+        # daemon has exited (and flushed it)
+        assert d.proc.wait(10) == 0
         log = d.read_log()
         assert log.index("SIGTERM: stopping; answering the requests in flight") < \
             log.index("rcpt=<nobody@example.com> verdict=unknown")
-        assert d.proc.wait(10) == 0
         assert not _listening(d)
 
 
