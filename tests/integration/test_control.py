@@ -24,12 +24,14 @@ NO_HARVEST = """
 enabled = no
 """
 
+# one level (the narrow prefix is the wide one), no fading to speak of
 BLOCK_AT_3 = """
 [harvest]
 tarpit_after = 0
 block_after = 3
 block_time = 600
 ipv4_prefix = 24
+window = 2592000
 """
 
 
@@ -108,28 +110,37 @@ def test_stats_text_table_and_prometheus():
 def test_client_unblock_change_behaviour():
     with Daemon(BLOCK_AT_3) as d:
         r = d.ctl("client", "192.0.2.77")
-        assert r.stdout == "network: 192.0.2.0/24\ncount: 0\nstage: clean\nscope: this process\n"
+        assert r.stdout == ("level: narrow\nnetwork: 192.0.2.0/24\ninvalid: 0.00\n"
+                            "valid: 0.00\nshare: 0.000\ntraps: 0.00\nstage: clean\n"
+                            "why: no invalid recipients\nscope: this process\n\n"
+                            "established: no\n")
 
         with d.client() as c:
             answers = [c.ask(client_address="192.0.2.10", recipient="nope%d@example.com" % i)
                        for i in range(2)]
             t_block = time.monotonic()          # before the block begins
             answers.append(c.ask(client_address="192.0.2.10", recipient="nope2@example.com"))
-        # the one that reaches block_after is itself refused as blocked
-        assert answers == [UNKNOWN, UNKNOWN, BLOCKED]
-        # the whole /24 is blocked now, even for a recipient that exists
+        # a request is judged on the standing before it: the one that
+        # reaches block_after is answered as unknown, and earns the block
+        assert answers == [UNKNOWN, UNKNOWN, UNKNOWN]
+        # the whole /24 is blocked from the next request on, even for a
+        # recipient that exists
         assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == BLOCKED
         # another network is not
         assert d.ask(client_address="198.51.100.1", recipient="user@example.com") == "DUNNO"
 
         r = d.ctl("client", "192.0.2.55")
         out = r.stdout.splitlines()
-        assert out[0:3] == ["network: 192.0.2.0/24", "count: 3", "stage: blocked"]
-        assert out[3].startswith("block_left_s: ")
+        # the window (half-life) is 30 days: 3 invalid stay 3.00 throughout
+        assert out[0:8] == ["level: narrow", "network: 192.0.2.0/24", "invalid: 3.00",
+                            "valid: 0.00", "share: 1.000", "traps: 0.00",
+                            "stage: blocked", "why: block in force"]
+        assert out[8].startswith("block_left_s: ")
+        assert out[9:] == ["scope: this process", "", "established: no"]
         # bounds from the test's clock: 600 s minus what has passed since
         # the block began; slack only for the daemon's whole-ms (maybe
         # coarse) clock, 5 ms, and for the 0.1 s print, 0.05 s
-        left = float(out[3].split(": ")[1])
+        left = float(out[8].split(": ")[1])
         assert 600 - (time.monotonic() - t_block) - 0.055 <= left <= 600
 
         s = stats_json(d)
@@ -138,16 +149,18 @@ def test_client_unblock_change_behaviour():
         assert s["harvest"]["top"][0]["count"] == 3
         left_ms = s["harvest"]["top"][0]["block_ms"]
         assert 600000 - (time.monotonic() - t_block) * 1000 - 5 <= left_ms <= 600000
-        assert s["requests"]["by_verdict"]["blocked"] == 2
-        assert s["requests"]["by_verdict"]["unknown"] == 2
+        assert s["requests"]["by_verdict"]["blocked"] == 1
+        assert s["requests"]["by_verdict"]["unknown"] == 3
 
         r = d.ctl("unblock", "192.0.2.1")
-        assert r.stdout == "192.0.2.0/24: counter and block removed\n"
-        assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == "DUNNO"
+        assert r.stdout == "192.0.2.0/24: standing and block removed\n"
         r = d.ctl("client", "192.0.2.55")
-        assert r.stdout.splitlines()[1:3] == ["count: 0", "stage: clean"]
+        assert r.stdout.splitlines()[2:8] == ["invalid: 0.00", "valid: 0.00", "share: 0.000",
+                                              "traps: 0.00", "stage: clean",
+                                              "why: no invalid recipients"]
         r = d.ctl("unblock", "192.0.2.1")
         assert r.stdout == "192.0.2.0/24: nothing to remove\n"
+        assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == "DUNNO"
 
 
 def test_client_bad_address_is_an_error():
@@ -434,7 +447,8 @@ def test_refuses_root_without_user():
         d.cleanup()
 
 
-# every unknown recipient is held 1.5 s; nothing is ever blocked
+# from one unknown recipient on, every request is held 1.5 s; nothing is
+# ever blocked
 TARPIT_1_5S = """
 [harvest]
 tarpit_after = 1
@@ -444,17 +458,26 @@ block_after = 0
 """
 
 
+def hold_in_tarpit(d, ip, answers):
+    """One unknown recipient from ip (answered at once: it is judged on the
+    clean standing before it), then a thread whose request the tarpit
+    holds, appending its answer to answers; waits until the daemon holds it."""
+    assert d.ask(client_address=ip, recipient="ghost0@example.com") == UNKNOWN
+    t = threading.Thread(target=lambda: answers.append(
+        d.ask(client_address=ip, recipient="ghost@example.com")))
+    t0 = time.monotonic()
+    t.start()
+    s = wait_for(lambda: (lambda j: j if j["harvest"]["delayed_now"] == 1 else None)(
+        stats_json(d)), timeout=5, what="a request waiting in the tarpit")
+    return t, t0, s
+
+
 def test_stats_delayed_now_during_tarpit():
     with Daemon(TARPIT_1_5S) as d:
         answers = []
-        t = threading.Thread(target=lambda: answers.append(
-            d.ask(client_address="203.0.113.5", recipient="ghost@example.com")))
-        t0 = time.monotonic()
-        t.start()
-        s = wait_for(lambda: (lambda j: j if j["harvest"]["delayed_now"] == 1 else None)(
-            stats_json(d)), timeout=5, what="a request waiting in the tarpit")
+        t, t0, s = hold_in_tarpit(d, "203.0.113.5", answers)
         assert s["requests"]["by_verdict"]["delayed"] == 1
-        assert s["requests"]["by_verdict"]["unknown"] == 0   # not answered yet
+        assert s["requests"]["by_verdict"]["unknown"] == 1   # the held one not yet
         t.join(10)
         elapsed = time.monotonic() - t0
         assert answers == [UNKNOWN]
@@ -462,15 +485,19 @@ def test_stats_delayed_now_during_tarpit():
         # and may be a coarse clock one tick behind: 5 ms of slack below.
         # No upper bound here (valgrind): the latency bucket below has one.
         assert elapsed >= 1.495
-        d.wait_log("rcpt=<ghost@example.com> verdict=unknown count=1 delay=1.500s")
+        d.wait_log("rcpt=<ghost@example.com> verdict=unknown delay=1.500s")
+        log = d.read_log()
+        assert "rcpt=<ghost0@example.com> verdict=unknown delay=0.000s" in log
         s = stats_json(d)
         assert s["harvest"]["delayed_now"] == 0
         assert s["requests"]["by_verdict"]["delayed"] == 1
-        assert s["requests"]["by_verdict"]["unknown"] == 1
+        assert s["requests"]["by_verdict"]["unknown"] == 2
         # a 1.5 s answer lands in the (1 s, 5 s] bucket
         assert s["latency_us"]["p99"] == 5000000
-        top = s["harvest"]["top"]
-        assert top == [{"network": "203.0.113.5/32", "count": 1, "block_ms": 0}]
+        # both levels of the client hold its 2 unknown recipients
+        top = sorted(s["harvest"]["top"], key=lambda e: e["network"])
+        assert top == [{"network": "203.0.113.0/24", "count": 2, "block_ms": 0},
+                       {"network": "203.0.113.5/32", "count": 2, "block_ms": 0}]
 
 
 def test_control_protocol_limits():
@@ -564,14 +591,11 @@ def test_flush_makes_a_new_directory_entry_visible():
 def test_reload_keeps_a_request_waiting_in_the_tarpit():
     with Daemon(TARPIT_1_5S) as d:
         answers = []
-        t = threading.Thread(target=lambda: answers.append(
-            d.ask(client_address="203.0.113.9", recipient="ghost@example.com")))
-        t.start()
-        wait_for(lambda: stats_json(d)["harvest"]["delayed_now"] == 1, timeout=5,
-                 what="a request waiting in the tarpit")
+        t, _, _ = hold_in_tarpit(d, "203.0.113.9", answers)
         assert d.ctl("reload").stdout == "configuration reloaded\n"
         t.join(10)
         assert answers == [UNKNOWN]
         s = stats_json(d)
         assert s["harvest"]["delayed_now"] == 0
+        assert s["requests"]["by_verdict"]["delayed"] == 1
         assert s["reloads"]["done"] == 1

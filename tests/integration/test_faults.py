@@ -241,7 +241,12 @@ GARBAGE = [
 
 
 def test_flood_of_malformed_requests():
-    with Daemon() as d:
+    # 300 unknown recipients, each from its own /24 (the wide harvest
+    # level), so the harvest defence stays out; they pass the siege
+    # threshold (120 a minute from networks not established), so the siege
+    # is off: this test is about malformed requests, not about floods of
+    # well-formed ones
+    with Daemon("[siege]\naction = off\n") as d:
         pid = d.proc.pid
         stop = threading.Event()
         sent = [0]
@@ -267,7 +272,7 @@ def test_flood_of_malformed_requests():
             with d.client() as c:
                 for i in range(300):
                     assert c.ask(recipient="nobody%d@example.com" % i,
-                                 client_address="10.2.%d.%d" % (i // 200, i % 200)) == UNKNOWN
+                                 client_address="10.%d.%d.1" % (2 + i // 256, i % 256)) == UNKNOWN
         finally:
             stop.set()
             for t in threads:

@@ -1,13 +1,21 @@
 """The Redis store through the real daemon, against real redis-server and
 redis-sentinel processes started here on free loopback ports.
 
-Cache keys are PREFIX "c:" DIGEST ":" ADDRESS with "1"/"0" values, harvest
-counters PREFIX "h:" NETWORK; the tests read and write them directly with
-the tiny RESP client of tests/pylib/redis.py.
+Cache keys are PREFIX "c:" DIGEST ":" ADDRESS with "1"/"0" values; a
+client network's harvest standing is PREFIX "e:" NETWORK, the wire form
+"INVALID VALID TRAPS T_MS BLOCK_UNTIL_MS" of policyd/score.h, merged by the
+daemon at most 50 ms after the answer (so read with wait_fleet); the tests
+read and write them directly with the tiny RESP client of
+tests/pylib/redis.py, and see what the daemon asked Redis with its Monitor
+(the "cache" stats count every read of the store, not only cache reads: see
+test_cache_stats_count_only_cache_reads).
+
+Harvest counting is on, with thresholds out of reach at both levels, and
+the siege is off: these tests are about the store, and their loads send
+hundreds of unknown recipients (test_harvest*.py and test_siege.py test
+the defences).
 """
 import json
-import os
-import re
 import threading
 import time
 
@@ -15,7 +23,9 @@ import pytest
 
 from harness import Daemon, wait_for
 from load import Load
-from redis import RedisServer, SentinelSet, assert_pttl, wait_for_key
+from harvest import explain, fleet, wait_fleet, whole
+from redis import (Monitor, RedisServer, SentinelSet, assert_pttl, reads_of,
+                   wait_for_key)
 
 PREFIX = "t:"
 UNKNOWN = "550 5.1.1 User unknown"
@@ -43,7 +53,12 @@ def redis_conf(address=None, sentinels=None, master_name="mymaster",
               "local_ttl = %s" % local_ttl,
               "", "[harvest]",
               "tarpit_after = %d" % tarpit_after,
-              "block_after = %d" % block_after, ""]
+              "block_after = %d" % block_after,
+              "block_ceiling = 0",
+              "wide_tarpit_after = %d" % tarpit_after,
+              "wide_block_after = %d" % block_after,
+              "wide_block_ceiling = 0",
+              "", "[siege]", "action = off", ""]
     return "\n".join(lines)
 
 
@@ -66,12 +81,18 @@ def cache_keys(r, addr, prefix=PREFIX):
 def cache_key(r, addr, value=None):
     """addr's one cached answer, waited for: the SET that stores an answer
     leaves after the reply."""
-    return wait_for_key(r, PREFIX + "c:*:" + addr, value)
+    return wait_for_key(r, PREFIX + "c:*:" + addr, value).decode()
 
 
-def counter(r, net, prefix=PREFIX):
-    v = r.call("GET", prefix + "h:" + net)
-    return None if v is None else int(v)
+def evidence_keys(net, wide):
+    """The two standings a request from net reads, narrow and wide."""
+    return [PREFIX + "e:" + net, PREFIX + "e:" + wide]
+
+
+def read_together(cmds, keys):
+    """1 when one MGET of the daemon's read every key in keys."""
+    return any(src == "client" and args[0] == "MGET" and all(k in args for k in keys)
+               for src, args in cmds)
 
 
 @pytest.fixture
@@ -88,8 +109,9 @@ def daemon_for(r, **kw):
 
 def test_miss_then_hit_and_negative_caching(redis_server):
     r = redis_server
-    with daemon_for(r, positive_ttl=60, negative_ttl=30) as d:
+    with daemon_for(r, positive_ttl=60, negative_ttl=30) as d, Monitor(r) as m:
         wait_up(d)
+        m.commands()
         t0 = time.monotonic()
         assert d.ask(recipient="user@example.com") == "DUNNO"
         assert d.ask(recipient="nobody@example.com") == UNKNOWN
@@ -97,15 +119,21 @@ def test_miss_then_hit_and_negative_caching(redis_server):
         neg = cache_key(r, "nobody@example.com", b"0")
         assert_pttl(r, pos, 60000, t0)
         assert_pttl(r, neg, 30000, t0)
+        cmds = m.commands()
+        # each answer read Redis once, missed, and asked the directory; its
+        # cache key went in one MGET with its client's two standings
+        assert (reads_of(cmds, pos), reads_of(cmds, neg)) == (1, 1)
+        ev = evidence_keys("192.0.2.10/32", "192.0.2.0/24")
+        assert read_together(cmds, [pos] + ev) and read_together(cmds, [neg] + ev)
         s = stats(d)
-        assert s["cache"]["redis_misses"] == 2 and s["cache"]["redis_hits"] == 0
         assert s["directory"]["queries"] == 2
 
         # both answers now come from Redis, not the directory
         assert d.ask(recipient="user@example.com") == "DUNNO"
         assert d.ask(recipient="nobody@example.com") == UNKNOWN
+        cmds = m.commands()
+        assert (reads_of(cmds, pos), reads_of(cmds, neg)) == (1, 1)
         s = stats(d)
-        assert s["cache"]["redis_hits"] == 2
         assert s["directory"]["queries"] == 2
         assert s["redis"]["up"] is True and s["redis"]["errors"] == 0
 
@@ -176,13 +204,17 @@ def test_cached_answers_survive_a_restart(redis_server, recipients_file):
         assert stats(d)["directory"]["queries"] == 2
         cache_key(r, "user@example.com", b"1")
         cache_key(r, "nobody@example.com", b"0")
-    with fixed_daemon(recipients_file, r) as d2:
+    with fixed_daemon(recipients_file, r) as d2, Monitor(r) as m:
         wait_up(d2)
+        m.commands()
         assert d2.ask(recipient="user@example.com") == "DUNNO"
         assert d2.ask(recipient="nobody@example.com") == UNKNOWN
         s = stats(d2)
         assert s["directory"]["queries"] == 0, s
-        assert s["cache"]["redis_hits"] == 2
+        # each answer was read from Redis, once
+        cmds = m.commands()
+        assert [reads_of(cmds, k) for k in (cache_key(r, "user@example.com"),
+                                            cache_key(r, "nobody@example.com"))] == [1, 1]
 
 
 def test_changed_directory_never_serves_old_answers(redis_server, recipients_file):
@@ -207,41 +239,38 @@ def test_changed_directory_never_serves_old_answers(redis_server, recipients_fil
 @pytest.mark.timing
 def test_l1_in_front_of_redis(redis_server):
     r = redis_server
-    with daemon_for(r, local_size=100, local_ttl=3) as d:
+    with daemon_for(r, local_size=100, local_ttl=3) as d, Monitor(r) as m:
         wait_up(d)
+        m.commands()
         t0 = time.monotonic()
         assert d.ask(recipient="user@example.com") == "DUNNO"
         # the daemon's own SET must have landed before ours replaces it
-        r.call("SET", cache_key(r, "user@example.com", b"1"), "0")
+        key = cache_key(r, "user@example.com", b"1")
+        r.call("SET", key, "0")
+        assert reads_of(m.commands(), key) == 1         # the first miss
         # L1 (local_ttl = 3 s) answers first, then Redis's value shows
         assert d.ask(recipient="user@example.com") == "DUNNO"
         assert time.monotonic() - t0 < 3, "too slow to see the L1 entry alive"
-        s = stats(d)
-        assert s["cache"]["l1_hits"] == 1 and s["cache"]["redis_hits"] == 0
+        assert stats(d)["cache"]["l1_hits"] == 1
+        assert reads_of(m.commands(), key) == 0
         wait_for(lambda: d.ask(recipient="user@example.com") == UNKNOWN, 10,
                  interval=0.2, what="L1 entry to expire")
-        assert stats(d)["cache"]["redis_hits"] == 1
-
-
-def commandstats(r):
-    """{command: calls} from INFO commandstats."""
-    out = {}
-    for line in r.call("INFO", "commandstats").decode().splitlines():
-        if line.startswith("cmdstat_"):
-            name, rest = line[len("cmdstat_"):].split(":", 1)
-            out[name] = int(rest.split(",")[0].split("=")[1])
-    return out
+        # only the answer that found the L1 entry gone read Redis
+        assert reads_of(m.commands(), key) == 1
 
 
 def test_reads_are_batched_into_mget(redis_server):
-    """Each request reads two keys (its cached answer and its client's
-    counter); concurrent requests share MGETs, and no read goes alone."""
+    """Each request reads three keys (its cached answer and its client's
+    two standings); concurrent requests share MGETs, and no read goes
+    alone (the merge script's own GETs run inside Redis)."""
     r = redis_server
-    with daemon_for(r) as d:
+    with daemon_for(r) as d, Monitor(r) as m:
         wait_up(d)
         for addr in ("user@example.com", "alice@example.com", "nobody@example.com"):
             d.ask(recipient=addr)               # cached in Redis now
-        before = commandstats(r)
+        keys = [cache_key(r, a) for a in ("user@example.com", "alice@example.com",
+                                          "nobody@example.com")]
+        m.commands()
         wrong = []
 
         def client(i):
@@ -264,13 +293,43 @@ def test_reads_are_batched_into_mget(redis_server):
             t.join(60)
         assert not any(t.is_alive() for t in threads)
         assert wrong == []
-        after = commandstats(r)
-    mgets = after.get("mget", 0) - before.get("mget", 0)
-    gets = after.get("get", 0) - before.get("get", 0)
-    assert gets == 0                              # every read went in an MGET
-    # 1000 requests, 2000 reads: fewer MGETs than requests means batching
-    print("\n1000 requests, 2000 reads: %d MGETs" % mgets)
+        cmds = m.commands()
+    client = [args for src, args in cmds if src == "client"]
+    assert [a for a in client if a[0].upper() == "GET"] == []   # every read in an MGET
+    assert sum(reads_of(cmds, k) for k in keys) == 1000          # one a request
+    nets = {PREFIX + "e:10.7.%d.%d/32" % (i, n) for i in range(20) for n in range(50)} | \
+        {PREFIX + "e:10.7.%d.0/24" % i for i in range(20)}
+    standings = sum(1 for a in client if a[0] == "MGET" for k in a[1:] if k in nets)
+    assert standings == 2000                                     # two a request
+    # 1000 requests, 3000 reads: fewer MGETs than requests means batching
+    mgets = sum(1 for a in client if a[0] == "MGET" and any(k in a for k in keys))
+    print("\n1000 requests, 3000 reads: %d MGETs" % mgets)
     assert 0 < mgets < 1000, mgets
+
+
+@pytest.mark.xfail(strict=True, reason="store_redis.c counts every GET of the store "
+                   "(siege polls, standings) in the cache's redis_hits/redis_misses")
+def test_cache_stats_count_only_cache_reads(redis_server):
+    """`policyctl stats` shows Redis hits and misses under "cache": two
+    answers, one a miss and one a hit, are one of each, however many other
+    keys (the siege's poll, once a second) the daemon read meanwhile."""
+    r = redis_server
+    with Daemon(redis_conf(address="127.0.0.1:%d" % r.port) +
+                "[harvest]\nenabled = no\n") as d, Monitor(r) as m:
+        wait_up(d)
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        key = cache_key(r, "user@example.com", b"1")
+        m.commands()
+        wait_for(lambda: any(a[0] == "MGET" and any(k.startswith(PREFIX + "siege:")
+                                                    for k in a)
+                             for src, a in m.commands() if src == "client"),
+                 10, what="a siege poll after the answer")
+        # the poll's reply comes back before this read's, on the same
+        # connection: a barrier, so the poll is counted if it ever is
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+        assert reads_of(m.commands(), key) == 1
+        s = stats(d)
+    assert (s["cache"]["redis_hits"], s["cache"]["redis_misses"]) == (1, 1)
 
 
 def test_auth_and_db():
@@ -316,6 +375,10 @@ def test_flush_escapes_glob_characters_in_prefix():
             assert d.ask(recipient="nobody@example.com") == UNKNOWN
             wait_for(lambda: len(r.keys("p\\*\\[x\\]\\?:c:*")) == 2, 10,
                      what="both answers written back")
+            wait_fleet(r, prefix, "192.0.2.10/32", 1, 1)
+            wait_fleet(r, prefix, "192.0.2.0/24", 1, 1)
+            standings = r.keys("p\\*\\[x\\]\\?:e:*")
+            before = [r.call("GET", k) for k in standings]
             # matched by the prefix taken as a glob, not by the literal prefix
             r.call("SET", "pAB[x]Z:c:decoy", "1")
             r.call("SET", "pQx?:c:decoy2", "1")
@@ -324,13 +387,16 @@ def test_flush_escapes_glob_characters_in_prefix():
             assert r.keys("p\\*\\[x\\]\\?:c:*") == []
             assert r.call("GET", "pAB[x]Z:c:decoy") == b"1"
             assert r.call("GET", "pQx?:c:decoy2") == b"1"
-            # a counter of this prefix is untouched by a cache flush
-            assert counter(r, "192.0.2.10/32", prefix) == 1
+            # the standings of this prefix are untouched by a cache flush
+            assert standings == [b"p*[x]?:e:192.0.2.0/24", b"p*[x]?:e:192.0.2.10/32"]
+            assert [r.call("GET", k) for k in standings] == before
 
 
 # ---- counters -------------------------------------------------------------
 
 def test_counter_atomic_with_expiry(redis_server):
+    """Each level's standing is merged (one script, atomic) and kept 12
+    half-lives ([harvest] window, default 1 h) from its last merge."""
     r = redis_server
     with daemon_for(r) as d:
         wait_up(d)
@@ -338,14 +404,24 @@ def test_counter_atomic_with_expiry(redis_server):
         for i in range(3):
             assert d.ask(recipient="n%d@example.com" % i,
                          client_address="192.0.2.10") == UNKNOWN
-        # each answer waited for its INCR: no write-back to wait for
-        assert counter(r, "192.0.2.10/32") == 3
-        # [harvest] window default 1 h, set by the first INCR
-        assert_pttl(r, PREFIX + "h:192.0.2.10/32", 3600000, t0)
-        out = d.ctl("client", "192.0.2.10").stdout
-        assert re.search(r"\b3\b", out), out
-        d.ctl("unblock", "192.0.2.10")
-        assert counter(r, "192.0.2.10/32") is None
+        # recorded after each answer, merged within 50 ms: waited for
+        for net in ("192.0.2.10/32", "192.0.2.0/24"):
+            wait_fleet(r, PREFIX, net, 3, 0)
+            assert fleet(r, PREFIX, net)[2:5:2] == (0.0, 0)    # no trap, no block
+            assert_pttl(r, PREFIX + "e:" + net, 12 * 3600000, t0)
+        out = d.ctl("client", "192.0.2.10").stdout.splitlines()
+        assert out[1:4] == ["network: 192.0.2.10/32", "invalid: 3.00", "valid: 0.00"]
+        assert out.count("scope: fleet (redis)") == 2, out
+        assert d.ctl("unblock", "192.0.2.10").stdout == \
+            "192.0.2.10/32 and 192.0.2.0/24: standing and block removed\n"
+        assert r.keys(PREFIX + "e:*") == []
+
+
+def narrow_view(d, ip):
+    """(invalid, valid, scope) of ip's own network, as `policyctl client`
+    shows it: the store's standing plus what only d has seen."""
+    n = explain(d, ip)["narrow"]
+    return whole(n["invalid"]), whole(n["valid"]), n["scope"]
 
 
 def test_two_daemons_share_one_count(redis_server):
@@ -358,11 +434,12 @@ def test_two_daemons_share_one_count(redis_server):
             assert a.ask(recipient="a%d@example.com" % i, client_address="192.0.2.20") == UNKNOWN
         for i in range(3):
             assert b.ask(recipient="b%d@example.com" % i, client_address="192.0.2.20") == UNKNOWN
-        assert counter(r, "192.0.2.20/32") == 5
-        # each sees the shared count in its decision log
-        b.wait_log("count=5")
+        wait_fleet(r, PREFIX, "192.0.2.20/32", 5)
+        # each sees the shared count
+        assert narrow_view(a, "192.0.2.20") == narrow_view(b, "192.0.2.20") == (5, 0, "fleet")
         assert a.ask(recipient="a9@example.com", client_address="192.0.2.20") == UNKNOWN
-        a.wait_log("count=6")
+        wait_fleet(r, PREFIX, "192.0.2.20/32", 6)
+        assert narrow_view(a, "192.0.2.20") == narrow_view(b, "192.0.2.20") == (6, 0, "fleet")
 
 
 def test_counting_falls_back_to_memory_and_resumes():
@@ -373,13 +450,18 @@ def test_counting_falls_back_to_memory_and_resumes():
             for i in range(3):
                 assert d.ask(recipient="x%d@example.com" % i,
                              client_address="192.0.2.30") == UNKNOWN
-            d.wait_log("count=3")                    # counted in memory
+            # counted in memory
+            assert narrow_view(d, "192.0.2.30") == (3, 0, "this process")
             s = stats(d)
             assert s["redis"]["up"] is False
             r.start()
             wait_up(d, 1, timeout=15)               # backoff is at most 5 s
+            # what was counted in memory is added back, once
+            wait_fleet(r, PREFIX, "192.0.2.30/32", 3)
             assert d.ask(recipient="x9@example.com", client_address="192.0.2.31") == UNKNOWN
-            assert counter(r, "192.0.2.31/32") == 1  # counting in Redis again
+            wait_fleet(r, PREFIX, "192.0.2.31/32", 1)   # counting in Redis again
+            wait_fleet(r, PREFIX, "192.0.2.0/24", 4)
+            assert narrow_view(d, "192.0.2.30") == (3, 0, "fleet")
             assert stats(d)["redis"]["up"] is True
             assert d.read_log().count("redis: unavailable") == 1
     finally:
@@ -421,7 +503,7 @@ def test_sigkill_under_load_every_request_answered(redis_server):
         assert s["redis"]["up"] is True and s["redis"]["reconnects"] == 1
         # counting resumed in the new (empty) Redis
         assert d.ask(recipient="zz@example.com", client_address="192.0.2.40") == UNKNOWN
-        assert counter(r, "192.0.2.40/32") == 1
+        wait_fleet(r, PREFIX, "192.0.2.40/32", 1)
         cache_key(r, "user@example.com", b"1")   # written back again
 
 
@@ -442,13 +524,18 @@ def test_sigstop_slow_redis_times_out_and_recovers(redis_server):
                 assert d.ask(recipient="alice@example.com") == "DUNNO"
                 assert time.monotonic() - t0 < 1.5
             d.wait_log("redis: down")
-            d.wait_log("count=6")                    # counted in memory meanwhile
+            # counted in memory meanwhile
+            assert narrow_view(d, "192.0.2.50") == (6, 0, "this process")
             assert stats(d)["redis"]["errors"] >= 3
         finally:
             r.sigcont()
         wait_up(d, 2, timeout=15)
+        # Redis gets the 6 once: neither lost nor counted twice by the
+        # merges that timed out while it was stopped
+        wait_fleet(r, PREFIX, "192.0.2.50/32", 6)
         assert d.ask(recipient="s9@example.com", client_address="192.0.2.51") == UNKNOWN
-        assert counter(r, "192.0.2.51/32") == 1
+        wait_fleet(r, PREFIX, "192.0.2.51/32", 1)
+        assert narrow_view(d, "192.0.2.50") == (6, 0, "fleet")
         assert d.read_log().count("redis: down") == 1
 
 
@@ -460,7 +547,7 @@ def test_sentinel_failover_is_followed():
         with Daemon(redis_conf(sentinels=ss.sentinel_list())) as d:
             d.wait_log("redis: up: 127.0.0.1:%d (master via sentinel)" % old_port)
             assert d.ask(recipient="nobody@example.com", client_address="192.0.2.60") == UNKNOWN
-            assert counter(ss.master, "192.0.2.60/32") == 1
+            wait_fleet(ss.master, PREFIX, "192.0.2.60/32", 1)
             with Load(d, mixed, workers=2) as load:
                 wait_for(lambda: load.count() > 50, 10, what="load to run")
                 ss.failover()
@@ -471,6 +558,8 @@ def test_sentinel_failover_is_followed():
             assert load.errors == [] and load.wrong == []
             assert ss.master.port == new_port
             assert d.ask(recipient="nobody2@example.com", client_address="192.0.2.61") == UNKNOWN
-            assert counter(ss.master, "192.0.2.61/32") == 1
+            wait_fleet(ss.master, PREFIX, "192.0.2.61/32", 1)
+            # the standing made before the failover is on the new master
+            wait_fleet(ss.master, PREFIX, "192.0.2.60/32", 1)
             cache_key(ss.master, "nobody2@example.com", b"0")
             assert stats(d)["redis"]["up"] is True

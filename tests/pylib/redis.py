@@ -3,7 +3,8 @@
 RedisServer: one redis-server on a free loopback port in a temp dir, with
 no persistence; start/stop/kill (SIGKILL)/sigstop/sigcont/restart on the
 same port.  Resp: a tiny RESP2 client in pure Python (redis-py is not
-installed) so tests can look at keys directly.  SentinelSet: one master,
+installed) so tests can look at keys directly; Monitor: what the daemon
+asked Redis (MONITOR, read up to a barrier).  SentinelSet: one master,
 one replica and three sentinels (quorum 2) on free ports, tuned so a
 failover after killing the master takes a few seconds.
 
@@ -11,6 +12,7 @@ Every process lives in a temp dir and is stopped by the test that started
 it: use the objects as context managers or call cleanup().
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,6 +141,58 @@ def assert_pttl(r, key, ttl_ms, since):
     elapsed_ms = (time.monotonic() - since) * 1000
     assert ttl_ms - elapsed_ms - 1 <= pttl <= ttl_ms, (key, pttl, ttl_ms, elapsed_ms)
     return pttl
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+class Monitor:
+    """MONITOR on a connection of its own: what the daemon asked Redis.
+
+    commands() returns every command Redis ran since the last call (or
+    since the MONITOR), in order, as (source, [args]) with source "lua" for
+    the commands a script ran.  Its end is a barrier, not a guess: it sends
+    ECHO with a fresh marker on another connection and reads up to it, and
+    Redis, one thread, feeds monitors in the order it runs commands.  So
+    every command that Redis answered before the barrier (a read the daemon
+    needed for an answer the test already has) is in the list.
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.n = 0
+        self.conn = server.client()
+        self.conn.sock.sendall(Resp.encode("MONITOR"))
+        assert self.conn._line() == b"+OK"
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def commands(self):
+        self.n += 1
+        marker = "policyd-test-barrier-%d-%d" % (os.getpid(), self.n)
+        self.server.call("ECHO", marker)
+        out = []
+        while True:
+            line = self.conn._line().decode("latin-1")
+            args = [m.encode("latin-1").decode("unicode_escape")
+                    for m in _QUOTED.findall(line)]
+            if args == ["ECHO", marker]:
+                return out
+            out.append(("lua" if " lua]" in line.split('"', 1)[0] else "client", args))
+
+
+def reads_of(commands, key):
+    """How many times the daemon read key: in an MGET, the only read it
+    sends (test_redis.py checks that); the tests' own reads are GETs."""
+    return sum(args[1:].count(key) for src, args in commands
+               if src == "client" and args and args[0].upper() == "MGET")
 
 
 def resp_call(port, *args, host="127.0.0.1", timeout=5.0):
