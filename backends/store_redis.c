@@ -491,11 +491,9 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
     switch (c->kind) {
     case K_GET:
         if (reply->type == REDIS_REPLY_STRING) {
-            stats.redis_hits++;
             sr_answer_get(c, STORE_OK, reply->str, reply->len);
             ok = 1;
         } else if (reply->type == REDIS_REPLY_NIL) {
-            stats.redis_misses++;
             sr_answer_get(c, STORE_MISS, NULL, 0);
             ok = 1;
         }

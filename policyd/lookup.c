@@ -151,9 +151,14 @@ static void store_done(void *arg, int status, const char *val, size_t len)
     struct lookup_wait *w = arg;
     enum dir_status st = LOOKUP_MISS;
 
+    /* the cache's own hits and misses: the store's other reads
+     * (standings, siege state) are not cache traffic */
     if (status == STORE_OK && len == 1 && (val[0] == '1' || val[0] == '0')) {
         st = val[0] == '1' ? DIR_FOUND : DIR_NOTFOUND;
         l1_put(w->lk, w->addr, st);
+        stats.redis_hits++;
+    } else if (status != STORE_ERR) {
+        stats.redis_misses++;
     }
     w->cb(w->arg, st);
 }

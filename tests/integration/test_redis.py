@@ -307,8 +307,6 @@ def test_reads_are_batched_into_mget(redis_server):
     assert 0 < mgets < 1000, mgets
 
 
-@pytest.mark.xfail(strict=True, reason="store_redis.c counts every GET of the store "
-                   "(siege polls, standings) in the cache's redis_hits/redis_misses")
 def test_cache_stats_count_only_cache_reads(redis_server):
     """`policyctl stats` shows Redis hits and misses under "cache": two
     answers, one a miss and one a hit, are one of each, however many other
