@@ -35,9 +35,10 @@ BUILD_PKGS="build-essential make pkg-config libuv1-dev libhiredis-dev
 libldap-dev libinih-dev libcmocka-dev libhttp-parser-dev clang
 libclang-rt-14-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
-# promtool (in prometheus), valgrind, man for the manual pages.
+# promtool and prometheus (in prometheus; python3-yaml reads the rules),
+# valgrind, man for the manual pages.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
-python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2
+python3-pytest python3-yaml prometheus valgrind swaks man-db groff-base procps iproute2
 openssl util-linux"
 
 PKGS=$(echo $BUILD_PKGS $TEST_PKGS)
