@@ -7,6 +7,7 @@
 #   make bench      the load generator against policyd and a null responder
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        build/deb/policyd_$(VERSION)_ARCH.deb with debhelper
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
@@ -49,7 +50,7 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 PYTEST    ?= pytest-3
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps run check unit integration bench fuzz install clean
+.PHONY: all deps run check unit integration bench fuzz install deb clean
 all: $(BUILD)/policyd $(BUILD)/policyctl
 
 $(BUILD)/obj/%.o: %.c
@@ -108,6 +109,29 @@ install: all
 	install -m 644 conf/policyd.conf $(DESTDIR)$(SYSCONFDIR)/policyd/policyd.conf.sample
 	for m in man/*.[158]; do \
 	    s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+# dpkg-buildpackage builds in place and writes to the parent directory: build
+# a copy of the sources in build/deb/policyd-VERSION, so the .deb, .changes
+# and .buildinfo land in build/deb.  debian/changelog is written here, so
+# the package version is VERSION.  lintian (if installed) reports, the
+# package is kept either way.
+DEB_DIR   := build/deb
+DEB_SRC   := $(DEB_DIR)/policyd-$(VERSION)
+# The package is built as debian/rules says, never with this make's
+# variables (make deb SANITIZE=1 or CFLAGS=... exports them) or jobserver.
+DEB_UNSET := MAKEFLAGS MFLAGS MAKELEVEL SANITIZE BUILD CC CFLAGS LDFLAGS \
+             PREFIX SBINDIR BINDIR MANDIR SYSCONFDIR DESTDIR
+deb: deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_SRC)
+	cp -R Makefile README backends conf contrib debian man policyd $(DEB_SRC)/
+	printf 'policyd (%s) unstable; urgency=medium\n\n  * policyd %s, built by make deb.\n\n -- %s  %s\n' \
+	    '$(VERSION)' '$(VERSION)' "$$(sed -n 's/^Maintainer: //p' debian/control)" \
+	    "$$(date -R)" >$(DEB_SRC)/debian/changelog
+	cd $(DEB_SRC) && env $(DEB_UNSET:%=-u %) dpkg-buildpackage -b -us -uc
+	@if command -v lintian >/dev/null; then \
+	    echo "lintian $(DEB_DIR)/policyd_$(VERSION)_*.changes"; \
+	    lintian $(DEB_DIR)/policyd_$(VERSION)_*.changes || true; fi
 
 clean:
 	rm -rf build build-san build-fuzz

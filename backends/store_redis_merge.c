@@ -44,7 +44,7 @@
 
 const char sr_merge_lua[] =
     "local function dec(v)\n"
-    "  if type(v) ~= 'string' then return nil end\n"
+    "  if type(v) ~= 'string' or #v >= 128 then return nil end\n"
     "  local f = {string.match(v, '^(%d+%.?%d*) (%d+%.?%d*) (%d+%.?%d*) "
     "(%d+%.?%d*) (%d+%.?%d*)$')}\n"
     "  if #f ~= 5 then return nil end\n"

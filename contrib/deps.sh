@@ -36,12 +36,16 @@ libldap-dev libinih-dev libcmocka-dev libhttp-parser-dev clang
 libclang-rt-14-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
 # promtool and prometheus (in prometheus; python3-yaml reads the rules),
-# valgrind, man for the manual pages.
+# valgrind, man for the manual pages, stress-ng for CI's loaded run of the
+# integration tests.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
 python3-pytest python3-yaml prometheus valgrind swaks man-db groff-base procps iproute2
-openssl util-linux"
+openssl util-linux stress-ng"
+# The Debian package (make deb, tests/integration/test_deb.py): debhelper,
+# lintian, systemd-analyze (in systemd), adduser for the postinst.
+DEB_PKGS="debhelper lintian systemd adduser"
 
-PKGS=$(echo $BUILD_PKGS $TEST_PKGS)
+PKGS=$(echo $BUILD_PKGS $TEST_PKGS $DEB_PKGS)
 
 list_only=0
 [ "${1:-}" = "-n" ] && list_only=1

@@ -603,6 +603,17 @@ void evidence_record(struct evidence *ev, const char *net, const struct score *d
     }
 }
 
+int evidence_view(struct evidence *ev, const char *net, struct score *out)
+{
+    const struct ev_entry *e = find(ev, net);
+
+    memset(out, 0, sizeof(*out));
+    if (e)
+        *out = e->view;
+    score_decay(out, util_wall_ms(), ev->half_life_ms);
+    return e != NULL;
+}
+
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
                      void *arg)
 {

@@ -75,6 +75,10 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
                    evidence_cb *cb, void *arg);
 /* evidence_record - fold delta (t_ms = now) into the network's standing. */
 void evidence_record(struct evidence *ev, const char *net, const struct score *delta);
+/* evidence_view - this process's view of net (the last standing read plus
+ * what was recorded here since), faded to now; 0 and an empty standing
+ * when it has none.  Synchronous: no store round trip. */
+int evidence_view(struct evidence *ev, const char *net, struct score *out);
 /* evidence_forget - remove the standing here and in the store (operator
  * unblock); cb gets the store's answer (count = keys removed). */
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,

@@ -83,22 +83,18 @@ void harvest_classify(struct harvest *h, const struct proto_request *req,
 
     out->h = h;
     out->exempt = 1;
-    out->nlevels = 0;
-    if (!h->cfg->harvest.enabled)
-        return;
-    if (h->cfg->harvest.exempt_sasl && req->sasl_username && *req->sasl_username)
-        return;
+    out->trusted = 0;
     out->nlevels = nets_of(h, req->client_address, net, &family, addr);
     if (!out->nlevels)
-        return;
-    for (size_t i = 0; i < h->nwhitelist; i++)
-        if (addr_cidr_match(&h->whitelist[i], family, addr)) {
-            out->nlevels = 0;
-            return;
-        }
+        return;                         /* nothing to count it under */
     for (unsigned l = 0; l < out->nlevels; l++)
         memcpy(out->lv[l].net, net[l], EVIDENCE_NET_MAX);
-    out->exempt = 0;
+    if (h->cfg->harvest.exempt_sasl && req->sasl_username && *req->sasl_username)
+        out->trusted = 1;
+    for (size_t i = 0; i < h->nwhitelist && !out->trusted; i++)
+        if (addr_cidr_match(&h->whitelist[i], family, addr))
+            out->trusted = 1;
+    out->exempt = out->trusted || !h->cfg->harvest.enabled;
 }
 
 /* log_event - one stage change of one network, key=value */
@@ -160,20 +156,16 @@ static void earn_block(struct harvest *h, unsigned level, const char *net,
     log_event(h, "block", level, net, s, NULL, score_why_name(why));
 }
 
-static void level_read(void *arg, const struct score *standing, int from_store)
+/* level_judge - the stage lv->before earns now, and its logging.  Evidence
+ * that earns a block but never had one (recorded by concurrent requests,
+ * each judged on less) blocks now.  A block that ran out is not renewed by
+ * the same evidence: only a new unknown recipient does (harvest_record), so
+ * block_time means what it says. */
+static void level_judge(struct harvest_client *c, unsigned level)
 {
-    struct harvest_level *lv = arg;
-    struct harvest_client *c = lv->owner;
     struct harvest *h = c->h;
-    unsigned level = (unsigned)(lv - c->lv);
+    struct harvest_level *lv = &c->lv[level];
     enum score_why why;
-    (void)from_store;
-
-    lv->before = *standing;
-    /* evidence that earns a block but never had one (recorded by concurrent
-     * requests, each judged on less) blocks now.  A block that ran out is
-     * not renewed by the same evidence: only a new unknown recipient does
-     * (harvest_record), so block_time means what it says. */
     int due = !lv->before.block_until_ms
               && score_block_due(&h->rules[level], &lv->before, c->now_ms, &why);
 
@@ -189,8 +181,34 @@ static void level_read(void *arg, const struct score *standing, int from_store)
     if (due && h->cfg->harvest.dry_run)
         lv->v.stage = STAGE_BLOCKED;
     stage_seen(h, level, lv->net, &lv->before, &lv->v);
+}
+
+static void level_read(void *arg, const struct score *standing, int from_store)
+{
+    struct harvest_level *lv = arg;
+    struct harvest_client *c = lv->owner;
+    (void)from_store;
+
+    lv->before = *standing;
+    level_judge(c, (unsigned)(lv - c->lv));
     if (--c->outstanding == 0)
         c->cb(c->arg);
+}
+
+void harvest_refresh(struct harvest_client *c)
+{
+    struct score view;
+
+    if (c->exempt)
+        return;
+    c->now_ms = util_wall_ms();
+    for (unsigned l = 0; l < c->nlevels; l++) {
+        struct harvest_level *lv = &c->lv[l];
+        if (!evidence_view(c->h->ev, lv->net, &view))
+            continue;
+        score_max(&lv->before, &view, c->now_ms, c->h->rules[l].half_life_ms);
+        level_judge(c, l);
+    }
 }
 
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
@@ -260,10 +278,12 @@ static int trap_match(const char *p, const struct address *a, size_t llen)
 {
     size_t plen = strlen(p);
 
+    /* traps are lowercased (config); the recipient keeps its case when
+     * ignore_case = no, and a trap is a trap in any case */
     if (p[plen - 1] == '@')             /* "local@": in every domain of ours */
-        return plen - 1 == llen && memcmp(p, a->full, llen) == 0;
-    return plen > llen && memcmp(p, a->full, llen) == 0 && p[llen] == '@'
-           && strcmp(p + llen + 1, a->domain) == 0;
+        return plen - 1 == llen && strncasecmp(p, a->full, llen) == 0;
+    return plen > llen && strncasecmp(p, a->full, llen) == 0 && p[llen] == '@'
+           && strcasecmp(p + llen + 1, a->domain) == 0;
 }
 
 /* harvest_is_trap - the address as asked, or without its extension: a

@@ -16,7 +16,9 @@
  *
  *   harvest_state()   reads both standings before the recipient is known;
  *                     harvest_decide() then gives the block and the delay
- *                     (the stricter of the two levels)
+ *                     (the stricter of the two levels); harvest_refresh()
+ *                     adds, once the directory has answered, what other
+ *                     requests of the same client recorded meanwhile
  *   harvest_record()  once the recipient is known: valid, invalid or trap;
  *                     an unknown recipient or a trap that makes the standing
  *                     earn a block blocks the network from the next request
@@ -62,8 +64,11 @@ struct harvest_level {
  * allocates nothing.  Lives in the caller's job. */
 struct harvest_client {
     struct harvest *h;
-    int exempt;
-    unsigned nlevels;           /* levels in use: 1, or 2 with a wide level */
+    int exempt;                 /* not judged: trusted, or [harvest] off */
+    int trusted;                /* whitelisted or (exempt_sasl) SASL */
+    unsigned nlevels;           /* levels in use: 1, or 2 with a wide level;
+                                 * the networks are set even when exempt
+                                 * (siege mode counts by them) */
     unsigned outstanding;       /* reads not yet back */
     uint64_t now_ms;            /* wall clock of the reads */
     struct harvest_level lv[SCORE_LEVELS];
@@ -89,8 +94,15 @@ void harvest_classify(struct harvest *h, const struct proto_request *req,
 /* harvest_state - read the standings; cb(arg) once, possibly before it
  * returns.  An exempt client answers at once. */
 void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg);
-/* harvest_decide - after harvest_state: what the standing before this
- * request earns (as if not dry_run: the caller applies dry_run). */
+/* harvest_refresh - once the recipient is known, before its outcome is
+ * recorded: add what this process recorded for the client's networks since
+ * harvest_state read them (concurrent requests of the same client), so a
+ * harvester asking its guesses in parallel is judged on the ones already
+ * answered.  Its own recipient still counts for nothing: no oracle. */
+void harvest_refresh(struct harvest_client *c);
+/* harvest_decide - after harvest_state (and harvest_refresh): what the
+ * standing before this request earns (as if not dry_run: the caller
+ * applies dry_run). */
 void harvest_decide(const struct harvest_client *c, struct harvest_decision *d);
 /* harvest_record - the recipient's outcome; no round trip. */
 void harvest_record(struct harvest_client *c, enum harvest_outcome o);

@@ -134,6 +134,7 @@ static void drained(void *arg)
     policy_free(d->policy);
     d->policy = NULL;
     close_daemon_handles(d);
+    log_detach();           /* what is buffered is written before the loop ends */
 }
 
 static void shutdown_expired(uv_timer_t *t)
@@ -173,6 +174,7 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     begin_shutdown(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_flush();            /* the next signal may be SIGKILL */
 }
 
 static void watch_signal(struct daemon *d, uv_signal_t *h, int signum)
@@ -253,7 +255,7 @@ static void raise_fd_limit(const struct config *cfg)
 static int test_directory(struct config *cfg, const char *address)
 {
     char err[512], msg[1024], probe[ADDR_MAX];
-    struct address a;
+    struct address a, bare;
     uv_loop_t *loop = uv_default_loop();
     struct directory *dir = directory_new(loop, cfg, err, sizeof(err));
     int rc;
@@ -274,6 +276,12 @@ static int test_directory(struct config *cfg, const char *address)
     }
     rc = dir->ops->check(dir, &a, msg, sizeof(msg));
     printf("%s\n", msg);
+    /* the request path asks the stripped form when the full one is not
+     * found: show both, as the daemon would see them */
+    if (rc == 0 && addr_strip(&a, &bare)) {
+        rc = dir->ops->check(dir, &bare, msg, sizeof(msg));
+        printf("without its extension: %s\n", msg);
+    }
     directory_free(dir);
     uv_run(loop, UV_RUN_DEFAULT);
     return rc == 0 ? 0 : 1;
@@ -343,6 +351,7 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     d.loop = uv_default_loop();
     d.config_path = path;
+    log_attach(d.loop);     /* from here on, log lines are written once per turn */
     /* before any socket exists: a signal sent as soon as we listen must
      * find its handler, not the default action */
     watch_signal(&d, &d.sigterm, SIGTERM);
@@ -395,6 +404,7 @@ fail:
     server_free(d.server);
     policy_free(d.policy);
     close_daemon_handles(&d);
+    log_detach();
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);
     return 1;

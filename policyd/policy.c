@@ -286,8 +286,11 @@ static void job_put(struct policy_job *j)
 static void copy_clean(char *dst, size_t cap, const char *src)
 {
     size_t i = 0;
+    /* blanks, quotes and angle brackets too: a quoted local part must not
+     * forge fields of the key=value line */
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (src[i] > 0x20 && src[i] < 0x7f) ? src[i] : '?';
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && !strchr("\"<>\\", src[i]))
+                 ? src[i] : '?';
     dst[i] = '\0';
 }
 
@@ -308,9 +311,12 @@ static void job_complete(struct policy_job *j)
 
     j->step = STEP_DONE;
     stats.verdicts[j->verdict]++;
-    if (j->rt->cfg->server.log_decisions)
-        log_decision(j->queue_id, j->client_ip, j->addr.full, j->verdict,
+    if (j->rt->cfg->server.log_decisions) {
+        char rcpt[ADDR_MAX];
+        copy_clean(rcpt, sizeof(rcpt), j->addr.full);
+        log_decision(j->queue_id, j->client_ip, rcpt, j->verdict,
                      j->delay_ms, elapsed, j->action);
+    }
     if (!j->sync) {
         j->done(j->arg, j->action);
         job_put(j);
@@ -342,11 +348,17 @@ static void finish(struct policy_job *j, enum stats_verdict v, const char *actio
     const struct config *cfg = j->rt->cfg;
     uint64_t delay_ms = j->harvest.delay_ms;
 
+    uint64_t spent_ms = (util_now_us() - j->start_us) / 1000;
+
     if (cfg->harvest.dry_run || cfg->actions.dry_run)
         delay_ms = 0;
     j->verdict = v;
     j->action = cfg->actions.dry_run ? dry_answer(j, action) : action;
     j->delay_ms = delay_ms;
+    /* the delay runs from the request's arrival, so the time the directory
+     * took (a cached valid recipient, an uncached unknown one) is hidden
+     * inside it */
+    delay_ms = delay_ms > spent_ms ? delay_ms - spent_ms : 0;
     if (!delay_ms) {
         job_complete(j);
         return;
@@ -369,12 +381,26 @@ static int drop_if_cancelled(struct policy_job *j)
 }
 
 /* judge - the recipient's status is known (from a cache or the directory).
- * Its outcome is recorded for the client's standing; the answer's delay was
- * fixed before, from the standing without it (harvest.h). */
+ * The answer's delay comes from the client's standing without this
+ * recipient (harvest.h: read before, refreshed now); then the recipient's
+ * outcome is recorded. */
 static void judge(struct policy_job *j, enum dir_status st)
 {
     const struct config *cfg = j->rt->cfg;
     int trap = harvest_is_trap(j->rt->harvest, &j->addr);
+
+    /* what the client's other requests recorded while this one waited on
+     * the directory: a parallel harvester is judged on its answered guesses */
+    harvest_refresh(&j->client);
+    harvest_decide(&j->client, &j->harvest);
+    if (j->harvest.blocked && !cfg->harvest.dry_run) {
+        j->harvest.delay_ms = 0;
+        finish(j, VERDICT_BLOCKED, cfg->actions.blocked);
+        return;
+    }
+    /* siege, action = tarpit: every answer waits the siege's delay at least */
+    if (siege_response(&j->siege) == SIEGE_TARPIT && cfg->siege.delay_ms > j->harvest.delay_ms)
+        j->harvest.delay_ms = cfg->siege.delay_ms;
 
     /* a trap never existed: answered like any unknown recipient, whatever
      * the directory says (a catch-all, say) */
@@ -417,10 +443,7 @@ static void recipient_known(struct policy_job *j)
         j->harvest.delay_ms = 0;
         finish(j, VERDICT_DEFERRED, cfg->actions.siege);
         return;
-    case SIEGE_TARPIT:
-        if (cfg->siege.delay_ms > j->harvest.delay_ms)
-            j->harvest.delay_ms = cfg->siege.delay_ms;
-        break;
+    case SIEGE_TARPIT:              /* judge() waits siege.delay at least */
     case SIEGE_NONE:
         break;
     }

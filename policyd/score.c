@@ -42,36 +42,39 @@ void score_decay(struct score *s, uint64_t now_ms, uint64_t half_life_ms)
     s->t_ms = now_ms;
 }
 
-void score_add(struct score *s, const struct score *d, uint64_t now_ms,
-               uint64_t half_life_ms)
-{
-    struct score dd = *d;
-
-    score_decay(s, now_ms, half_life_ms);
-    score_decay(&dd, now_ms, half_life_ms);
-    s->invalid += dd.invalid;
-    s->valid += dd.valid;
-    s->traps += dd.traps;
-    if (dd.block_until_ms > s->block_until_ms)
-        s->block_until_ms = dd.block_until_ms;
-    if (s->t_ms < now_ms)
-        s->t_ms = now_ms;
-}
-
-void score_max(struct score *s, const struct score *o, uint64_t now_ms,
-               uint64_t half_life_ms)
+/* combine - fade s and o to now, then each count = op(s's, o's); the
+ * later block and the later time win. */
+static void combine(struct score *s, const struct score *o, uint64_t now_ms,
+                    uint64_t half_life_ms, double (*op)(double, double))
 {
     struct score oo = *o;
 
     score_decay(s, now_ms, half_life_ms);
     score_decay(&oo, now_ms, half_life_ms);
-    s->invalid = fmax(s->invalid, oo.invalid);
-    s->valid = fmax(s->valid, oo.valid);
-    s->traps = fmax(s->traps, oo.traps);
+    s->invalid = op(s->invalid, oo.invalid);
+    s->valid = op(s->valid, oo.valid);
+    s->traps = op(s->traps, oo.traps);
     if (oo.block_until_ms > s->block_until_ms)
         s->block_until_ms = oo.block_until_ms;
     if (s->t_ms < now_ms)
         s->t_ms = now_ms;
+}
+
+static double plus(double a, double b)
+{
+    return a + b;
+}
+
+void score_add(struct score *s, const struct score *d, uint64_t now_ms,
+               uint64_t half_life_ms)
+{
+    combine(s, d, now_ms, half_life_ms, plus);
+}
+
+void score_max(struct score *s, const struct score *o, uint64_t now_ms,
+               uint64_t half_life_ms)
+{
+    combine(s, o, now_ms, half_life_ms, fmax);
 }
 
 /* whole - a faded count as whole recipients, to the nearest: 20 invalid
@@ -157,22 +160,26 @@ size_t score_encode(const struct score *s, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-/* field - one non-negative decimal; advances *p past it and one blank. */
+/* field - one non-negative decimal, DIGITS[.[DIGITS]] and nothing else
+ * (no sign, exponent, hex, inf or nan): the grammar the merge script's
+ * pattern accepts, so C and Lua read any stored value alike.  Advances *p
+ * past it and one blank. */
 static int field(const char **p, const char *end, double *out, int last)
 {
-    char tmp[40], *e;
-    size_t n = 0;
+    char tmp[SCORE_WIRE_MAX];
+    size_t n = 0, digits = 0;
 
-    while (*p + n < end && (*p)[n] != ' ')
-        n++;
-    if (n == 0 || n >= sizeof(tmp))
+    while (*p + n < end && (*p)[n] >= '0' && (*p)[n] <= '9')
+        n++, digits++;
+    if (*p + n < end && (*p)[n] == '.')
+        for (n++; *p + n < end && (*p)[n] >= '0' && (*p)[n] <= '9'; n++)
+            ;
+    if (digits == 0 || n >= sizeof(tmp))
         return -1;
     memcpy(tmp, *p, n);
     tmp[n] = '\0';
-    if (tmp[0] < '0' || tmp[0] > '9')
-        return -1;                  /* no sign, no "inf", no "nan" */
-    *out = strtod(tmp, &e);
-    if (*e != '\0' || !isfinite(*out))
+    *out = strtod(tmp, NULL);
+    if (!isfinite(*out))
         return -1;
     *p += n;
     if (last)
@@ -189,6 +196,8 @@ int score_decode(const char *buf, size_t len, struct score *s)
     double v[5];
 
     memset(s, 0, sizeof(*s));
+    if (len >= SCORE_WIRE_MAX)
+        return -1;
     for (int i = 0; i < 5; i++)
         if (field(&p, end, &v[i], i == 4) < 0)
             return -1;

@@ -6,12 +6,21 @@
  *   READING   waiting for (the rest of) a request
  *   DECIDING  a policy job is out; new bytes are only buffered
  *   WRITING   a reply did not fit the socket at once; uv_write owns it
+ *             and reading is paused until it is out
  *
  * Reads land in one loop-wide buffer (libuv calls alloc and read back to
  * back on this one thread); requests found there are parsed in place, and
  * only a partial request, or bytes that arrive while DECIDING, are copied to
  * the connection's own buffer.  Replies go out with uv_try_write from the
  * stack; only a reply the socket would not take at once is copied.
+ *
+ * A peer that pipelines is read only as fast as it is answered: reading
+ * stops while a reply waits in a uv_write (the peer does not read its
+ * replies) and while request_limit bytes of complete requests wait behind a
+ * decision, so what it sends stays in the kernel (TCP pushes back) instead
+ * of in our memory.  A connection holds at most request_limit bytes of
+ * input and one reply (REPLY_MAX); the sweep closes it once that reply has
+ * made no progress for idle_timeout.
  */
 
 #include "server.h"
@@ -60,6 +69,7 @@ struct conn {
     size_t len, cap;
     struct proto_scan scan;
     uint64_t req_start_us;      /* when the request being answered was parsed */
+    int paused;                 /* reading stopped until the peer is answered */
     char peer[64];
 };
 
@@ -86,9 +96,12 @@ struct server {
 static struct log_limiter refuse_rl = LOG_LIMITER_INIT(10000);
 static struct log_limiter proto_rl = LOG_LIMITER_INIT(1000);
 static struct log_limiter idle_rl = LOG_LIMITER_INIT(1000);
+static struct log_limiter stall_rl = LOG_LIMITER_INIT(1000);
 
 static void conn_close(struct conn *c);
 static void conn_process(struct conn *c, char *data, size_t n, int owned);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 /* ---- endpoints ---- */
 
@@ -197,6 +210,12 @@ static void sweep(uv_timer_t *t)
                         c->peer, idle / 1000.0);
             stats.conn_idle_closed++;
             conn_close(c);          /* unlinks c */
+        } else if (c->state == CONN_WRITING) {
+            /* last_active_ms is when the reply was queued: it never left */
+            log_warn_rl(&stall_rl, "%s: does not read its replies: none sent for %.1fs "
+                        "([server] idle_timeout), closing", c->peer, idle / 1000.0);
+            stats.conn_idle_closed++;
+            conn_close(c);
         } else {
             touch(c);               /* busy (a tarpit delay): not idle */
         }
@@ -239,6 +258,35 @@ static void conn_close(struct conn *c)
     c->state = CONN_CLOSING;
     list_unlink(c->srv, c);
     uv_close(&c->h.handle, conn_closed);
+}
+
+/* read_on - (re)start reading; 0, or -1 when the connection was closed */
+static int read_on(struct conn *c)
+{
+    int rc = uv_read_start(&c->h.stream, alloc_cb, read_cb);
+
+    if (rc != 0) {
+        log_warn("%s: read_start: %s", c->peer, uv_strerror(rc));
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* pause_reading - the peer is ahead of us: leave what it sends in the kernel */
+static void pause_reading(struct conn *c)
+{
+    c->paused = 1;
+    uv_read_stop(&c->h.stream);
+}
+
+/* resume_reading - after a pause; 0, or -1 when the connection was closed */
+static int resume_reading(struct conn *c)
+{
+    if (!c->paused)
+        return 0;
+    c->paused = 0;
+    return read_on(c);
 }
 
 /* keep - append bytes to the connection's own buffer, within request_limit */
@@ -285,11 +333,13 @@ static void written(uv_write_t *req, int status)
         return;
     }
     c->state = CONN_READING;
+    touch(c);
     if (c->srv->shutting_down && c->len == 0) {
         conn_close(c);
         return;
     }
-    conn_process(c, c->buf, c->len, 1);
+    if (resume_reading(c) == 0)
+        conn_process(c, c->buf, c->len, 1);
 }
 
 /* reply - 0 when the reply went out at once, 1 when uv_write has it,
@@ -319,13 +369,16 @@ static int reply(struct conn *c, const char *action)
     w->c = c;
     memcpy(w->data, out + sent, n - sent);
     b = uv_buf_init(w->data, (unsigned)(n - sent));
-    c->state = CONN_WRITING;
     rc = uv_write(&w->req, &c->h.stream, &b, 1, written);
     if (rc < 0) {
         free(w);
         conn_close(c);
         return -1;
     }
+    /* the peer is not keeping up: take no more from it until this is out */
+    c->state = CONN_WRITING;
+    touch(c);
+    pause_reading(c);
     return 1;
 }
 
@@ -342,7 +395,8 @@ static void decided(void *arg, const char *action)
         conn_close(c);
         return;
     }
-    conn_process(c, c->buf, c->len, 1);
+    if (resume_reading(c) == 0)
+        conn_process(c, c->buf, c->len, 1);
 }
 
 static void protocol_error(struct conn *c, int rc)
@@ -403,11 +457,38 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
         conn_close(c);
 }
 
+/*
+ * alloc_cb - where the next read lands.  Bytes that will be kept (behind a
+ * partial request, or while a decision is out) are read only as far as
+ * request_limit, so a pipelining peer is not taken for one over-long
+ * request; none left is UV_ENOBUFS in read_cb.
+ */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
+    size_t n = sizeof(c->srv->rbuf);
     (void)suggested;
-    *buf = uv_buf_init(c->srv->rbuf, sizeof(c->srv->rbuf));
+
+    if (c->state != CONN_READING || c->len) {
+        size_t limit = policy_config(c->srv->policy)->server.request_limit;
+        size_t room = limit > c->len ? limit - c->len : 0;
+        if (room < n)
+            n = room;
+    }
+    *buf = uv_buf_init(c->srv->rbuf, (unsigned)n);
+}
+
+/* has_request - a complete request (up to its empty line) in data[0..n) */
+static int has_request(const char *data, size_t n)
+{
+    const char *p = data, *end = data + n;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        p++;
+        if (p < end && (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n')))
+            return 1;
+    }
+    return 0;
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -416,6 +497,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     if (nread == 0 || c->state == CONN_CLOSING)
         return;
+    if (nread == UV_ENOBUFS) {
+        protocol_error(c, PROTO_ESIZE);     /* request_limit held, still no end */
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("%s: read: %s", c->peer, uv_strerror((int)nread));
@@ -434,6 +519,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         if (c->state == CONN_READING)
             conn_process(c, c->buf, c->len, 1);
+        else if (c->len >= policy_config(c->srv->policy)->server.request_limit) {
+            /* full while deciding: requests queued behind it wait in the
+             * kernel; one request that alone is too long is refused now */
+            if (has_request(c->buf, c->len))
+                pause_reading(c);
+            else
+                protocol_error(c, PROTO_ESIZE);
+        }
         return;
     }
     conn_process(c, buf->base, (size_t)nread, 0);
@@ -506,11 +599,7 @@ static void on_connection(uv_stream_t *ls, int status)
     stats.conn_total++;
     c->last_active_ms = uv_now(s->loop);
     list_append(s, c);
-    int rc = uv_read_start(&c->h.stream, alloc_cb, read_cb);
-    if (rc != 0) {
-        log_warn("%s: read_start: %s", c->peer, uv_strerror(rc));
-        conn_close(c);
-    }
+    read_on(c);
 }
 
 /* ---- listeners ---- */

@@ -12,9 +12,13 @@
  *
  * Memory per connection is bounded: an idle connection holds no buffer (a
  * read lands in one loop-wide buffer and only a partial request is copied
- * out), a partial request holds at most request_limit bytes.  Over
- * max_connections a new connection is accepted and closed at once.
- * Connections idle longer than idle_timeout are closed by a periodic sweep.
+ * out), a partial request holds at most request_limit bytes.  A reply the
+ * socket does not take at once (the peer is not reading) is the only one
+ * kept, and reading from that peer stops until it is out: a peer that
+ * pipelines and never reads costs at most request_limit + 1100 bytes.
+ * Over max_connections a new connection is accepted and closed at once.
+ * A periodic sweep closes connections idle longer than idle_timeout, and
+ * those whose pending reply has not left for idle_timeout.
  *
  * The limits (max_connections, idle_timeout, protocol limits) are read from
  * the policy's current config, so a reload changes them for new requests.

@@ -397,9 +397,9 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
     sc->admitted = 0;
     sc->cb = cb;
     sc->arg = arg;
-    sc->known = hc->exempt ? KNOWN_EXEMPT : KNOWN_NO;
+    sc->known = hc->trusted || !hc->nlevels ? KNOWN_EXEMPT : KNOWN_NO;
     sc->net[0] = '\0';
-    if (!hc->exempt)
+    if (!hc->trusted && hc->nlevels)
         memcpy(sc->net, hc->lv[SCORE_NARROW].net, EVIDENCE_NET_MAX);
 }
 

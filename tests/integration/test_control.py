@@ -112,9 +112,11 @@ def test_client_unblock_change_behaviour():
 
         with d.client() as c:
             answers = [c.ask(client_address="192.0.2.10", recipient="nope%d@example.com" % i)
-                       for i in range(3)]
-        assert answers[:2] == [UNKNOWN, UNKNOWN]
-        assert answers[2] in (UNKNOWN, BLOCKED)   # the one that reached block_after
+                       for i in range(2)]
+            t_block = time.monotonic()          # before the block begins
+            answers.append(c.ask(client_address="192.0.2.10", recipient="nope2@example.com"))
+        # the one that reaches block_after is itself refused as blocked
+        assert answers == [UNKNOWN, UNKNOWN, BLOCKED]
         # the whole /24 is blocked now, even for a recipient that exists
         assert d.ask(client_address="192.0.2.99", recipient="user@example.com") == BLOCKED
         # another network is not
@@ -123,16 +125,21 @@ def test_client_unblock_change_behaviour():
         r = d.ctl("client", "192.0.2.55")
         out = r.stdout.splitlines()
         assert out[0:3] == ["network: 192.0.2.0/24", "count: 3", "stage: blocked"]
+        assert out[3].startswith("block_left_s: ")
+        # bounds from the test's clock: 600 s minus what has passed since
+        # the block began; slack only for the daemon's whole-ms (maybe
+        # coarse) clock, 5 ms, and for the 0.1 s print, 0.05 s
         left = float(out[3].split(": ")[1])
-        assert out[3].startswith("block_left_s: ") and 590 <= left <= 600
+        assert 600 - (time.monotonic() - t_block) - 0.055 <= left <= 600
 
         s = stats_json(d)
         assert s["harvest"]["blocked_now"] == 1
         assert s["harvest"]["top"][0]["network"] == "192.0.2.0/24"
         assert s["harvest"]["top"][0]["count"] == 3
-        assert 590000 <= s["harvest"]["top"][0]["block_ms"] <= 600000
-        assert s["requests"]["by_verdict"]["blocked"] == 1 + answers.count(BLOCKED)
-        assert s["requests"]["by_verdict"]["unknown"] == answers.count(UNKNOWN)
+        left_ms = s["harvest"]["top"][0]["block_ms"]
+        assert 600000 - (time.monotonic() - t_block) * 1000 - 5 <= left_ms <= 600000
+        assert s["requests"]["by_verdict"]["blocked"] == 2
+        assert s["requests"]["by_verdict"]["unknown"] == 2
 
         r = d.ctl("unblock", "192.0.2.1")
         assert r.stdout == "192.0.2.0/24: counter and block removed\n"
@@ -267,23 +274,25 @@ def test_reload_under_load_loses_no_request():
         threads = [threading.Thread(target=hammer, args=(n,)) for n in range(3)]
         for t in threads:
             t.start()
-        try:
-            time.sleep(0.3)
+
+        def answered():
             with lock:
-                ok_before = results["ok"]
+                return results["ok"]
+
+        try:
             for _ in range(10):
+                # requests really run between the reloads: wait for them
+                n = answered()
+                wait_for(lambda: answered() >= n + 10, 15, what="answers between reloads")
                 r = d.ctl("reload")
                 assert r.stdout == "configuration reloaded\n"
-                time.sleep(0.1)
-            with lock:
-                ok_during = results["ok"] - ok_before
         finally:
             stop.set()
             for t in threads:
                 t.join(30)
+        assert not any(t.is_alive() for t in threads)
         assert results["bad"] == []
-        assert ok_during > 30, ok_during    # requests really ran across the reloads
-        print("reload under load: %d answers, %d during 10 reloads" % (results["ok"], ok_during))
+        print("reload under load: %d answers across 10 reloads" % results["ok"])
         s = stats_json(d)
         assert s["reloads"] == {"done": 10, "failed": 0}
         assert s["requests"]["total"] == results["ok"]
@@ -449,7 +458,11 @@ def test_stats_delayed_now_during_tarpit():
         t.join(10)
         elapsed = time.monotonic() - t0
         assert answers == [UNKNOWN]
-        assert 1.4 <= elapsed < 6
+        # held 1.5 s from a read after t0; the loop's clock counts whole ms
+        # and may be a coarse clock one tick behind: 5 ms of slack below.
+        # No upper bound here (valgrind): the latency bucket below has one.
+        assert elapsed >= 1.495
+        d.wait_log("rcpt=<ghost@example.com> verdict=unknown count=1 delay=1.500s")
         s = stats_json(d)
         assert s["harvest"]["delayed_now"] == 0
         assert s["requests"]["by_verdict"]["delayed"] == 1
@@ -484,15 +497,24 @@ def test_control_protocol_limits():
         assert talk(b"stats json\r\n").startswith(b"ok\n{\"uptime_s\":")
         assert talk(b"\n") == b"error\nempty command\n"
         assert talk(b"frob\n").startswith(b"error\nunknown command or wrong arguments: frob\n")
-        # an idle connection is closed (after ~5 s) without an answer
-        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
-        s.connect(d.control_path)
-        s.settimeout(15)
-        t0 = time.monotonic()
-        assert s.recv(100) == b""
-        assert 4 <= time.monotonic() - t0 < 12
-        s.close()
         # and the daemon is fine
+        assert d.ask(recipient="user@example.com") == "DUNNO"
+
+
+@pytest.mark.timing
+def test_control_idle_connection_closed():
+    """A control connection that sends no command is closed after 5 s
+    without an answer; the daemon goes on serving."""
+    import socket as so
+    with Daemon() as d:
+        s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        s.settimeout(15)
+        t0 = time.monotonic()       # before the daemon accepts it
+        s.connect(d.control_path)
+        assert s.recv(100) == b""
+        # whole-ms loop clock, possibly a coarse tick behind: 5 ms below
+        assert 4.995 <= time.monotonic() - t0 < 12
+        s.close()
         assert d.ask(recipient="user@example.com") == "DUNNO"
 
 

@@ -232,6 +232,22 @@ def test_tarpit_waits_alike_and_off_only_reports():
         assert d.ask(client_address="192.0.2.31", recipient="user@example.com") == "DUNNO"
 
 
+def test_siege_counts_with_the_harvest_rules_off():
+    """[harvest] enabled = no turns off the per-network rules, not the
+    siege: a botnet is still seen, and a whitelisted client still spared."""
+    conf = SIEGE_CONF + "\n[harvest]\nenabled = no\nwhitelist = 192.0.2.40\n"
+    with Daemon(extra=conf) as d:
+        with d.client() as c:
+            for i in range(40):          # well over 120 a minute in a 6 s window
+                c.ask(client_address=bot_ip(i), recipient="g%d@example.com" % i)
+        d.wait_log("siege: event=begin domain=example.com")
+        assert d.ask(client_address=bot_ip(41), recipient="user@example.com") == SIEGE
+        assert d.ask(client_address="192.0.2.40", recipient="user@example.com") == "DUNNO"
+        assert "established: yes (whitelisted or exempt)" in \
+            d.ctl("client", "192.0.2.40").stdout
+        assert "established: no" in d.ctl("client", bot_ip(42)).stdout
+
+
 def test_config_checks(tmp_path):
     conf = tmp_path / "p.conf"
     recipients = tmp_path / "r"

@@ -126,13 +126,16 @@ class PolicyClient:
         return reply[len(b"action="):-2].decode()
 
     def closed_by_peer(self, timeout=5.0):
-        """True if the server closes the connection (EOF) within timeout."""
+        """True if the server closes the connection (EOF) within timeout.
+        What arrives before the close is kept in self.buf, so a test can
+        tell a close without a reply from one after it."""
         self.sock.settimeout(timeout)
         try:
             while True:
                 data = self.sock.recv(65536)
                 if not data:
                     return True
+                self.buf += data
         except (ConnectionResetError, BrokenPipeError):
             return True
         except socket.timeout:

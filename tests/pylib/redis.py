@@ -115,6 +115,32 @@ class Resp:
                 return sorted(found)
 
 
+def wait_for_key(r, pattern, value=None, timeout=10.0):
+    """The one key matching pattern, once it exists (and holds value, when
+    given): polled with a deadline.  The daemon's write-backs are fire and
+    forget and leave after the answer, so a test that reads what an answer
+    stored must wait for it.  More than one match is an error at once."""
+    def found():
+        ks = r.keys(pattern)
+        assert len(ks) <= 1, ks
+        if ks and (value is None or r.call("GET", ks[0]) == value):
+            return ks[0]
+        return None
+    what = "key %s%s" % (pattern, "" if value is None else " = %r" % value)
+    return wait_for(found, timeout, what=what)
+
+
+def assert_pttl(r, key, ttl_ms, since):
+    """key's PTTL is what a SET PX ttl_ms made no earlier than since (a
+    time.monotonic() taken before the request that stored it) leaves now:
+    exact bounds from the test's own clock, no tolerance that grows with a
+    slow machine.  Redis rounds to the millisecond: 1 ms of slack."""
+    pttl = r.call("PTTL", key)
+    elapsed_ms = (time.monotonic() - since) * 1000
+    assert ttl_ms - elapsed_ms - 1 <= pttl <= ttl_ms, (key, pttl, ttl_ms, elapsed_ms)
+    return pttl
+
+
 def resp_call(port, *args, host="127.0.0.1", timeout=5.0):
     """One command on a fresh connection."""
     with Resp(host, port, timeout) as r:

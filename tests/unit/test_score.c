@@ -244,6 +244,11 @@ static void test_wire_round_trip(void **state)
     assert_int_equal(score_decode("1.5 2 0.000000 5 6", 18, &d), 0);
     assert_float_equal(d.valid, 2, EPS);
     assert_true(d.block_until_ms == 6);
+    /* the script's grammar: a trailing dot, long digit runs */
+    assert_int_equal(score_decode("5. 0 0 0 0", 10, &d), 0);
+    assert_float_equal(d.invalid, 5, EPS);
+    assert_int_equal(score_decode("1234567890123456789012345678901234567890 0 0 0 0",
+                                  48, &d), 0);
     /* len, not the NUL, ends the form */
     assert_int_equal(score_decode("1 2 3 4 5 junk", 9, &d), 0);
     assert_true(d.block_until_ms == 5);
@@ -257,7 +262,11 @@ static void test_wire_malformed(void **state)
         "1 2 3 4 5 6", "1 2 3 4 5 ", " 1 2 3 4 5", "1  2 3 4 5", "1 2 3 4 x",
         "1 2 3 4 5x", ".5 0 0 0 0", "1 2 3 1000000000000001 0",
         "1 2 3 0 2000000000000000",
-        "1234567890123456789012345678901234567890 0 0 0 0",     /* overlong */
+        /* what the merge script's pattern refuses too: C and Lua agree */
+        "0x50 0 0 0 0", "1e308 0 0 0 0", "5e1 0 0 0 0", "1,5 0 0 0 0",
+        /* a whole value of 128 bytes or more (the script's bound too) */
+        "0 0 0 0 000000000000000000000000000000000000000000000000000000000000000"
+        "0000000000000000000000000000000000000000000000000000000000000000000",
     };
     struct score d;
     (void)state;
