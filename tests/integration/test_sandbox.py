@@ -69,10 +69,11 @@ def test_smoke_run_shows_tarpit_and_fleet_wide_block():
     demo = answers[4:29]
     assert [a for a, _, _ in demo] == ["guess%d@example.com" % i for i in range(1, 26)]
     # five guesses answered as usual, then the tarpit (0.25 s doubling up
-    # to 1 s: timers never fire early), blocked from the 21st on
+    # to 1 s; libuv starts a timer at the loop turn's cached time, so it may
+    # end a few ms early), blocked from the 21st on
     assert [r for _, _, r in demo] == [UNKNOWN] * 20 + [BLOCKED] * 5
     delays = [float(t) for _, t, _ in demo]
-    assert min(delays[5:20]) >= 0.25 and min(delays[7:20]) >= 1.0, delays
+    assert min(delays[5:20]) >= 0.24 and min(delays[7:20]) >= 0.95, delays
     # the other daemon refuses the same client: the block is in Redis
     assert answers[29] == ("alice@example.com", answers[29][1], BLOCKED)
     assert len(answers) == 30
