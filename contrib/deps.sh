@@ -35,12 +35,12 @@ BUILD_PKGS="build-essential make pkg-config libuv1-dev libhiredis-dev
 libldap-dev libinih-dev libcmocka-dev libhttp-parser-dev clang
 libclang-rt-14-dev libncurses-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
-# promtool (in prometheus), valgrind, man for the manual pages, stress-ng
-# for CI's loaded run of the integration tests, tmux for the terminal test
-# of policyctl top.
+# promtool and prometheus (in prometheus; python3-yaml reads the rules),
+# valgrind, man for the manual pages, stress-ng for CI's loaded run of the
+# integration tests, tmux for the terminal test of policyctl top.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
-python3-pytest prometheus valgrind swaks man-db groff-base procps iproute2
-openssl util-linux stress-ng tmux"
+python3-pytest python3-yaml prometheus valgrind swaks man-db groff-base procps
+iproute2 openssl util-linux stress-ng tmux"
 # The Debian package (make deb, tests/integration/test_deb.py): debhelper,
 # lintian, systemd-analyze (in systemd), adduser for the postinst.
 DEB_PKGS="debhelper lintian systemd adduser"

@@ -19,9 +19,9 @@
  * DESCRIPTION
  *	One process-wide struct of counters, written only by the loop
  *	thread.  Histograms have STATS_BUCKETS fixed upper bounds in
- *	microseconds (stats_bounds_us[]), from 50 us to 30 s plus +Inf, so
+ *	microseconds (stats_bounds_us[]), from 50 us to 100 s plus +Inf, so
  *	that both fast cached answers and tarpit delays of many seconds are
- *	told apart.  Recording is a linear scan over 16 bounds.
+ *	told apart.  Recording is a linear scan over 17 bounds.
  *
  *	stats_hist_quantile() returns the upper bound of the bucket holding
  *	the q-quantile (0 for an empty histogram; UINT64_MAX when it falls in
@@ -47,12 +47,14 @@
 struct stats stats;
 
 /* Upper bounds in microseconds.  Fine steps where cached and directory
- * answers land, coarse ones where tarpit delays (seconds) land. */
+ * answers land, coarse ones where tarpit delays (seconds) land; 30 s is
+ * the default tarpit_max, 100 s Postfix's default policy time-out
+ * (above it Postfix has given up: contrib/prometheus alerts on it). */
 const uint64_t stats_bounds_us[STATS_BUCKETS] = {
     50, 100, 250, 500,
     1000, 2500, 5000, 10000,
     25000, 50000, 100000, 250000,
-    1000000, 5000000, 30000000, UINT64_MAX,
+    1000000, 5000000, 30000000, 100000000, UINT64_MAX,
 };
 
 static const char *const state_names[STATE_MAX] = {
@@ -159,11 +161,11 @@ static void put_seconds(struct sbuf *out, uint64_t us)
         sbuf_printf(out, "%" PRIu64 ".%s", us / 1000000, frac);
 }
 
-/* A duration for people: "850us", "12.5ms", "3.2s", ">30s". */
+/* A duration for people: "850us", "12.5ms", "3.2s", ">100s". */
 static void put_human_us(struct sbuf *out, uint64_t us)
 {
     if (us == UINT64_MAX)
-        sbuf_puts(out, ">30s");
+        sbuf_puts(out, ">100s");
     else if (us < 1000)
         sbuf_printf(out, "%" PRIu64 "us", us);
     else if (us < 1000000)

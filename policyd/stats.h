@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include "util.h"
 
-#define STATS_BUCKETS 16
+#define STATS_BUCKETS 17
 
 struct stats_hist {
     uint64_t count;

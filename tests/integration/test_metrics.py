@@ -94,7 +94,7 @@ def test_metrics_pass_promtool_and_count_exactly():
         # histogram: cumulative, ends in +Inf equal to _count
         buckets = [(k, v) for k, v in m.items()
                    if k.startswith("policyd_request_duration_seconds_bucket")]
-        assert len(buckets) == 16
+        assert len(buckets) == 17
         assert buckets[-1][0] == 'policyd_request_duration_seconds_bucket{le="+Inf"}'
         values = [v for _, v in buckets]
         assert values == sorted(values)

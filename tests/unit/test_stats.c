@@ -142,7 +142,8 @@ static void test_bounds_ascending(void **state)
     assert_int_equal(stats_bounds_us[0], 50);
     for (int i = 1; i < STATS_BUCKETS; i++)
         assert_true(stats_bounds_us[i] > stats_bounds_us[i - 1]);
-    assert_int_equal(stats_bounds_us[STATS_BUCKETS - 2], 30000000);
+    assert_int_equal(stats_bounds_us[STATS_BUCKETS - 3], 30000000);
+    assert_int_equal(stats_bounds_us[STATS_BUCKETS - 2], 100000000);
     assert_true(stats_bounds_us[STATS_BUCKETS - 1] == UINT64_MAX);
 }
 
@@ -158,17 +159,19 @@ static void test_hist_buckets(void **state)
     stats_hist_add(&h, 1000000);        /* <= 1 s */
     stats_hist_add(&h, 1000001);        /* <= 5 s */
     stats_hist_add(&h, 30000000);       /* <= 30 s */
-    stats_hist_add(&h, 30000001);       /* +Inf */
+    stats_hist_add(&h, 30000001);       /* <= 100 s */
+    stats_hist_add(&h, 100000001);      /* +Inf */
     stats_hist_add(&h, UINT64_MAX / 4); /* +Inf */
-    assert_int_equal(h.count, 8);
+    assert_int_equal(h.count, 9);
     assert_int_equal(h.bucket[0], 2);
     assert_int_equal(h.bucket[1], 1);
     assert_int_equal(h.bucket[12], 1);
     assert_int_equal(h.bucket[13], 1);
     assert_int_equal(h.bucket[14], 1);
-    assert_int_equal(h.bucket[15], 2);
+    assert_int_equal(h.bucket[15], 1);
+    assert_int_equal(h.bucket[16], 2);
     assert_true(h.sum_us == 0 + 50 + 51 + 1000000 + 1000001 + 30000000 +
-                30000001 + UINT64_MAX / 4);
+                30000001 + 100000001 + UINT64_MAX / 4);
 }
 
 static void test_hist_quantile(void **state)
@@ -182,7 +185,7 @@ static void test_hist_quantile(void **state)
         stats_hist_add(&h, 80);         /* <= 100 us */
     for (int i = 0; i < 9; i++)
         stats_hist_add(&h, 900);        /* <= 1 ms */
-    stats_hist_add(&h, 40000000);       /* 40 s: +Inf */
+    stats_hist_add(&h, 200000000);      /* 200 s: +Inf */
     assert_int_equal(stats_hist_quantile(&h, 0.0), 100);
     assert_int_equal(stats_hist_quantile(&h, 0.5), 100);
     assert_int_equal(stats_hist_quantile(&h, 0.9), 100);
@@ -339,6 +342,7 @@ static void test_prometheus(void **state)
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_bucket{le=\"1\"} 2\n"));
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_bucket{le=\"5\"} 3\n"));
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_bucket{le=\"30\"} 3\n"));
+    assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_bucket{le=\"100\"} 3\n"));
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_sum 1.50204\n"));
     assert_non_null(strstr(b.data, "\npolicyd_request_duration_seconds_count 3\n"));
