@@ -151,11 +151,15 @@ def test_fleet_lists_both_daemons_with_totals_and_flags_the_odd_one():
         # that stopped a minute ago is stale, with another version and
         # config: flagged, and it does not outvote the two that are up
         with fl.redis.client() as r:
+            # as many latency buckets as a real record has
+            real = r.call("HGET", PREFIX + "fleet", name_of(a))
+            real = real.decode() if isinstance(real, bytes) else real
+            nbuckets = len(re.search(r" lat=(\S+)", real).group(1).split(","))
             now_s, now_us = r.call("TIME")
             now = int(now_s) * 1000 + int(now_us) // 1000
             rec = ("v=1 name=old/127.0.0.1:1 ver=0.0.9 start=%d digest=%s rps=0.00 "
                    "vd=0,0,0,0,0 lat=%s delayed=0 blocked=0 tracked=0 siege=0 redis=up "
-                   "dir=ok" % (now // 1000 - 7200, "f" * 16, ",".join(["0"] * 16)))
+                   "dir=ok" % (now // 1000 - 7200, "f" * 16, ",".join(["0"] * nbuckets)))
             r.call("HSET", PREFIX + "fleet", "old/127.0.0.1:1", rec)
             r.call("ZADD", PREFIX + "fleet:t", now - 60000, "old/127.0.0.1:1")
         v = fleet_json(a)
