@@ -16,12 +16,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "timing: asserts wall-clock bounds; "
                             "skipped under valgrind")
+    config.addinivalue_line("markers", "plain_build: tests something that does not "
+                            "run the build under test (the Debian package builds "
+                            "its own); only in the plain build's run")
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("POLICYD_VALGRIND") != "1":
-        return
-    skip = pytest.mark.skip(reason="wall-clock bounds mean nothing under valgrind")
+    valgrind = os.environ.get("POLICYD_VALGRIND") == "1"
+    other_build = valgrind or os.path.basename(
+        os.environ.get("POLICYD_BUILD", "build").rstrip("/")) != "build"
+    skip_timing = pytest.mark.skip(reason="wall-clock bounds mean nothing under valgrind")
+    skip_plain = pytest.mark.skip(reason="would only repeat the plain build's run")
     for item in items:
-        if "timing" in item.keywords:
-            item.add_marker(skip)
+        if valgrind and "timing" in item.keywords:
+            item.add_marker(skip_timing)
+        if other_build and "plain_build" in item.keywords:
+            item.add_marker(skip_plain)

@@ -19,6 +19,9 @@ import pytest
 
 import harness
 
+# the package is built from the sources, not from the build under test
+pytestmark = pytest.mark.plain_build
+
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONF = "/etc/policyd/policyd.conf"
 UNIT = "/lib/systemd/system/policyd.service"
