@@ -140,6 +140,10 @@ static void conn_reply(struct ctl_conn *cc, int ok, const char *body)
         return;
     cc->answered = 1;
     uv_timer_stop(&cc->timer);
+    /* what the command logged is written before its answer: an operator
+     * (or a script) that reads the log after policyctl returns finds it.
+     * Rare, so the extra write costs nothing on the request path. */
+    log_flush();
     sbuf_reset(&cc->out);
     sbuf_puts(&cc->out, ok ? "ok\n" : "error\n");
     if (body && *body) {
