@@ -793,6 +793,7 @@ static void sr_free(struct store *s)
     sr->closing = 1;
     sr->state = SR_DOWN;
     stats.redis_up = 0;
+    stats.redis_stores--;
     /* detach everything first: a callback below cannot reach a half-freed
      * list, and hiredis's NULL replies then only free the commands */
     sr->all = NULL;
@@ -966,6 +967,7 @@ struct store *store_redis_new(uv_loop_t *loop, const struct config *cfg,
     uv_timer_start(&sr->health_timer, health_cb, SR_HEALTH_MS, SR_HEALTH_MS);
     uv_unref((uv_handle_t *)&sr->health_timer);
     stats.redis_up = 0;
+    stats.redis_stores++;
     rconn_start(sr);
     return &sr->base;
 

@@ -18,7 +18,8 @@
  *
  *	ranked reads the offenders index that the merge script keeps
  *	(store_redis_merge.c), highest first, and GETs each standing; an
- *	entry whose standing expired (or was unblocked) is removed from the
+ *	entry whose standing expired (or was unblocked), or whose key is not
+ *	a string (a corrupted index), is removed from the
  *	index on the way and the next one taken, so n live standings come
  *	back when the index has them.
  *
@@ -86,8 +87,8 @@ static const char ranked_lua[] =
     "  local ms = redis.call('ZREVRANGE', KEYS[1], i, i + n - 1)\n"
     "  if #ms == 0 then break end\n"
     "  for _, m in ipairs(ms) do\n"
-    "    local v = redis.call('GET', m)\n"
-    "    if not v then gone[#gone + 1] = m\n"
+    "    local v = redis.pcall('GET', m)\n"
+    "    if type(v) ~= 'string' then gone[#gone + 1] = m\n"
     "    elseif #out < 3 * n then\n"
     "      out[#out + 1] = m\n"
     "      out[#out + 1] = -1\n"

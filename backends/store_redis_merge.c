@@ -27,9 +27,12 @@
  *	It also keeps the offenders index, KEYS[2] (PREFIX "offenders"): a
  *	sorted set of standing keys, ranked by invalid + traps.  Every
  *	standing fades at the same rate, so the rank is kept on a scale that
- *	does not move with time: log2(weight) + t / half_life, the log of
- *	the weight brought forward to a fixed epoch.  An order taken now is
- *	the order of the weights now, with no rewrite as they fade.  A
+ *	does not move with time: log2(weight) + t / 1 h, the log of the
+ *	weight brought forward to a fixed epoch at the default half-life.  The
+ *	scale is fixed, not [harvest] window: entries ranked before a reload,
+ *	or by a fleet member with another window, stay comparable (with the
+ *	configured half-life the order of entries of different ages is then
+ *	approximate, never upside down by orders of magnitude).  A
  *	standing below half a recipient and not blocked leaves the index;
  *	beyond ARGV[6] (STORE_RANK_MAX) entries the lowest go.  The index
  *	lives as long as the longest-lived standing it was given.
@@ -90,7 +93,7 @@ const char sr_merge_lua[] =
     "local w = s[1] + s[3]\n"
     "if w >= 0.5 or s[5] > now then\n"
     "  local rank = math.log(math.max(w, 0.5)) / math.log(2)\n"
-    "  if hl > 0 then rank = rank + s[4] / hl end\n"
+    "  rank = rank + s[4] / 3600000\n"
     "  local max = tonumber(ARGV[6])\n"
     "  redis.call('ZADD', KEYS[2], rank, KEYS[1])\n"
     "  if redis.call('ZCARD', KEYS[2]) > max then\n"

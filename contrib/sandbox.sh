@@ -79,7 +79,7 @@ stop() {
 }
 
 cleanup() {
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP
 	stop "$PID_A"
 	stop "$PID_B"
 	stop "$REDIS_PID"
@@ -88,7 +88,10 @@ cleanup() {
 	echo "sandbox: stopped policyd a and b, Redis and slapd; removed $TMP"
 }
 trap cleanup EXIT
+# HUP too: a closed terminal must not leave the daemons (policyd takes SIGHUP
+# as a reload, redis-server and slapd run detached) and the temp dir behind
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
 
 free_port() {
 	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -276,7 +276,9 @@ static void sample_now(struct fleet_sample *s)
     memcpy(s->verdicts, stats.verdicts, sizeof(s->verdicts));
     memcpy(s->lat, stats.latency.bucket, sizeof(s->lat));
     s->dir_queries = stats.dir_queries;
-    s->dir_failed = stats.dir_errors + stats.dir_timeouts;
+    /* every tempfail answer, a time-out included, is one dir_error
+     * (lookup.c); dir_timeouts is a subset of them */
+    s->dir_failed = stats.dir_errors;
 }
 
 /* refresh - a new config (start, reload): name, keys and digest again. */
@@ -346,17 +348,33 @@ static void record_of(const struct fleet_member *m, struct sbuf *out)
                 m->tracked, m->siege, m->redis_up ? "up" : "down", m->dir);
 }
 
-/* parse_list - "a,b,c" into v[n]; 0 when exactly n numbers. */
+/* parse_list - "a,b,c" into v[n]; how many numbers (at most n), or -1. */
 static int parse_list(const char *s, uint64_t *v, int n)
 {
     for (int i = 0; i < n; i++) {
         char *end;
         v[i] = strtoull(s, &end, 10);
-        if (end == s || *end != (i == n - 1 ? 0 : ','))
+        if (end == s || (*end != ',' && *end != 0))
             return -1;
+        if (*end == 0)
+            return i + 1;
         s = end + 1;
     }
-    return 0;
+    return -1;                  /* more than n */
+}
+
+/* parse_lat - the latency buckets; a release with one bucket fewer (before
+ * the 100 s bound) still reads: its last, +Inf, goes to ours. */
+static int parse_lat(const char *s, uint64_t *v)
+{
+    int got = parse_list(s, v, STATS_BUCKETS);
+
+    if (got == STATS_BUCKETS - 1) {
+        v[STATS_BUCKETS - 1] = v[STATS_BUCKETS - 2];
+        v[STATS_BUCKETS - 2] = 0;
+        return 0;
+    }
+    return got == STATS_BUCKETS ? 0 : -1;
 }
 
 /* parse_record - 0 when the record is one this version reads. */
@@ -389,10 +407,10 @@ static int parse_record(const char *rec, size_t len, struct fleet_member *m)
             m->start = strtoull(v, NULL, 10);
         else if (strcmp(tok, "rps") == 0)
             m->rps = strtod(v, NULL);
-        else if (strcmp(tok, "vd") == 0 && parse_list(v, m->verdicts, VERDICT_MAX) < 0)
+        else if (strcmp(tok, "vd") == 0 && parse_list(v, m->verdicts, VERDICT_MAX) < 1)
             return -1;
         else if (strcmp(tok, "lat") == 0) {
-            if (parse_list(v, m->lat.bucket, STATS_BUCKETS) < 0)
+            if (parse_lat(v, m->lat.bucket) < 0)
                 return -1;
             for (int i = 0; i < STATS_BUCKETS; i++)
                 m->lat.count += m->lat.bucket[i];
@@ -407,8 +425,11 @@ static int parse_record(const char *rec, size_t len, struct fleet_member *m)
         else if (strcmp(tok, "redis") == 0)
             m->redis_up = strcmp(v, "up") == 0;
     }
+    /* values reach the operator's terminal and JSON: a record that is not
+     * one we wrote is dropped */
     if (version != 1 || !name_ok(m->name, strlen(m->name))
-        || !name_ok(m->version, strlen(m->version)) || !name_ok(m->digest, strlen(m->digest)))
+        || !name_ok(m->version, strlen(m->version)) || !name_ok(m->digest, strlen(m->digest))
+        || !name_ok(m->dir, strlen(m->dir)) || !isfinite(m->rps) || m->rps < 0)
         return -1;
     return 0;
 }

@@ -12,7 +12,8 @@
  * bytes at most):
  *
  *   v=1 name=HOST/LISTENER ver=VERSION start=EPOCH digest=HEX16 rps=F
- *   vd=ACCEPTED,UNKNOWN,TEMPFAIL,BLOCKED,DEFERRED lat=B0,...,B15
+ *   vd=ACCEPTED,UNKNOWN,TEMPFAIL,BLOCKED,DEFERRED lat=B0,...,B16 (a record with
+ *   one bucket fewer, from a release before the 100 s bound, still reads)
  *   delayed=N blocked=N tracked=N siege=N redis=up|down dir=ok|errors|down
  *
  * where rps, vd (verdicts) and lat (latency histogram buckets, the

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -178,6 +179,8 @@ static void build_command(int argc, char **argv, char *line, size_t cap)
     }
 }
 
+static void end_curses(void);
+
 static int connect_socket(const char *path)
 {
     struct sockaddr_un sun;
@@ -185,6 +188,7 @@ static int connect_socket(const char *path)
     int fd, e;
 
     if (strlen(path) >= sizeof(sun.sun_path)) {
+        end_curses();
         fprintf(stderr, "policyctl: %s: socket path too long\n", path);
         exit(2);
     }
@@ -193,11 +197,13 @@ static int connect_socket(const char *path)
     memcpy(sun.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0) {
+        end_curses();
         fprintf(stderr, "policyctl: socket: %s\n", strerror(errno));
         exit(1);
     }
     if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) != 0) {
         e = errno;
+        end_curses();
         fprintf(stderr, "policyctl: cannot connect to %s: %s", path, strerror(e));
         if (e == EACCES || e == EPERM)
             fputs(" (policyctl must run as a user in the socket's group)\n", stderr);
@@ -221,6 +227,7 @@ static void send_all(int fd, const char *buf, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
+            end_curses();
             fprintf(stderr, "policyctl: send: %s\n", n < 0 ? strerror(errno) : "closed");
             exit(1);
         }
@@ -236,6 +243,7 @@ static char *read_reply(int fd, size_t *lenp)
     char *buf = malloc(cap);
 
     if (buf == NULL) {
+        end_curses();
         fputs("policyctl: out of memory\n", stderr);
         exit(1);
     }
@@ -246,11 +254,13 @@ static char *read_reply(int fd, size_t *lenp)
             char *nb;
 
             if (cap >= REPLY_MAX) {
+                end_curses();
                 fputs("policyctl: reply too large\n", stderr);
                 exit(1);
             }
             nb = realloc(buf, cap * 2);
             if (nb == NULL) {
+                end_curses();
                 fputs("policyctl: out of memory\n", stderr);
                 exit(1);
             }
@@ -261,6 +271,7 @@ static char *read_reply(int fd, size_t *lenp)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            end_curses();
             fprintf(stderr, "policyctl: no answer from policyd: %s\n",
                     errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : strerror(errno));
             exit(1);
@@ -318,6 +329,8 @@ static int report_error(const char *path, int ok, const char *body, size_t blen)
 
 static int curses_on;
 
+/* end_curses - leave the full screen first, so that a message on the way
+ * out (policyd went away) stays on the operator's terminal */
 static void end_curses(void)
 {
     if (curses_on) {
@@ -359,6 +372,11 @@ static int top_wait(void)
                                  + (now.tv_usec - start.tv_usec) / 1000);
         if (left <= 0)
             return 0;
+        if (!isatty(STDIN_FILENO)) {    /* no keys to read: just wait */
+            struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+            continue;
+        }
         timeout((int)left);
         int ch = getch();
         if (ch == 'q' || ch == 'Q')

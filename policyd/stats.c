@@ -575,6 +575,9 @@ void stats_render_prometheus(struct sbuf *out, const struct stats_extra *x)
 
     prom_one(out, "policyd_redis_up", "gauge",
              "1 while the Redis connection is usable.", stats.redis_up ? 1 : 0);
+    prom_one(out, "policyd_redis_configured", "gauge",
+             "1 when [redis] is configured (so redis_up 0 means it is down).",
+             stats.redis_stores > 0 ? 1 : 0);
     prom_one(out, "policyd_redis_errors_total", "counter",
              "Redis commands that failed.", stats.redis_errors);
     prom_one(out, "policyd_redis_reconnects_total", "counter",

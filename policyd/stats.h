@@ -66,6 +66,7 @@ struct stats {
     uint64_t redis_hits, redis_misses;
     uint64_t redis_errors, redis_reconnects;
     int redis_up;
+    int redis_stores;               /* Redis stores alive: > 0 when [redis] is configured */
 
     uint64_t dir_queries;           /* sent to the backend */
     uint64_t dir_coalesced;         /* joined a query already in flight */

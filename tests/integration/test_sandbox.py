@@ -7,6 +7,8 @@ import signal
 import subprocess
 import threading
 
+import pytest
+
 from harness import BUILD, PolicyClient, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -87,7 +89,11 @@ def test_smoke_run_shows_tarpit_and_fleet_wide_block():
     assert [pid for pid in pids if alive(pid)] == []
 
 
-def test_ctrl_c_stops_everything():
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "terminal-closed"])
+def test_ctrl_c_stops_everything(sig, status):
+    """Ctrl-C, or the terminal going away (SIGHUP: policyd would take it as
+    a reload, and Redis runs detached): nothing is left behind."""
     p = sandbox(False)
     out = []
     reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
@@ -100,8 +106,8 @@ def test_ctrl_c_stops_everything():
         for port in ports:
             with PolicyClient("127.0.0.1", port) as c:
                 assert c.ask(recipient="alice@example.com") == "DUNNO"
-        os.killpg(p.pid, signal.SIGINT)
-        assert p.wait(60) == 130
+        os.killpg(p.pid, sig)
+        assert p.wait(60) == status
     finally:
         kill_group(p)
     reader.join(10)

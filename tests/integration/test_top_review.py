@@ -1,0 +1,50 @@
+"""Findings of the operator's review of `policyctl top`: the reason it quits
+stays on the terminal, and it does not spin when stdin is not a terminal."""
+import os
+import time
+
+
+from harness import POLICYCTL, Daemon, wait_for
+from test_top import Tmux
+
+
+def test_top_says_why_it_quit_when_policyd_went_away():
+    """connect_socket()/read_reply() print to stderr and exit(1) while curses
+    owns the screen; atexit endwin() then leaves the alternate screen and
+    the message is gone: the operator sees top vanish with no reason."""
+    d = Daemon().start()
+    t = Tmux()
+    try:
+        t.start([POLICYCTL, "-s", d.control_path, "top"])
+        wait_for(lambda: "policyd top:" in t.screen(), timeout=10, what="top drawn")
+        d.stop()
+        # the reason, on the terminal once top has left the full screen
+        wait_for(lambda: "policyctl: cannot connect to" in t.screen(), timeout=10,
+                 what="top's reason on the terminal")
+        assert "policyd top:" not in t.screen()
+    finally:
+        t.cleanup()
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+
+
+def test_top_with_stdin_not_a_terminal_waits_without_spinning():
+    """stdout is the terminal, stdin is /dev/null: getch() returns ERR at
+    once, top_wait() loops on it for the whole second."""
+    with Daemon() as d:
+        t = Tmux()
+        try:
+            t.start(["sh", "-c", "'exec %s -s %s top </dev/null'" % (POLICYCTL, d.control_path)])
+            wait_for(lambda: "policyd top:" in t.screen(), timeout=10, what="top drawn")
+            pid = int(t.run("list-panes", "-t", "t", "-F", "#{pane_pid}").strip())
+
+            def cpu():
+                with open("/proc/%d/stat" % pid) as f:
+                    f = f.read().rsplit(")", 1)[1].split()
+                return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+            c0, t0 = cpu(), time.monotonic()
+            wait_for(lambda: time.monotonic() - t0 >= 3, timeout=10, what="3 s")
+            share = (cpu() - c0) / (time.monotonic() - t0)
+            assert share < 0.2, "policyctl top used %.0f%% of a CPU" % (100 * share)
+        finally:
+            t.cleanup()
