@@ -177,14 +177,18 @@ METRICS_B=$(free_port)
 conf a "$PORT_A" "$METRICS_A"
 conf b "$PORT_B" "$METRICS_B"
 
-# policyd a logs to the terminal (to a file in a smoke run), b to a file
+# policyd a logs to the terminal (to a file in a smoke run), b to a file.
+# Each in a session of its own (setsid: no fork, the pid stays): Ctrl-C and
+# a closed terminal reach this script alone, whose cleanup stops them; the
+# daemons stopping on the same SIGINT raced the trap (exit 1, "a policyd
+# exited by itself")
 if [ "$SMOKE" = 1 ]; then
-	"$POLICYD" -c "$TMP/a/policyd.conf" >"$TMP/a/policyd.log" 2>&1 &
+	setsid "$POLICYD" -c "$TMP/a/policyd.conf" >"$TMP/a/policyd.log" 2>&1 &
 else
-	"$POLICYD" -c "$TMP/a/policyd.conf" &
+	setsid "$POLICYD" -c "$TMP/a/policyd.conf" &
 fi
 PID_A=$!
-"$POLICYD" -c "$TMP/b/policyd.conf" >"$TMP/b/policyd.log" 2>&1 &
+setsid "$POLICYD" -c "$TMP/b/policyd.conf" >"$TMP/b/policyd.log" 2>&1 &
 PID_B=$!
 for port in "$PORT_A" "$PORT_B" "$METRICS_A" "$METRICS_B"; do
 	wait_port "$port" || { echo "sandbox: policyd did not listen on $port" >&2; exit 1; }
