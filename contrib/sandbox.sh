@@ -72,6 +72,9 @@ stop() {
 	kill "$1" 2>/dev/null || :
 	i=0
 	while kill -0 "$1" 2>/dev/null && [ $i -lt 100 ]; do
+		# a child of ours that has exited stays a zombie (kill -0 still
+		# succeeds) until it is reaped: it is gone for our purpose
+		[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" = Z ] && break
 		sleep 0.1
 		i=$((i + 1))
 	done

@@ -316,6 +316,7 @@ static char *transact(const char *path, const char *line, int *ok, char **body,
 /* report_error - an "error" body or an unexpected reply, to stderr; 1. */
 static int report_error(const char *path, int ok, const char *body, size_t blen)
 {
+    end_curses();
     if (ok == 0) {
         fprintf(stderr, "policyctl: %s", body);
         if (blen == 0 || body[blen - 1] != '\n')
@@ -370,18 +371,20 @@ static int top_wait(void)
         gettimeofday(&now, NULL);
         left = TOP_REFRESH_MS - ((now.tv_sec - start.tv_sec) * 1000
                                  + (now.tv_usec - start.tv_usec) / 1000);
-        if (left <= 0)
-            return 0;
         if (!isatty(STDIN_FILENO)) {    /* no keys to read: just wait */
+            if (left <= 0)
+                return 0;
             struct timespec ts = { left / 1000, (left % 1000) * 1000000L };
             nanosleep(&ts, NULL);
             continue;
         }
-        timeout((int)left);
+        /* a key is read even when the refresh took the whole period (a
+         * busy machine): otherwise q would never be seen */
+        timeout(left > 0 ? (int)left : 0);
         int ch = getch();
         if (ch == 'q' || ch == 'Q')
             return 1;
-        if (ch == KEY_RESIZE || ch == 12)       /* ^L: redraw at once */
+        if (ch == KEY_RESIZE || ch == 12 || left <= 0)  /* ^L: redraw at once */
             return 0;
     }
 }

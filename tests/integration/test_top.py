@@ -88,7 +88,7 @@ def test_top_on_a_terminal_shows_the_fleet_and_quits_on_q():
             t.run("send-keys", "-t", "t", "q")
             # tmux's remain-on-exit line says how it ended
             dead = wait_for(lambda: re.search(r"Pane is dead \((\w+) (\d+)", t.screen()),
-                            timeout=10, interval=0.1, what="policyctl top to quit")
+                            timeout=30, interval=0.1, what="policyctl top to quit")
             assert dead.groups() == ("status", "0")
         finally:
             t.cleanup()
