@@ -18,13 +18,22 @@ BLOCKED = "action=450 4.7.1 Too many invalid recipients, try again later"
 ANSWER = re.compile(r"^(\S+@\S+)\s+(\d+\.\d\d)s  (action=.*)$")
 
 
+def terminal_signals():
+    """As a shell in a terminal starts: SIGINT and SIGHUP at their defaults.
+    A test run started in the background (nohup, CI) has them ignored, and a
+    shell cannot trap a signal ignored on entry."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def sandbox(smoke):
     """The sandbox in a session of its own: SIGINT to its process group is
     what Ctrl-C in a terminal sends."""
     env = dict(os.environ, SANDBOX_SMOKE="1" if smoke else "0")
     return subprocess.Popen(["sh", SANDBOX, os.path.abspath(BUILD)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=terminal_signals)
 
 
 def kill_group(p):
