@@ -85,10 +85,20 @@ def test_top_on_a_terminal_shows_the_fleet_and_quits_on_q():
                 [("203.0.113.1/32", 4, "tarpit"), ("203.0.113.2/32", 4, "tarpit")]
             # the bottom line says how to leave; q leaves, exit status 0
             assert lines[-1].startswith("q: quit   refreshed every second")
-            t.run("send-keys", "-t", "t", "q")
-            # tmux's remain-on-exit line says how it ended
-            dead = wait_for(lambda: re.search(r"Pane is dead \((\w+) (\d+)", t.screen()),
-                            timeout=30, interval=0.1, what="policyctl top to quit")
+            # tmux's remain-on-exit line says how it ended.  On a loaded
+            # machine a key sent by tmux was seen lost (1 run in 3 beside
+            # stress-ng, never alone): q is pressed again, as an operator
+            # would, at most 5 times; the exit status must still be 0
+            def quit_on_q():
+                t.run("send-keys", "-t", "t", "q")
+                try:
+                    return wait_for(lambda: re.search(r"Pane is dead \((\w+) (\d+)",
+                                                      t.screen()),
+                                    timeout=6, interval=0.1, what="policyctl top to quit")
+                except TimeoutError:
+                    return None
+            dead = next((d for d in (quit_on_q() for _ in range(5)) if d), None)
+            assert dead, "q did not quit top:\n" + t.screen()
             assert dead.groups() == ("status", "0")
         finally:
             t.cleanup()
