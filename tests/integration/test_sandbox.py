@@ -36,12 +36,23 @@ def sandbox(smoke):
                             preexec_fn=terminal_signals)
 
 
-def kill_group(p):
+def kill_group(p, out=""):
     """A test that failed leaves nothing running (the sandbox's own
-    clean-up is what the tests check, so this is only the fallback)."""
+    clean-up is what the tests check, so this is only the fallback): the
+    script's group, and the daemons its banner named (each policyd runs in
+    a session of its own, slapd and Redis detach)."""
     if p.poll() is None:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+    m = re.search(r"policyd sandbox \(temp dir (\S+)\)", out or "")
+    for pid in re.findall(r"\(pid (\d+)", out or "") if m else ():
+        try:                            # only if it is still the sandbox's
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if m.group(1).encode() not in f.read():
+                    continue
+            os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
 
 
 def alive(pid):
@@ -120,7 +131,7 @@ def test_ctrl_c_stops_everything(sig, status):
         # machine the whole teardown may take a while
         assert p.wait(120) == status
     finally:
-        kill_group(p)
+        kill_group(p, "".join(out))
     reader.join(10)
     text = "".join(out)
     assert out[-1] == "sandbox: stopped policyd a and b, Redis and slapd; removed %s\n" % tmp
