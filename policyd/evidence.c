@@ -102,6 +102,7 @@ struct evidence {
     char prefix[CONFIG_PREFIX_MAX + 1];
     uint64_t half_life_ms, ttl_ms;
     size_t max_tracked;
+    uint64_t recorded;              /* evidence_record calls, ever */
 
     struct ev_entry **buckets;
     size_t nbuckets;                /* a power of two */
@@ -605,6 +606,7 @@ void evidence_record(struct evidence *ev, const char *net, const struct score *d
     struct ev_entry *e = entry(ev, net);
     uint64_t now = util_wall_ms();
 
+    ev->recorded++;
     if (!e)
         return;
     score_add(&e->view, delta, now, ev->half_life_ms);
@@ -612,6 +614,11 @@ void evidence_record(struct evidence *ev, const char *net, const struct score *d
         score_add(&e->pending, delta, now, ev->half_life_ms);
         mark_dirty(ev, e);
     }
+}
+
+uint64_t evidence_recorded(const struct evidence *ev)
+{
+    return ev->recorded;
 }
 
 int evidence_view(struct evidence *ev, const char *net, struct score *out)

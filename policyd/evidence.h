@@ -75,6 +75,9 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
                    evidence_cb *cb, void *arg);
 /* evidence_record - fold delta (t_ms = now) into the network's standing. */
 void evidence_record(struct evidence *ev, const char *net, const struct score *delta);
+/* evidence_recorded - how many records this process has made: a caller
+ * that saw the same number before has nothing new in any view. */
+uint64_t evidence_recorded(const struct evidence *ev);
 /* evidence_view - this process's view of net (the last standing read plus
  * what was recorded here since), faded to now; 0 and an empty standing
  * when it has none.  Synchronous: no store round trip. */

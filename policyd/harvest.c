@@ -204,7 +204,9 @@ void harvest_refresh(struct harvest_client *c)
 {
     struct score view;
 
-    if (c->exempt)
+    /* nothing recorded here since the reads (an answer from the L1 cache
+     * comes in the same turn): nothing to add */
+    if (c->exempt || evidence_recorded(c->h->ev) == c->recorded)
         return;
     c->now_ms = util_wall_ms();
     for (unsigned l = 0; l < c->nlevels; l++) {
@@ -225,6 +227,7 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
         return;
     }
     c->now_ms = util_wall_ms();
+    c->recorded = evidence_recorded(c->h->ev);
     c->outstanding = c->nlevels;
     for (unsigned l = 0, n = c->nlevels; l < n; l++) {
         c->lv[l].owner = c;

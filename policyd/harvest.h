@@ -72,6 +72,7 @@ struct harvest_client {
                                  * (siege mode counts by them) */
     unsigned outstanding;       /* reads not yet back */
     uint64_t now_ms;            /* wall clock of the reads */
+    uint64_t recorded;          /* evidence_recorded() at the reads */
     struct harvest_level lv[SCORE_LEVELS];
     harvest_cb *cb;
     void *arg;

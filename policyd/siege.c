@@ -28,6 +28,16 @@ static void learn(const struct siege_rules *r, struct siege_domain *d, double ra
     d->baseline = d->baseline * keep + rate * (1.0 - keep);
 }
 
+/* turn - our own automatic begin (on) or end, to publish */
+static unsigned turn(struct siege_domain *d, int on, uint64_t now_ms)
+{
+    d->m.on = on;
+    d->m.changed_ms = now_ms;
+    d->m.hold_until_ms = 0;
+    d->below_since_ms = 0;
+    return (on ? SIEGE_BEGAN : SIEGE_ENDED) | SIEGE_PUBLISH;
+}
+
 unsigned siege_observe(const struct siege_rules *r, struct siege_domain *d,
                        double rate, const struct siege_mark *fleet, uint64_t now_ms)
 {
@@ -45,24 +55,15 @@ unsigned siege_observe(const struct siege_rules *r, struct siege_domain *d,
     held = d->m.hold_until_ms > now_ms;
     if (!d->m.on) {
         if (rate > trigger && !held) {
-            d->m.on = 1;
-            d->m.changed_ms = now_ms;
-            d->m.hold_until_ms = 0;
-            d->below_since_ms = 0;
-            ev |= SIEGE_BEGAN | SIEGE_PUBLISH;
+            ev |= turn(d, 1, now_ms);
         } else {
             learn(r, d, rate, now_ms);  /* an attack never teaches the baseline */
         }
     } else if (rate < trigger * r->low_pct / 100.0) {
         if (!d->below_since_ms)
             d->below_since_ms = now_ms;
-        if (now_ms - d->below_since_ms >= r->cooldown_ms && !held) {
-            d->m.on = 0;
-            d->m.changed_ms = now_ms;
-            d->m.hold_until_ms = 0;
-            d->below_since_ms = 0;
-            ev |= SIEGE_ENDED | SIEGE_PUBLISH;
-        }
+        if (now_ms - d->below_since_ms >= r->cooldown_ms && !held)
+            ev |= turn(d, 0, now_ms);
     } else {
         d->below_since_ms = 0;          /* hysteresis: the quiet must be unbroken */
     }
