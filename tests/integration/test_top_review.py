@@ -33,6 +33,8 @@ def test_top_says_why_it_quit_when_policyd_went_away():
         except TimeoutError:
             raise AssertionError("top's reason is not on the terminal:\n" + t.screen())
         assert "policyd top:" not in t.screen()
+        wait_for(lambda: t.exit_status() is not None, timeout=20, what="top's exit")
+        assert t.exit_status() == 1
     finally:
         t.cleanup()
         if d.proc is not None and d.proc.poll() is None:
@@ -47,7 +49,7 @@ def test_top_with_stdin_not_a_terminal_waits_without_spinning():
         try:
             t.start(["sh", "-c", "'exec %s -s %s top </dev/null'" % (POLICYCTL, d.control_path)])
             wait_for(lambda: "policyd top:" in t.screen(), timeout=10, what="top drawn")
-            pid = int(t.run("list-panes", "-t", "t", "-F", "#{pane_pid}").strip())
+            pid = t.program_pid()
 
             def cpu():
                 with open("/proc/%d/stat" % pid) as f:
