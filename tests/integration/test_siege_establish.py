@@ -27,10 +27,10 @@ def key(kind, ip):
 
 def padded_bot(d, i):
     """A bot in its own /24: three RCPT to a valid address at once (what
-    made it established), then three guesses.  [(kind, answer)]."""
+    made it established), then three guesses.  [(ip, kind, answer)]."""
     ip = "10.%d.%d.7" % (i // 256, i % 256)
     with d.client() as c:
-        return [(kind, c.ask(client_address=ip, recipient=rcpt)) for kind, rcpt in
+        return [(ip, kind, c.ask(client_address=ip, recipient=rcpt)) for kind, rcpt in
                 [("pad", "user@example.com")] * 3
                 + [("guess", "g%d_%d@example.com" % (i, k)) for k in range(3)]]
 
@@ -52,16 +52,18 @@ def test_padding_with_valid_recipients_earns_nothing(shared):
                     lambda i: padded_bot(daemons[i % len(daemons)], i), range(300))
                     for x in bot]
             logs = [d.read_log() for d in daemons]
-            clients = [d.ctl("client", "10.0.5.7").stdout for d in daemons]
-    guesses = [ans for kind, ans in rows if kind == "guess"]
-    assert {ans for kind, ans in rows if kind == "pad"} <= {"DUNNO", SIEGE}
+            # a bot whose padding was answered (before the siege began)
+            padder = next(ip for ip, kind, ans in rows if kind == "pad" and ans == "DUNNO")
+            clients = [d.ctl("client", padder).stdout for d in daemons]
+    guesses = [ans for ip, kind, ans in rows if kind == "guess"]
+    assert {ans for ip, kind, ans in rows if kind == "pad"} <= {"DUNNO", SIEGE}
     assert set(guesses) <= {UNKNOWN, SIEGE}
     learned = guesses.count(UNKNOWN)
     print("\npadded bots: %d guesses, %d answered 550 (yield %.1f%%)"
           % (len(guesses), learned, 100.0 * learned / len(guesses)))
     assert learned < 0.10 * len(guesses), learned
     assert all("siege: event=begin domain=example.com" in log for log in logs)
-    # a bot's network is on its way, no more: its padding spans no time
+    # its network is on its way, no more: its padding spans no time
     for out in clients:
         assert "\nestablished: no (pending since " in out, out
         assert out.endswith(": needs valid recipients over 300s, at least 3, "
