@@ -406,6 +406,7 @@ static void judge(struct policy_job *j, enum dir_status st)
      * the directory says (a catch-all, say) */
     if (trap || st == DIR_NOTFOUND) {
         harvest_record(&j->client, trap ? OUTCOME_TRAP : OUTCOME_INVALID);
+        siege_invalid(&j->siege, &j->client);   /* siege: still established? */
         /* siege: the domain's rate, of guesses the per-network rules do not
          * already hold back (a tarpitted network's are not a distributed
          * harvest, and must not make a cheap one) */
@@ -629,9 +630,6 @@ struct client_op {
 
 static void client_established(void *arg)
 {
-    static const char *const text[] = { "no", "yes (clean record)",
-        "yes (retried during a siege)", "yes (whitelisted or exempt)" };
-    static const char *const word[] = { "no", "clean", "retried", "exempt" };
     struct client_op *co = arg;
     struct sbuf b;
     size_t len = strlen(co->text);
@@ -639,9 +637,12 @@ static void client_established(void *arg)
     sbuf_init(&b);
     if (co->json && len && co->text[len - 1] == '}') {
         sbuf_add(&b, co->text, len - 1);
-        sbuf_printf(&b, ",\"established\":\"%s\"}", word[co->sc.known]);
+        sbuf_puts(&b, ",");
+        siege_established_text(&co->sc, 1, &b);
+        sbuf_puts(&b, "}");
     } else {
-        sbuf_printf(&b, "%s\n\nestablished: %s", co->text, text[co->sc.known]);
+        sbuf_printf(&b, "%s\n\n", co->text);
+        siege_established_text(&co->sc, 0, &b);
     }
     op_finish(co->op, 1, b.data);
     sbuf_free(&b);

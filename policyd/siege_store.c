@@ -40,6 +40,8 @@ struct siege_store {
     unsigned gen;                   /* bumped when the domain table changes */
     int polling;
     struct cache *nets;             /* established networks known here */
+    struct cache *pending;          /* others: their first valid recipient,
+                                     * wall-clock ms */
     /* settings, copied from the config */
     char prefix[CONFIG_PREFIX_MAX + 1];
     enum siege_action_cfg action;
@@ -58,6 +60,7 @@ static void ss_unref(struct siege_store *ss)
     if (--ss->refs > 0)
         return;
     cache_free(ss->nets);
+    cache_free(ss->pending);
     free(ss->doms);
     free(ss->view);
     free(ss);
@@ -79,6 +82,7 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->shared = shared;
     ss->refs = 2;                   /* owner and timer */
     ss->nets = cache_new(SIEGE_NETS_MAX);
+    ss->pending = cache_new(SIEGE_NETS_MAX);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
     uv_timer_start(&ss->timer, poll_tick, SIEGE_POLL_MS, SIEGE_POLL_MS);
@@ -351,12 +355,14 @@ static int known_here(struct siege_store *ss, const char *net)
     return cache_get(ss->nets, net, strlen(net), util_now_ms(), &v, &exp) ? (int)v : KNOWN_NO;
 }
 
-static void remember(struct siege_store *ss, const char *net, int kind, uint64_t life_ms)
+/* remember - in one of this process's tables: with Redis, trusted here
+ * only SIEGE_REFRESH_MS; the store keeps it */
+static void remember(struct siege_store *ss, struct cache *c, const char *net,
+                     int64_t val, uint64_t life_ms)
 {
-    /* with Redis, trusted here only SIEGE_REFRESH_MS; the store keeps it */
     if (ss->shared && life_ms > SIEGE_REFRESH_MS)
         life_ms = SIEGE_REFRESH_MS;
-    cache_put(ss->nets, net, strlen(net), kind, util_now_ms() + life_ms);
+    cache_put(c, net, strlen(net), val, util_now_ms() + life_ms);
 }
 
 static void got_established(void *arg, int status, const char *val, size_t len)
@@ -365,7 +371,7 @@ static void got_established(void *arg, int status, const char *val, size_t len)
 
     if (status == STORE_OK && len == 1 && (val[0] == 'c' || val[0] == 'r')) {
         sc->known = val[0] == 'c' ? KNOWN_CLEAN : KNOWN_RETRIED;
-        remember(sc->ss, sc->net, sc->known, SIEGE_REFRESH_MS);
+        remember(sc->ss, sc->ss->nets, sc->net, sc->known, SIEGE_REFRESH_MS);
     }
     sc->cb(sc->arg);
 }
@@ -395,6 +401,7 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
     sc->gen = ss->gen;
     sc->siege = 0;
     sc->admitted = 0;
+    sc->pending_ms = -1;
     sc->cb = cb;
     sc->arg = arg;
     sc->known = hc->trusted || !hc->nlevels ? KNOWN_EXEMPT : KNOWN_NO;
@@ -424,17 +431,6 @@ void siege_check(struct siege_store *ss, const char *domain,
     read_established(sc);
 }
 
-void siege_established(struct siege_store *ss, const struct harvest_client *hc,
-                       struct siege_client *sc, siege_cb *cb, void *arg)
-{
-    client_init(ss, hc, sc, cb, arg);
-    if (sc->known) {
-        cb(arg);
-        return;
-    }
-    read_established(sc);
-}
-
 enum siege_response siege_response(const struct siege_client *sc)
 {
     if (!sc->siege || sc->known || sc->admitted)
@@ -450,13 +446,19 @@ static struct sdom *dom_of(const struct siege_client *sc)
     return sc->dom >= 0 && sc->gen == ss->gen ? &ss->doms[sc->dom] : NULL;
 }
 
+/* age_of - of a key made to live life_ms, from its remaining life ttl_ms
+ * (-1: none); 0 when that does not tell */
+static uint64_t age_of(uint64_t life_ms, long long ttl_ms)
+{
+    return ttl_ms >= 0 && (uint64_t)ttl_ms < life_ms ? life_ms - (uint64_t)ttl_ms : 0;
+}
+
 static void retried(void *arg, int status, long long count, long long ttl_ms)
 {
     struct siege_client *sc = arg;
     struct siege_store *ss = sc->ss;
     struct sdom *d = dom_of(sc);
-    uint64_t age = ttl_ms >= 0 && (uint64_t)ttl_ms < ss->retry_max_ms
-        ? ss->retry_max_ms - (uint64_t)ttl_ms : 0;
+    uint64_t age = age_of(ss->retry_max_ms, ttl_ms);
 
     /* a real MTA comes back after minutes; a bot at once, or never */
     if (status == STORE_OK && count > 1 && age >= ss->retry_min_ms) {
@@ -466,7 +468,7 @@ static void retried(void *arg, int status, long long count, long long ttl_ms)
         sc->admitted = 1;
         if (d)
             d->admitted++;
-        remember(ss, sc->net, KNOWN_RETRIED, ss->retry_max_ms);
+        remember(ss, ss->nets, sc->net, KNOWN_RETRIED, ss->retry_max_ms);
         ss->store->ops->set(ss->store, key, klen, "r", 1, ss->retry_max_ms);
         log_info("siege: event=admit domain=%s net=%s waited=%.0fs",
                  d ? d->name : "-", sc->net, age / 1000.0);
@@ -509,27 +511,195 @@ void siege_unknown(struct siege_client *sc)
                          counted, op);
 }
 
-void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
+/* ---- established networks: earned over retry_min, lost by guessing ---- */
+
+/* with_this - hc's narrow standing before this request, and this
+ * recipient (valid or not; a trap counts as an invalid one) */
+static struct score with_this(const struct harvest_client *hc, int valid)
 {
-    struct siege_store *ss = sc->ss;
-    const struct score *s;
-    double valid, share;
+    struct score s = hc->lv[SCORE_NARROW].before;
+
+    if (valid)
+        s.valid += 1;
+    else
+        s.invalid += 1;
+    return s;
+}
+
+/* share_of - of invalid recipients, 0..1; s has one at least */
+static double share_of(const struct score *s)
+{
+    return s->invalid / (s->invalid + s->valid);
+}
+
+/* establish - net's valid recipients span retry_min with a clean record */
+static void establish(struct siege_store *ss, const char *net, uint64_t first_ms, int clean)
+{
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    if (hc->exempt || known_here(ss, sc->net) == KNOWN_CLEAN)
-        return;                     /* written less than SIEGE_REFRESH_MS ago */
-    s = &hc->lv[SCORE_NARROW].before;
-    valid = s->valid + 1;           /* this recipient */
-    share = s->invalid / (s->invalid + valid);
-    if (valid + 0.5 < ss->established_after || share * 100 >= ss->tarpit_share)
-        return;
-    remember(ss, sc->net, KNOWN_CLEAN, ss->established_ms);
-    klen = key_of(ss, key, "s:", sc->net, "");
+    if (!clean || util_wall_ms() < first_ms + ss->retry_min_ms)
+        return;                     /* a burst, however clean, is not an MTA */
+    remember(ss, ss->nets, net, KNOWN_CLEAN, ss->established_ms);
+    klen = key_of(ss, key, "s:", net, "");
     ss->store->ops->set(ss->store, key, klen, "c", 1, ss->established_ms);
 }
 
+struct pend_op {
+    struct siege_store *ss;
+    int clean;                      /* the record, at the request */
+    char net[EVIDENCE_NET_MAX];
+};
+
+/* pended - "p:" NET was counted: its remaining life tells when the
+ * network's first valid recipient was, on whichever policyd */
+static void pended(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct pend_op *op = arg;
+    struct siege_store *ss = op->ss;
+    (void)count;
+
+    if (status == STORE_OK && !ss->closing) {
+        uint64_t now = util_wall_ms(), age = age_of(ss->established_ms, ttl_ms);
+        uint64_t first = now > age ? now - age : 0;
+
+        remember(ss, ss->pending, op->net, (int64_t)first, ss->established_ms - age);
+        establish(ss, op->net, first, op->clean);
+    }
+    free(op);
+    ss_unref(ss);
+}
+
+void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
+{
+    struct siege_store *ss = sc->ss;
+    struct pend_op *op;
+    struct score s;
+    int clean;
+    int64_t first;
+    uint64_t exp;
+    char key[SIEGE_KEY_MAX];
+    size_t klen;
+
+    if (hc->exempt || ss->closing || known_here(ss, sc->net) == KNOWN_CLEAN)
+        return;                     /* written less than SIEGE_REFRESH_MS ago */
+    s = with_this(hc, 1);
+    clean = s.valid + 0.5 >= ss->established_after && share_of(&s) * 100 < ss->tarpit_share;
+    if (cache_get(ss->pending, sc->net, strlen(sc->net), util_now_ms(), &first, &exp)) {
+        establish(ss, sc->net, (uint64_t)first, clean);
+        return;
+    }
+    op = xmalloc(sizeof(*op));
+    op->ss = ss;
+    op->clean = clean;
+    memcpy(op->net, sc->net, sizeof(op->net));
+    ss->refs++;
+    klen = key_of(ss, key, "p:", sc->net, "");
+    ss->store->ops->incr(ss->store, key, klen, ss->established_ms, 0, 0, pended, op);
+}
+
+static void forgotten(void *arg, int status, long long count, long long ttl_ms)
+{
+    (void)arg, (void)status, (void)count, (void)ttl_ms;
+}
+
+void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
+{
+    struct siege_store *ss = sc->ss;
+    const struct sdom *d = dom_of(sc);
+    struct score s;
+    char key[SIEGE_KEY_MAX];
+
+    if (sc->known != KNOWN_CLEAN || ss->closing)
+        return;
+    s = with_this(hc, 0);
+    if (share_of(&s) * 100 < ss->tarpit_share)
+        return;
+    sc->known = KNOWN_NO;           /* this guess counts toward a siege */
+    cache_del(ss->pending, sc->net, strlen(sc->net));
+    if (!cache_del(ss->nets, sc->net, strlen(sc->net)))
+        return;                     /* a parallel request revoked it already */
+    /* fleet-wide, and earned anew over retry_min */
+    ss->store->ops->del(ss->store, key, key_of(ss, key, "s:", sc->net, ""), forgotten, NULL);
+    ss->store->ops->del(ss->store, key, key_of(ss, key, "p:", sc->net, ""), forgotten, NULL);
+    log_info("siege: event=revoke domain=%s net=%s invalid=%.0f valid=%.0f share=%.2f",
+             d ? d->name : "-", sc->net, s.invalid, s.valid, share_of(&s));
+}
+
 /* ---- the operator ---- */
+
+struct est_op {
+    struct siege_client *sc;
+    siege_cb *cb;
+    void *arg;
+};
+
+static void est_done(struct est_op *op)
+{
+    op->cb(op->arg);
+    free(op);
+}
+
+static void est_pending(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct est_op *op = arg;
+    (void)count;
+
+    if (status == STORE_OK)
+        op->sc->pending_ms = (long long)age_of(op->sc->ss->established_ms, ttl_ms);
+    est_done(op);
+}
+
+/* est_read - not established: is it on its way? */
+static void est_read(void *arg)
+{
+    struct est_op *op = arg;
+    struct siege_client *sc = op->sc;
+    struct siege_store *ss = sc->ss;
+    char key[SIEGE_KEY_MAX];
+
+    if (sc->known) {
+        est_done(op);
+        return;
+    }
+    ss->store->ops->peek(ss->store, key, key_of(ss, key, "p:", sc->net, ""), 1,
+                         est_pending, op);
+}
+
+void siege_established(struct siege_store *ss, const struct harvest_client *hc,
+                       struct siege_client *sc, siege_cb *cb, void *arg)
+{
+    struct est_op *op = xmalloc(sizeof(*op));
+
+    op->sc = sc;
+    op->cb = cb;
+    op->arg = arg;
+    client_init(ss, hc, sc, est_read, op);
+    if (sc->known)
+        est_done(op);
+    else
+        read_established(sc);
+}
+
+void siege_established_text(const struct siege_client *sc, int json, struct sbuf *out)
+{
+    static const char *const text[] = { "no", "yes (clean record)",
+        "yes (retried during a siege)", "yes (whitelisted or exempt)" };
+    static const char *const word[] = { "no", "clean", "retried", "exempt" };
+    const struct siege_store *ss = sc->ss;
+
+    if (json) {
+        sbuf_printf(out, "\"established\":\"%s\"", word[sc->known]);
+        if (sc->pending_ms >= 0)
+            sbuf_printf(out, ",\"pending_s\":%.1f", sc->pending_ms / 1000.0);
+        return;
+    }
+    sbuf_printf(out, "established: %s", text[sc->known]);
+    if (sc->pending_ms >= 0)
+        sbuf_printf(out, " (pending since %.0fs: needs valid recipients over %.0fs, "
+                    "at least %u, under %u%% invalid)", sc->pending_ms / 1000.0,
+                    ss->retry_min_ms / 1000.0, ss->established_after, ss->tarpit_share);
+}
 
 int siege_force_domain(struct siege_store *ss, const char *domain, int on,
                        uint64_t hold_ms)

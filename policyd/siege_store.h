@@ -18,6 +18,9 @@
  *   PREFIX "s:" NET            set/get: an established network ("c": a
  *                              clean record, for established_days; "r":
  *                              retried during a siege, for retry_max)
+ *   PREFIX "p:" NET            incr: a valid recipient of a network not
+ *                              known as established; its remaining life
+ *                              (established_days) tells when the first was
  *   PREFIX "w:" NET            incr: first try during a siege; its
  *                              remaining life (retry_max) tells its age
  *
@@ -29,27 +32,38 @@
  * Without Redis (store_mem) the counters live in process memory and the
  * marks and established networks in tables of this process.
  *
- * Established: a client's narrow network (harvest.h) with at least
- * [siege] established_after valid recipients and an invalid share below
- * [harvest] tarpit_share.  Exempt clients (whitelisted, SASL) count as
- * established.  A network is written to the store at most every
- * SIEGE_REFRESH_MS by this process, and one read from the store is trusted
- * for as long.
+ * Established: a client's narrow network (harvest.h) whose valid
+ * recipients span [siege] retry_min at least (like greylisting: an MTA
+ * that keeps delivering for minutes, not a burst of postmaster@), with at
+ * least [siege] established_after of them and an invalid share below
+ * [harvest] tarpit_share when the last one is asked.  A network known as
+ * established whose share reaches tarpit_share loses it (it is harvesting
+ * behind a few valid recipients) and starts over.  Exempt clients
+ * (whitelisted, SASL) count as established.  A network is written to the
+ * store at most every SIEGE_REFRESH_MS by this process, and one read from
+ * the store (established, or when its first valid recipient was) is
+ * trusted for as long.
  *
  * A deferred RCPT is never looked up, so it counts in the rate as an
  * unknown recipient: a siege lasts as long as the guesses, not one window.
  *
- * Outside a siege a request costs nothing here but, for an unknown
- * recipient from a network not known to be established, one counter
- * increment (fire and forget).  Under a siege a not-established client
- * costs one more batched read (is it established?) and, with action =
- * defer, one counter increment (its retry) before the answer, the same
- * for every recipient: the directory is never asked for it.
+ * Outside a siege a request costs nothing here but, from a network not
+ * known here to be established, one counter increment for an unknown
+ * recipient, and for a valid one, one increment of "p:" NET while this
+ * process does not know when its first was and one write of "s:" NET
+ * once it qualifies; a revocation costs two deletes.  All fire and
+ * forget.  Under a siege a not-established client costs one more batched
+ * read (is it established?) and, with action = defer, one counter
+ * increment (its retry) before the answer, the same for every recipient:
+ * the directory is never asked for it.
  *
  * LIMITS
  *	The domains are [directory] domains, so the table is bounded.  The
  *	learned baseline is this process's, not the fleet's: a restart
- *	learns it anew (the threshold still holds meanwhile).
+ *	learns it anew (the threshold still holds meanwhile).  This
+ *	process knows at most SIEGE_NETS_MAX established and as many pending
+ *	networks (the least recently used go first: asked of the store
+ *	again).
  */
 
 #include <stdint.h>
@@ -78,6 +92,9 @@ struct siege_client {
     int known;                  /* established (or exempt), as far as known */
     int siege;                  /* the domain is under siege, action != off */
     int admitted;               /* defer: came back in time */
+    long long pending_ms;       /* siege_established: since the first valid
+                                 * recipient of a network not established;
+                                 * -1 none */
     char net[EVIDENCE_NET_MAX];
     siege_cb *cb;
     void *arg;
@@ -107,8 +124,14 @@ void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg);
  * asked: counted unless the client is established. */
 void siege_unknown(struct siege_client *sc);
 /* siege_delivered - a valid recipient was asked; hc's narrow standing
- * (before this request) decides whether the network is now established. */
+ * (before this request) and the age of the network's first valid
+ * recipient decide whether the network is now established. */
 void siege_delivered(struct siege_client *sc, const struct harvest_client *hc);
+/* siege_invalid - an unknown recipient (or trap) was asked: a network known
+ * here as established whose narrow standing (hc's, with this recipient)
+ * reaches [harvest] tarpit_share loses it, fleet-wide, and sc no longer
+ * counts it as established.  Before siege_unknown. */
+void siege_invalid(struct siege_client *sc, const struct harvest_client *hc);
 
 /* For the operator. */
 void siege_info(struct siege_store *ss, int json, struct sbuf *out);
@@ -117,10 +140,13 @@ void siege_info(struct siege_store *ss, int json, struct sbuf *out);
 int siege_force_domain(struct siege_store *ss, const char *domain, int on,
                        uint64_t hold_ms);
 /* siege_established - for `policyctl client`: is hc's network
- * established?  Sets sc->known (0 no, 1 clean record, 2 retried, 3 exempt);
+ * established, or on its way?  Fills sc for siege_established_text;
  * cb(arg) once. */
 void siege_established(struct siege_store *ss, const struct harvest_client *hc,
                        struct siege_client *sc, siege_cb *cb, void *arg);
+/* siege_established_text - its answer: a line "established: ..." (json:
+ * the members "established" and, when pending, "pending_s"). */
+void siege_established_text(const struct siege_client *sc, int json, struct sbuf *out);
 void siege_stats(struct siege_store *ss, struct stats_extra *x);
 
 #endif

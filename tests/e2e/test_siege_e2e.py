@@ -12,8 +12,9 @@ SMTP replies:
   - the siege begins (logged once on each policyd);
   - from then on every RCPT of a bot, valid or unknown, gets the same
     450 4.7.1 text, at once;
-  - an established sender (127.0.0.2) gets 250 and 550, at once, before,
-    during and after, as ever;
+  - an established sender (127.0.0.2: its deliveries to valid recipients
+    spanned retry_min before the bots came) gets 250 and 550, at once,
+    before, during and after, as ever;
   - a new sender (127.0.0.3) is deferred, deferred again when it retries at
     once, and answered correctly (250/550) after retry_min, on both MTAs;
   - the siege ends (logged once on each) after the guesses stop, and a bot
@@ -119,7 +120,8 @@ def test_botnet_through_two_mtas():
             mtas = (("mx1", mx1), ("mx2", mx2))
 
             # --- before: 127.0.0.2 delivers to valid recipients until it is
-            # established fleet-wide (each policyd reads it from Redis)
+            # established fleet-wide (each policyd reads it from Redis): its
+            # deliveries must span retry_min, so this takes retry_min
             def established():
                 session(mx1, ESTABLISHED, VALID, data=True)
                 return all("established: yes (clean record)" in
