@@ -663,13 +663,13 @@ static void sr_set(struct store *s, const char *key, size_t klen,
                    const char *val, size_t vlen, uint64_t ttl_ms)
 {
     struct store_redis *sr = sr_of(s);
-    char ttl[24];
+    char ttl[UTIL_FMT_U_MAX];
     const char *argv[5] = { "SET", key, val, "PX", ttl };
     size_t lens[5] = { 3, klen, vlen, 2, 0 };
 
     if (!sr_usable(sr, klen))
         return;
-    lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
+    lens[4] = util_fmt_u(ttl, ttl_ms);
     struct rcmd *c = sr_cmd_new(sr, K_SET, NULL, 0);
     if (sr_cmd_send(sr, c, ttl_ms ? 5 : 3, argv, lens) < 0) {
         sr_cmd_fail(c);

@@ -110,20 +110,19 @@ const char sr_merge_lua[] =
 /* merge_args - the script's ARGV, each NUL-terminated, one after another. */
 static char *merge_args(const struct store_merge *m)
 {
-    char nums[2][24], delta[SCORE_WIRE_MAX], floor[SCORE_WIRE_MAX], ttl[24], max[24];
+    char nums[2][UTIL_FMT_U_MAX], delta[SCORE_WIRE_MAX], floor[SCORE_WIRE_MAX];
+    char ttl[UTIL_FMT_U_MAX], max[UTIL_FMT_U_MAX];
     const char *parts[MERGE_ARGS] = { nums[0], nums[1], delta, floor, ttl, max };
     size_t lens[MERGE_ARGS], total = 0;
     char *out, *o;
 
-    lens[0] = (size_t)snprintf(nums[0], sizeof(nums[0]), "%llu",
-                               (unsigned long long)m->now_ms);
-    lens[1] = (size_t)snprintf(nums[1], sizeof(nums[1]), "%llu",
-                               (unsigned long long)m->half_life_ms);
+    lens[0] = util_fmt_u(nums[0], m->now_ms);
+    lens[1] = util_fmt_u(nums[1], m->half_life_ms);
     lens[2] = score_encode(&m->delta, delta, sizeof(delta));
     floor[0] = '\0';
     lens[3] = m->floor ? score_encode(m->floor, floor, sizeof(floor)) : 0;
-    lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)m->ttl_ms);
-    lens[5] = (size_t)snprintf(max, sizeof(max), "%d", STORE_RANK_MAX);
+    lens[4] = util_fmt_u(ttl, m->ttl_ms);
+    lens[5] = util_fmt_u(max, STORE_RANK_MAX);
     for (int i = 0; i < MERGE_ARGS; i++)
         total += lens[i] + 1;
     o = out = xmalloc(total);

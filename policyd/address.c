@@ -53,6 +53,7 @@
 #include <sys/socket.h>
 
 #include "address.h"
+#include "util.h"
 
 static int addr_is_ctl(unsigned char c)
 {
@@ -284,14 +285,29 @@ static void addr_mask(uint8_t *addr, size_t bytes, unsigned prefix)
     }
 }
 
+/* ipv4_text - dotted quad of a[0..4) at text (INET_ADDRSTRLEN); its
+ * length.  Without printf (inet_ntop's): this runs for every request. */
+static size_t ipv4_text(const uint8_t *a, char *text)
+{
+    size_t  n = 0;
+    int     i;
+
+    for (i = 0; i < 4; i++) {
+        n += util_fmt_u(text + n, a[i]);
+        text[n++] = '.';
+    }
+    text[--n] = '\0';
+    return n;
+}
+
 int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
                     unsigned v6prefix, char *out, size_t outlen)
 {
     uint8_t buf[16];
     char    text[INET6_ADDRSTRLEN];
+    char    num[UTIL_FMT_U_MAX];
     unsigned prefix;
-    size_t  bytes;
-    int     n;
+    size_t  bytes, tlen, nlen;
 
     if (family == AF_INET) {
         prefix = v4prefix;
@@ -306,11 +322,18 @@ int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
         return -1;
     memcpy(buf, addr, 16);
     addr_mask(buf, bytes, prefix);
-    if (inet_ntop(family, buf, text, sizeof(text)) == NULL)
+    if (family == AF_INET)
+        tlen = ipv4_text(buf, text);
+    else if (inet_ntop(family, buf, text, sizeof(text)) != NULL)
+        tlen = strlen(text);
+    else
         return -1;
-    n = snprintf(out, outlen, "%s/%u", text, prefix);
-    if (n < 0 || (size_t) n >= outlen)
+    nlen = util_fmt_u(num, prefix);
+    if (tlen + 1 + nlen >= outlen)
         return -1;
+    memcpy(out, text, tlen);
+    out[tlen] = '/';
+    memcpy(out + tlen + 1, num, nlen + 1);
     return 0;
 }
 

@@ -100,6 +100,7 @@ struct evidence {
     uv_loop_t *loop;
     struct store *store;
     char prefix[CONFIG_PREFIX_MAX + 1];
+    size_t prefix_len;
     uint64_t half_life_ms, ttl_ms;
     size_t max_tracked;
     uint64_t recorded;              /* evidence_record calls, ever */
@@ -111,6 +112,10 @@ struct evidence {
     struct ev_entry *dirty_head, *dirty_tail;
     size_t ndirty;
     struct ev_merge *merges;
+    size_t nmerges;                 /* in ev->merges: waiting for the store */
+    size_t due;                     /* merges this tick still owes */
+    int flushing;                   /* inside flush() */
+    uint64_t drops;                 /* entries dropped, ever: see entry_via */
 
     unsigned epoch;                 /* advances each time the store goes away */
     int away;
@@ -241,16 +246,23 @@ static int needs_floor(const struct evidence *ev, const struct ev_entry *e)
     return e->synced != ev->epoch;
 }
 
-static void build_key(const struct evidence *ev, const char *net, char *key,
-                      size_t *klen)
+/* build_key - PREFIX "e:" NET into key (EVIDENCE_KEY_MAX); its length.
+ * net is shorter than EVIDENCE_NET_MAX (the callers check). */
+static size_t build_key(const struct evidence *ev, const char *net, char *key)
 {
-    *klen = (size_t)snprintf(key, EVIDENCE_KEY_MAX, "%se:%s", ev->prefix, net);
+    size_t nlen = strlen(net);
+
+    memcpy(key, ev->prefix, ev->prefix_len);
+    memcpy(key + ev->prefix_len, "e:", 2);
+    memcpy(key + ev->prefix_len + 2, net, nlen + 1);
+    return ev->prefix_len + 2 + nlen;
 }
 
 /* ---- merges ------------------------------------------------------------- */
 
 static void merge_unlink(struct evidence *ev, struct ev_merge *m)
 {
+    ev->nmerges--;
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -261,22 +273,15 @@ static void merge_unlink(struct evidence *ev, struct ev_merge *m)
 }
 
 static void check_store(struct evidence *ev);
+static void flush(struct evidence *ev);
 
-/* merge_done - the store's answer to one merge. */
-static void merge_done(void *arg, int status, const char *val, size_t len)
+/* merge_landed - the store's answer to e's merge. */
+static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor_epoch,
+                         int status, const char *val, size_t len)
 {
-    struct ev_merge *m = arg;
-    struct evidence *ev = m->ev;
-    struct ev_entry *e = m->e;
-    unsigned floor_epoch = m->floor_epoch;
     struct score st;
     uint64_t now;
 
-    if (ev)
-        merge_unlink(ev, m);
-    free(m);
-    if (!ev || !e)
-        return;                         /* fire and forget, or the network went */
     e->inflight = NULL;
     now = util_wall_ms();
     if (status == STORE_OK && score_decode(val, len, &st) == 0) {
@@ -301,6 +306,25 @@ static void merge_done(void *arg, int status, const char *val, size_t len)
     e->synced = 0;
     mark_dirty(ev, e);
     check_store(ev);
+}
+
+/* merge_done - the store's answer to one merge; its place in the store's
+ * queue goes to the next merge this tick owes. */
+static void merge_done(void *arg, int status, const char *val, size_t len)
+{
+    struct ev_merge *m = arg;
+    struct evidence *ev = m->ev;
+    struct ev_entry *e = m->e;
+    unsigned floor_epoch = m->floor_epoch;
+
+    if (ev)
+        merge_unlink(ev, m);
+    free(m);
+    if (!ev)
+        return;                         /* fire and forget */
+    if (e)                              /* else the network went meanwhile */
+        merge_landed(ev, e, floor_epoch, status, val, len);
+    flush(ev);
 }
 
 /* send_merge - e's pending deltas (and floor = view when it needs one) in
@@ -329,29 +353,39 @@ static void send_merge(struct evidence *ev, struct ev_entry *e, int detached)
         if (ev->merges)
             ev->merges->prev = m;
         ev->merges = m;
+        ev->nmerges++;
         e->inflight = m;
         e->sent = e->pending;
     }
     memset(&e->pending, 0, sizeof(e->pending));
     dirty_unlink(ev, e);
-    build_key(ev, e->net, key, &klen);
+    klen = build_key(ev, e->net, key);
     /* may answer before it returns: e is consistent by now */
     ev->store->ops->merge(ev->store, key, klen, &sm, merge_done, m);
 }
 
-/* flush - one merge per dirty network without one in flight, at most
- * EVIDENCE_FLUSH_BATCH; a refusal answered at once goes back to the tail,
- * so each network is tried once per call. */
+/* flush - the merges this tick owes (ev->due: the networks it found
+ * dirty, at most EVIDENCE_FLUSH_BATCH), oldest first, while fewer than
+ * EVIDENCE_MERGES_OUT wait for the store; each answer calls it again.  A
+ * network whose merge is in flight waits for the answer (and a later
+ * tick).  A refusal answered at once goes back to the tail and has had its
+ * turn, so each network is tried about once a tick. */
 static void flush(struct evidence *ev)
 {
-    size_t n = ev->ndirty < EVIDENCE_FLUSH_BATCH ? ev->ndirty : EVIDENCE_FLUSH_BATCH;
-    struct ev_entry *e = ev->dirty_head, *next;
+    struct ev_entry *e, *next;
 
-    for (size_t i = 0; i < n && e && !ev->away; i++, e = next) {
+    if (ev->flushing)
+        return;                 /* an answer inside send_merge: the loop goes on */
+    ev->flushing = 1;
+    for (e = ev->dirty_head; e && ev->due && ev->nmerges < EVIDENCE_MERGES_OUT
+                             && !ev->away; e = next) {
         next = e->dnext;
-        if (!e->inflight)
-            send_merge(ev, e, 0);
+        if (e->inflight)
+            continue;
+        ev->due--;
+        send_merge(ev, e, 0);
     }
+    ev->flushing = 0;
 }
 
 /* check_store - notice the store going away and coming back. */
@@ -384,8 +418,8 @@ static void tick(uv_timer_t *t)
     struct evidence *ev = t->data;
 
     check_store(ev);
-    if (!ev->away)
-        flush(ev);
+    ev->due = ev->ndirty < EVIDENCE_FLUSH_BATCH ? ev->ndirty : EVIDENCE_FLUSH_BATCH;
+    flush(ev);
     if (ev->ndirty || ev->count)
         arm(ev);
 }
@@ -404,6 +438,7 @@ static void drop(struct evidence *ev, struct ev_entry *e)
     if (e->inflight)
         e->inflight->e = NULL;
     ev->count--;
+    ev->drops++;
     free(e);
 }
 
@@ -468,6 +503,7 @@ struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
     ev->store = store;
     snprintf(ev->prefix, sizeof(ev->prefix), "%s",
              cfg->redis.prefix ? cfg->redis.prefix : "");
+    ev->prefix_len = strlen(ev->prefix);
     ev->half_life_ms = cfg->harvest.window_ms;
     ev->ttl_ms = cfg->harvest.window_ms * EVIDENCE_TTL_HALVES;
     ev->max_tracked = cfg->harvest.max_tracked ? cfg->harvest.max_tracked : 1;
@@ -526,16 +562,48 @@ static void add_local(const struct evidence *ev, const struct ev_entry *e,
     score_add(s, &e->sent, now, ev->half_life_ms);
 }
 
-static void answer_view(struct evidence *ev, struct evidence_read *r)
+/* hold - r's handle is e from now on (entry() may have dropped others
+ * first: the count is taken after). */
+static struct ev_entry *hold(struct evidence_read *r, struct ev_entry *e)
 {
-    const struct ev_entry *e = find(ev, r->net);
-    uint64_t now = util_wall_ms();
+    r->e = e;
+    r->drops = r->ev->drops;
+    return e;
+}
+
+/* entry_via - r's entry: the one found before while nothing has been
+ * dropped since (a drop frees it), else looked up again; with make, made
+ * if need be and made most recently used, as entry() does. */
+static struct ev_entry *entry_via(struct evidence_read *r, int make)
+{
+    struct evidence *ev = r->ev;
+
+    if (!r->net[0])
+        return NULL;                    /* too long to keep (evidence_read_at) */
+    if (r->e && r->drops == ev->drops) {
+        if (make)
+            touch(ev, r->e);
+        return r->e;
+    }
+    return hold(r, make ? entry(ev, r->net) : find(ev, r->net));
+}
+
+/* view_of - e's view (empty without e), faded to now. */
+static int view_of(const struct evidence *ev, const struct ev_entry *e, uint64_t now,
+                   struct score *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (e)
+        *out = e->view;
+    score_decay(out, now, ev->half_life_ms);
+    return e != NULL;
+}
+
+static void answer_view(struct evidence_read *r, uint64_t now)
+{
     struct score s;
 
-    memset(&s, 0, sizeof(s));
-    if (e)
-        s = e->view;
-    score_decay(&s, now, ev->half_life_ms);
+    view_of(r->ev, entry_via(r, 0), now, &s);
     r->cb(r->arg, &s, 0);
 }
 
@@ -550,7 +618,7 @@ static void read_done(void *arg, int status, const char *val, size_t len)
     ev->reads_out--;
     if (status == STORE_ERR) {
         check_store(ev);
-        answer_view(ev, r);
+        answer_view(r, now);
         maybe_release(ev);
         return;
     }
@@ -559,7 +627,7 @@ static void read_done(void *arg, int status, const char *val, size_t len)
     if (status != STORE_OK || score_decode(val, len, &s) < 0)
         memset(&s, 0, sizeof(s));
     score_decay(&s, now, ev->half_life_ms);
-    e = status == STORE_OK ? entry(ev, r->net) : find(ev, r->net);
+    e = hold(r, status == STORE_OK ? entry(ev, r->net) : find(ev, r->net));
     add_local(ev, e, &s, now);
     if (e) {
         /* until its floor lands the store may lack what we saw (a
@@ -577,34 +645,41 @@ static void read_done(void *arg, int status, const char *val, size_t len)
 void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r,
                    evidence_cb *cb, void *arg)
 {
+    evidence_read_at(ev, net, r, util_wall_ms(), cb, arg);
+}
+
+void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
+                      uint64_t now_ms, evidence_cb *cb, void *arg)
+{
     char key[EVIDENCE_KEY_MAX];
-    size_t klen, nlen = strlen(net);
+    size_t nlen = strlen(net);
 
     r->ev = ev;
+    r->e = NULL;
     r->cb = cb;
     r->arg = arg;
     if (nlen >= sizeof(r->net)) {
         struct score none;
         memset(&none, 0, sizeof(none));
-        none.t_ms = util_wall_ms();
+        none.t_ms = now_ms;
+        r->net[0] = '\0';              /* kept nowhere: records go nowhere */
         cb(arg, &none, 0);
         return;
     }
     memcpy(r->net, net, nlen + 1);
     check_store(ev);
     if (!ev->store || ev->away || ev->closing) {
-        answer_view(ev, r);
+        answer_view(r, now_ms);
         return;
     }
-    build_key(ev, net, key, &klen);
     ev->reads_out++;
-    ev->store->ops->get(ev->store, key, klen, read_done, r);
+    ev->store->ops->get(ev->store, key, build_key(ev, net, key), read_done, r);
 }
 
-void evidence_record(struct evidence *ev, const char *net, const struct score *delta)
+/* record_in - delta into e (NULL: a network not kept). */
+static void record_in(struct evidence *ev, struct ev_entry *e, const struct score *delta)
 {
-    struct ev_entry *e = entry(ev, net);
-    uint64_t now = util_wall_ms();
+    uint64_t now = delta->t_ms;
 
     ev->recorded++;
     if (!e)
@@ -616,6 +691,16 @@ void evidence_record(struct evidence *ev, const char *net, const struct score *d
     }
 }
 
+void evidence_record(struct evidence *ev, const char *net, const struct score *delta)
+{
+    record_in(ev, entry(ev, net), delta);
+}
+
+void evidence_record_via(struct evidence_read *r, const struct score *delta)
+{
+    record_in(r->ev, entry_via(r, 1), delta);
+}
+
 uint64_t evidence_recorded(const struct evidence *ev)
 {
     return ev->recorded;
@@ -623,13 +708,12 @@ uint64_t evidence_recorded(const struct evidence *ev)
 
 int evidence_view(struct evidence *ev, const char *net, struct score *out)
 {
-    const struct ev_entry *e = find(ev, net);
+    return view_of(ev, find(ev, net), util_wall_ms(), out);
+}
 
-    memset(out, 0, sizeof(*out));
-    if (e)
-        *out = e->view;
-    score_decay(out, util_wall_ms(), ev->half_life_ms);
-    return e != NULL;
+int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out)
+{
+    return view_of(r->ev, entry_via(r, 0), now_ms, out);
 }
 
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
@@ -637,7 +721,6 @@ void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
 {
     struct ev_entry *e = find(ev, net);
     char key[EVIDENCE_KEY_MAX];
-    size_t klen;
 
     if (e)
         drop(ev, e);
@@ -645,13 +728,11 @@ void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
         cb(arg, e ? STORE_OK : STORE_MISS, e ? 1 : 0, -1);
         return;
     }
-    build_key(ev, net, key, &klen);
-    ev->store->ops->del(ev->store, key, klen, cb, arg);
+    ev->store->ops->del(ev->store, key, build_key(ev, net, key), cb, arg);
 }
 
-int evidence_note_stage(struct evidence *ev, const char *net, int stage)
+static int note_in(struct ev_entry *e, int stage)
 {
-    struct ev_entry *e = entry(ev, net);
     int was;
 
     if (!e)
@@ -659,6 +740,16 @@ int evidence_note_stage(struct evidence *ev, const char *net, int stage)
     was = e->stage;
     e->stage = stage;
     return was;
+}
+
+int evidence_note_stage(struct evidence *ev, const char *net, int stage)
+{
+    return note_in(entry(ev, net), stage);
+}
+
+int evidence_note_stage_via(struct evidence_read *r, int stage)
+{
+    return note_in(entry_via(r, 1), stage);
 }
 
 void evidence_walk(struct evidence *ev, evidence_walk_fn *fn, void *arg)

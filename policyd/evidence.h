@@ -24,7 +24,11 @@
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty; every EVIDENCE_FLUSH_MS (and at evidence_free)
  * one merge per dirty network carries its pending deltas.  An acknowledged
- * merge clears them; a refused one returns them to pending.
+ * merge clears them; a refused one returns them to pending.  At most
+ * EVIDENCE_MERGES_OUT merges wait for the store at a time (the next go as
+ * answers come back), so a read never queues behind a whole flush in the
+ * store (Redis runs one connection's commands in order); while the store
+ * is slower than the flushes, a network's deltas gather in fewer merges.
  *
  * When the store comes back after refusing or being away, each network that
  * has a view is merged once with floor = its view: counts made here while
@@ -47,6 +51,7 @@
 #include "score.h"
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
+#define EVIDENCE_MERGES_OUT 32  /* merges waiting for the store at most */
 #define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */
 
 struct evidence;
@@ -54,10 +59,16 @@ struct evidence;
 /* standing: faded to now; from_store: 1 when the store answered. */
 typedef void evidence_cb(void *arg, const struct score *standing, int from_store);
 
-/* One read of one network, in the caller's storage (the job's), so a read
- * allocates nothing.  Fields are evidence.c's. */
+struct ev_entry;
+
+/* One network of one request, in the caller's storage (the job's): the
+ * context of its read, so a read allocates nothing, and then the handle
+ * through which the request's records find the network's entry without a
+ * second lookup (the *_via functions).  Fields are evidence.c's. */
 struct evidence_read {
     struct evidence *ev;
+    struct ev_entry *e;         /* the entry last found, or NULL */
+    uint64_t drops;             /* ev's drop count then: e is good while equal */
     char net[EVIDENCE_NET_MAX];
     evidence_cb *cb;
     void *arg;
@@ -70,11 +81,18 @@ struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
  * loop must run afterwards to close the timer. */
 void evidence_free(struct evidence *ev);
 
-/* evidence_read - cb exactly once, possibly before the call returns. */
+/* evidence_read - cb exactly once, possibly before the call returns.
+ * evidence_read_at: now_ms is the wall clock the caller already read (an
+ * answer from this process's view is faded to it). */
 void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r,
                    evidence_cb *cb, void *arg);
-/* evidence_record - fold delta (t_ms = now) into the network's standing. */
+void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
+                      uint64_t now_ms, evidence_cb *cb, void *arg);
+/* evidence_record - fold delta (t_ms = now: the time of the record) into
+ * the network's standing.  evidence_record_via: the network of r, once
+ * evidence_read has answered. */
 void evidence_record(struct evidence *ev, const char *net, const struct score *delta);
+void evidence_record_via(struct evidence_read *r, const struct score *delta);
 /* evidence_recorded - how many records this process has made: a caller
  * that saw the same number before has nothing new in any view. */
 uint64_t evidence_recorded(const struct evidence *ev);
@@ -82,6 +100,7 @@ uint64_t evidence_recorded(const struct evidence *ev);
  * what was recorded here since), faded to now; 0 and an empty standing
  * when it has none.  Synchronous: no store round trip. */
 int evidence_view(struct evidence *ev, const char *net, struct score *out);
+int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out);
 /* evidence_forget - remove the standing here and in the store (operator
  * unblock); cb gets the store's answer (count = keys removed). */
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
@@ -90,6 +109,7 @@ void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
 /* evidence_note_stage - remember the stage last logged for net; returns the
  * one remembered before (-1 when none), so each change is logged once. */
 int evidence_note_stage(struct evidence *ev, const char *net, int stage);
+int evidence_note_stage_via(struct evidence_read *r, int stage);
 
 /* evidence_walk - the table's views, faded to now, for the operator's stats. */
 typedef void evidence_walk_fn(void *arg, const char *net, const struct score *view);

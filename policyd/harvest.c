@@ -122,27 +122,27 @@ static void log_event(const struct harvest *h, const char *event, unsigned level
 }
 
 /* stage_seen - log a change of stage seen in a read, once. */
-static void stage_seen(struct harvest *h, unsigned level, const char *net,
+static void stage_seen(struct harvest *h, unsigned level, struct harvest_level *lv,
                        const struct score *s, const struct score_verdict *v)
 {
-    int was = evidence_note_stage(h->ev, net, (int)v->stage);
+    int was = evidence_note_stage_via(&lv->rd, (int)v->stage);
 
     if (was == (int)v->stage)
         return;
     if (v->stage == STAGE_TARPIT && was != STAGE_BLOCKED) {
-        log_event(h, "tarpit", level, net, s, v, score_why_name(v->why));
+        log_event(h, "tarpit", level, lv->net, s, v, score_why_name(v->why));
         if (h->cfg->harvest.dry_run)
             stats.would_delay_networks_total++;
     } else if (v->stage == STAGE_BLOCKED) {
-        log_event(h, "block", level, net, s, v, score_why_name(v->why));
+        log_event(h, "block", level, lv->net, s, v, score_why_name(v->why));
     } else if (was == STAGE_BLOCKED) {
-        log_event(h, "block_end", level, net, s, v, score_why_name(v->why));
+        log_event(h, "block_end", level, lv->net, s, v, score_why_name(v->why));
     }
 }
 
 /* earn_block - the standing s calls for a block: set it in delta (not in
  * a dry run), log and count it once. */
-static void earn_block(struct harvest *h, unsigned level, const char *net,
+static void earn_block(struct harvest *h, unsigned level, struct harvest_level *lv,
                        struct score *s, enum score_why why, uint64_t now,
                        struct score *delta)
 {
@@ -152,13 +152,13 @@ static void earn_block(struct harvest *h, unsigned level, const char *net,
         delta->block_until_ms = now + cfg->harvest.block_time_ms;
         s->block_until_ms = delta->block_until_ms;
         stats.blocked_networks_total++;
-    } else if (evidence_note_stage(h->ev, net, STAGE_BLOCKED) == STAGE_BLOCKED) {
+    } else if (evidence_note_stage_via(&lv->rd, STAGE_BLOCKED) == STAGE_BLOCKED) {
         return;                 /* a dry run logs a would-be block once */
     } else {
         stats.would_block_networks_total++;
     }
-    evidence_note_stage(h->ev, net, STAGE_BLOCKED);
-    log_event(h, "block", level, net, s, NULL, score_why_name(why));
+    evidence_note_stage_via(&lv->rd, STAGE_BLOCKED);
+    log_event(h, "block", level, lv->net, s, NULL, score_why_name(why));
 }
 
 /* level_judge - the stage lv->before earns now, and its logging.  Evidence
@@ -176,16 +176,16 @@ static void level_judge(struct harvest_client *c, unsigned level)
 
     if (due) {
         struct score delta = { 0, 0, 0, c->now_ms, 0 };
-        earn_block(h, level, lv->net, &lv->before, why, c->now_ms, &delta);
+        earn_block(h, level, lv, &lv->before, why, c->now_ms, &delta);
         if (delta.block_until_ms)
-            evidence_record(h->ev, lv->net, &delta);
+            evidence_record_via(&lv->rd, &delta);
     }
     score_judge(&h->rules[level], &lv->before, c->now_ms, &lv->v);
     /* a dry run stores no block: a would-be block is a stage of its own,
      * so it is logged once, not on every request */
     if (due && h->cfg->harvest.dry_run)
         lv->v.stage = STAGE_BLOCKED;
-    stage_seen(h, level, lv->net, &lv->before, &lv->v);
+    stage_seen(h, level, lv, &lv->before, &lv->v);
 }
 
 static void level_read(void *arg, const struct score *standing, int from_store)
@@ -200,18 +200,21 @@ static void level_read(void *arg, const struct score *standing, int from_store)
         c->cb(c->arg);
 }
 
-void harvest_refresh(struct harvest_client *c)
+void harvest_refresh(struct harvest_client *c, int waited)
 {
     struct score view;
 
+    if (c->exempt)
+        return;
+    if (waited)
+        c->now_ms = util_wall_ms();
     /* nothing recorded here since the reads (an answer from the L1 cache
      * comes in the same turn): nothing to add */
-    if (c->exempt || evidence_recorded(c->h->ev) == c->recorded)
+    if (evidence_recorded(c->h->ev) == c->recorded)
         return;
-    c->now_ms = util_wall_ms();
     for (unsigned l = 0; l < c->nlevels; l++) {
         struct harvest_level *lv = &c->lv[l];
-        if (!evidence_view(c->h->ev, lv->net, &view))
+        if (!evidence_view_via(&lv->rd, c->now_ms, &view))
             continue;
         score_max(&lv->before, &view, c->now_ms, c->h->rules[l].half_life_ms);
         level_judge(c, l);
@@ -231,7 +234,8 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
     c->outstanding = c->nlevels;
     for (unsigned l = 0, n = c->nlevels; l < n; l++) {
         c->lv[l].owner = c;
-        evidence_read(c->h->ev, c->lv[l].net, &c->lv[l].rd, level_read, &c->lv[l]);
+        evidence_read_at(c->h->ev, c->lv[l].net, &c->lv[l].rd, c->now_ms, level_read,
+                         &c->lv[l]);
     }
 }
 
@@ -266,7 +270,7 @@ void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
 void harvest_record(struct harvest_client *c, enum harvest_outcome o)
 {
     struct harvest *h = c->h;
-    uint64_t now = util_wall_ms();
+    uint64_t now = c->now_ms;           /* harvest_refresh's */
 
     if (c->exempt)
         return;
@@ -289,8 +293,8 @@ void harvest_record(struct harvest_client *c, enum harvest_outcome o)
         }
         score_add(&after, &delta, now, h->rules[l].half_life_ms);
         if (o != OUTCOME_VALID && score_block_due(&h->rules[l], &after, now, &why))
-            earn_block(h, l, lv->net, &after, why, now, &delta);
-        evidence_record(h->ev, lv->net, &delta);
+            earn_block(h, l, lv, &after, why, now, &delta);
+        evidence_record_via(&lv->rd, &delta);
     }
 }
 

@@ -71,7 +71,8 @@ struct harvest_client {
                                  * the networks are set even when exempt
                                  * (siege mode counts by them) */
     unsigned outstanding;       /* reads not yet back */
-    uint64_t now_ms;            /* wall clock of the reads */
+    uint64_t now_ms;            /* wall clock of the reads, then of
+                                 * harvest_refresh */
     uint64_t recorded;          /* evidence_recorded() at the reads */
     struct harvest_level lv[SCORE_LEVELS];
     harvest_cb *cb;
@@ -100,13 +101,17 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg);
  * recorded: add what this process recorded for the client's networks since
  * harvest_state read them (concurrent requests of the same client), so a
  * harvester asking its guesses in parallel is judged on the ones already
- * answered.  Its own recipient still counts for nothing: no oracle. */
-void harvest_refresh(struct harvest_client *c);
+ * answered.  Its own recipient still counts for nothing: no oracle.
+ * waited: the request left the loop turn of harvest_state (a round trip),
+ * so the clock is read again; else the reads' time is still now, and it
+ * is the time of the record. */
+void harvest_refresh(struct harvest_client *c, int waited);
 /* harvest_decide - after harvest_state (and harvest_refresh): what the
  * standing before this request earns (as if not dry_run: the caller
  * applies dry_run). */
 void harvest_decide(const struct harvest_client *c, struct harvest_decision *d);
-/* harvest_record - the recipient's outcome; no round trip. */
+/* harvest_record - the recipient's outcome, after harvest_refresh (at
+ * its time); no round trip. */
 void harvest_record(struct harvest_client *c, enum harvest_outcome o);
 /* harvest_is_trap - 1 when a is one of [harvest] traps. */
 int harvest_is_trap(const struct harvest *h, const struct address *a);

@@ -141,7 +141,7 @@ static void directory_done(void *arg, enum dir_status st)
         stats.dir_errors++;
     /* not found as given: Postfix asks the address without its extension */
     if (st == DIR_NOTFOUND && addr_strip(&p->addr, &p->bare))
-        lookup_cached(p->lk, &p->bare, &p->bare_wait, bare_cached, p);
+        lookup_cached(p->lk, &p->bare, util_now_ms(), &p->bare_wait, bare_cached, p);
     else
         resolve(p, st);
 }
@@ -163,7 +163,7 @@ static void store_done(void *arg, int status, const char *val, size_t len)
     w->cb(w->arg, st);
 }
 
-void lookup_cached(struct lookup *lk, const struct address *a,
+void lookup_cached(struct lookup *lk, const struct address *a, uint64_t now_ms,
                    struct lookup_wait *w, lookup_cb *cb, void *arg)
 {
     char key[KEY_MAX];
@@ -171,7 +171,7 @@ void lookup_cached(struct lookup *lk, const struct address *a,
     int64_t v;
 
     if (lk->l1) {
-        if (cache_get(lk->l1, a->full, strlen(a->full), util_now_ms(), &v, NULL)) {
+        if (cache_get(lk->l1, a->full, strlen(a->full), now_ms, &v, NULL)) {
             stats.l1_hits++;
             cb(arg, (enum dir_status)v);
             return;

@@ -69,8 +69,9 @@ void lookup_free(struct lookup *lk);
 /* LOOKUP_MISS: not in any cache (a lookup_cached answer only) */
 #define LOOKUP_MISS ((enum dir_status) -2)
 
-/* lookup_cached - a must stay valid until cb has run (it is the job's). */
-void lookup_cached(struct lookup *lk, const struct address *a,
+/* lookup_cached - a must stay valid until cb has run (it is the job's);
+ * now_ms: util_now_ms(), read by the caller. */
+void lookup_cached(struct lookup *lk, const struct address *a, uint64_t now_ms,
                    struct lookup_wait *w, lookup_cb *cb, void *arg);
 void lookup_directory(struct lookup *lk, const struct address *a,
                       struct lookup_wait *w, lookup_cb *cb, void *arg);

@@ -305,9 +305,10 @@ static void log_decision(const char *queue_id, const char *client, const char *r
              delay_ms / 1000.0, (unsigned long long)elapsed_us, action);
 }
 
-static void job_complete(struct policy_job *j)
+/* job_complete - now_us: util_now_us(), read by the caller */
+static void job_complete(struct policy_job *j, uint64_t now_us)
 {
-    uint64_t elapsed = util_now_us() - j->start_us;
+    uint64_t elapsed = now_us - j->start_us;
 
     j->step = STEP_DONE;
     stats.verdicts[j->verdict]++;
@@ -328,7 +329,7 @@ static void delay_fired(uv_timer_t *t)
 {
     struct policy_job *j = t->data;
     stats.delayed_now--;
-    job_complete(j);
+    job_complete(j, util_now_us());
 }
 
 /* dry_answer - [actions] dry_run: what Postfix gets instead of action.
@@ -347,8 +348,8 @@ static void finish(struct policy_job *j, enum stats_verdict v, const char *actio
 {
     const struct config *cfg = j->rt->cfg;
     uint64_t delay_ms = j->harvest.delay_ms;
-
-    uint64_t spent_ms = (util_now_us() - j->start_us) / 1000;
+    uint64_t now_us = util_now_us();
+    uint64_t spent_ms = (now_us - j->start_us) / 1000;
 
     if (cfg->harvest.dry_run || cfg->actions.dry_run)
         delay_ms = 0;
@@ -360,7 +361,7 @@ static void finish(struct policy_job *j, enum stats_verdict v, const char *actio
      * inside it */
     delay_ms = delay_ms > spent_ms ? delay_ms - spent_ms : 0;
     if (!delay_ms) {
-        job_complete(j);
+        job_complete(j, now_us);
         return;
     }
     j->step = STEP_DELAY;
@@ -391,7 +392,7 @@ static void judge(struct policy_job *j, enum dir_status st)
 
     /* what the client's other requests recorded while this one waited on
      * the directory: a parallel harvester is judged on its answered guesses */
-    harvest_refresh(&j->client);
+    harvest_refresh(&j->client, !j->sync);
     harvest_decide(&j->client, &j->harvest);
     if (j->harvest.blocked && !cfg->harvest.dry_run) {
         j->harvest.delay_ms = 0;
@@ -531,7 +532,8 @@ static const char *not_ours(const struct config *cfg, const struct proto_request
 }
 
 struct policy_job *policy_decide(struct policy *p, const struct proto_request *req,
-                                 policy_done_fn *done, void *arg, const char **now)
+                                 uint64_t start_us, policy_done_fn *done, void *arg,
+                                 const char **now)
 {
     const struct config *cfg = p->rt->cfg;
     enum stats_state state = stats_state_of(req->protocol_state);
@@ -558,7 +560,7 @@ struct policy_job *policy_decide(struct policy *p, const struct proto_request *r
     j->done = done;
     j->arg = arg;
     j->sync = 1;
-    j->start_us = util_now_us();
+    j->start_us = start_us;
     j->addr = a;
     j->addr.domain = j->addr.full + (a.domain - a.full);
     copy_clean(j->client_ip, sizeof(j->client_ip), req->client_address);
@@ -569,7 +571,7 @@ struct policy_job *policy_decide(struct policy *p, const struct proto_request *r
     j->outstanding = 3;
     harvest_state(&j->client, client_state, j);
     siege_check(j->rt->store->siege, j->addr.domain, &j->client, &j->siege, siege_state, j);
-    lookup_cached(j->rt->lookup, &j->addr, &j->wait, cached, j);
+    lookup_cached(j->rt->lookup, &j->addr, start_us / 1000, &j->wait, cached, j);
     if (j->step == STEP_DONE && j->sync) {
         *now = j->action;
         job_put(j);

@@ -59,8 +59,10 @@ const struct config *policy_config(const struct policy *p);
  * must run afterwards to close the backends' handles. */
 void policy_free(struct policy *p);
 
+/* policy_decide - start_us: util_now_us() when the request was read */
 struct policy_job *policy_decide(struct policy *p, const struct proto_request *req,
-                                 policy_done_fn *done, void *arg, const char **now);
+                                 uint64_t start_us, policy_done_fn *done, void *arg,
+                                 const char **now);
 void policy_cancel(struct policy_job *job);
 
 /* Operator actions, for control.c.  Each answers through cb(arg, text):

@@ -434,7 +434,8 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
         memset(&c->scan, 0, sizeof(c->scan));
         c->req_start_us = util_now_us();
         const char *now;
-        struct policy_job *job = policy_decide(c->srv->policy, &req, decided, c, &now);
+        struct policy_job *job = policy_decide(c->srv->policy, &req, c->req_start_us,
+                                               decided, c, &now);
         if (job) {
             c->job = job;
             c->state = CONN_DECIDING;

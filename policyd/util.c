@@ -3,7 +3,8 @@
  *
  * xmalloc() and friends log and abort on failure (see util.h for why).
  * sbuf grows geometrically; it is used off the hot path (stats rendering,
- * control replies), never per request.
+ * control replies), never per request.  util_fmt_u is the request path's
+ * number formatter.
  */
 
 #include "util.h"
@@ -134,6 +135,21 @@ uint64_t util_wall_ms(void)
 uint64_t util_now_ms(void)
 {
     return util_now_us() / 1000u;
+}
+
+size_t util_fmt_u(char *out, unsigned long long v)
+{
+    char rev[UTIL_FMT_U_MAX];
+    size_t n = 0, i;
+
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
 }
 
 int util_parse_uint(const char *s, unsigned long long max, unsigned long long *out)

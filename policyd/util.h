@@ -44,6 +44,12 @@ uint64_t util_now_ms(void);
  * between processes and hosts (standings in Redis) */
 uint64_t util_wall_ms(void);
 
+/* util_fmt_u - v in decimal at out, NUL-terminated; returns its length.
+ * out holds UTIL_FMT_U_MAX bytes.  For keys and arguments built on the
+ * request path, where snprintf's cost shows. */
+#define UTIL_FMT_U_MAX 21
+size_t util_fmt_u(char *out, unsigned long long v);
+
 /* Strictly parse an unsigned decimal; -1 on junk or overflow past max. */
 int util_parse_uint(const char *s, unsigned long long max, unsigned long long *out);
 

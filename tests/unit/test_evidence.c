@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -514,6 +515,85 @@ static void test_free_with_read_in_flight(void **state)
     assert_int_equal(a.from_store, 0);
 }
 
+/* ---- a slow store: merges wait for the test to answer them ---- */
+
+#define SLOW_NETS 100
+
+struct slow {
+    struct store base;
+    int sent;                   /* merges asked for */
+    int held;                   /* not answered yet */
+    store_get_cb *cb[SLOW_NETS];
+    void *arg[SLOW_NETS];
+};
+
+static void slow_merge(struct store *s, const char *key, size_t klen,
+                       const struct store_merge *m, store_get_cb *cb, void *arg)
+{
+    struct slow *w = (struct slow *)s;
+    (void)key, (void)klen, (void)m;
+
+    assert_true(w->held < SLOW_NETS);
+    w->cb[w->held] = cb;
+    w->arg[w->held++] = arg;
+    w->sent++;
+}
+
+static int slow_shared(struct store *s)
+{
+    (void)s;
+    return 1;
+}
+
+static const struct store_ops slow_ops = {
+    "slow", NULL, NULL, NULL, NULL, NULL, slow_merge, NULL, NULL, NULL,
+    slow_shared, NULL,
+};
+
+/* slow_answer - answer the held merges (the oldest first), as Redis would */
+static void slow_answer(struct slow *w)
+{
+    static const char wire[] = "0.000000 1.000000 0.000000 1 0";
+    int n = w->held;
+    store_get_cb *cb[SLOW_NETS];
+    void *arg[SLOW_NETS];
+
+    memcpy(cb, w->cb, sizeof(cb));
+    memcpy(arg, w->arg, sizeof(arg));
+    w->held = 0;
+    for (int i = 0; i < n; i++)
+        cb[i](arg[i], STORE_OK, wire, sizeof(wire) - 1);
+}
+
+/* A flush of many networks keeps at most EVIDENCE_MERGES_OUT merges
+ * waiting for the store (a read sent meanwhile queues behind no more);
+ * each answer lets the next go, without waiting for the next tick. */
+static void test_merges_out_bounded(void **state)
+{
+    struct slow w;
+    struct evidence *ev;
+    struct score d = delta(0, 1, 0);
+    char net[32];
+    (void)state;
+
+    memset(&w, 0, sizeof(w));
+    w.base.ops = &slow_ops;
+    ev = evidence_new(&loop, &cfg, &w.base);
+    for (int i = 0; i < SLOW_NETS; i++) {
+        snprintf(net, sizeof(net), "192.0.2.%d/32", i);
+        evidence_record(ev, net, &d);
+    }
+    run_for(EVIDENCE_FLUSH_MS + 20);                /* one tick */
+    assert_int_equal(w.held, EVIDENCE_MERGES_OUT);
+    slow_answer(&w);                                /* the next ones go */
+    assert_int_equal(w.sent, 2 * EVIDENCE_MERGES_OUT);
+    assert_int_equal(w.held, EVIDENCE_MERGES_OUT);
+    while (w.held)
+        slow_answer(&w);
+    assert_int_equal(w.sent, SLOW_NETS);            /* each network once */
+    evidence_free(ev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -529,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unblock_elsewhere_sticks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
