@@ -20,7 +20,8 @@
 #define SIEGE_NETS_MAX 100000       /* established networks known here */
 #define SIEGE_MARK_TTL_MS (86400ULL * 1000) /* a mark outlives every daemon */
 
-enum { KNOWN_NO, KNOWN_CLEAN, KNOWN_RETRIED, KNOWN_EXEMPT };
+/* KNOWN_ASSUMED: the store did not answer during a siege (fail open) */
+enum { KNOWN_NO, KNOWN_CLEAN, KNOWN_RETRIED, KNOWN_EXEMPT, KNOWN_ASSUMED };
 
 struct sdom {
     char name[256];
@@ -39,9 +40,9 @@ struct siege_store {
     int closing;
     unsigned gen;                   /* bumped when the domain table changes */
     int polling;
-    struct cache *nets;             /* established networks known here */
-    struct cache *pending;          /* others: their first valid recipient,
-                                     * wall-clock ms */
+    struct cache *nets;             /* networks known here: established, or
+                                     * not (revoked here) */
+    struct log_limiter store_rl;    /* store errors in a siege */
     /* settings, copied from the config */
     char prefix[CONFIG_PREFIX_MAX + 1];
     enum siege_action_cfg action;
@@ -60,7 +61,6 @@ static void ss_unref(struct siege_store *ss)
     if (--ss->refs > 0)
         return;
     cache_free(ss->nets);
-    cache_free(ss->pending);
     free(ss->doms);
     free(ss->view);
     free(ss);
@@ -82,7 +82,7 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->shared = shared;
     ss->refs = 2;                   /* owner and timer */
     ss->nets = cache_new(SIEGE_NETS_MAX);
-    ss->pending = cache_new(SIEGE_NETS_MAX);
+    ss->store_rl = (struct log_limiter)LOG_LIMITER_INIT(SIEGE_STORE_LOG_MS);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
     uv_timer_start(&ss->timer, poll_tick, SIEGE_POLL_MS, SIEGE_POLL_MS);
@@ -347,31 +347,44 @@ out:
 
 /* ---- the request path ---- */
 
-static int known_here(struct siege_store *ss, const char *net)
+/* known_here - net's standing as established in this process's table:
+ * 1 and *known when it has one (KNOWN_NO: revoked here lately), else 0 */
+static int known_here(struct siege_store *ss, const char *net, int *known)
 {
     int64_t v;
     uint64_t exp;
 
-    return cache_get(ss->nets, net, strlen(net), util_now_ms(), &v, &exp) ? (int)v : KNOWN_NO;
+    *known = KNOWN_NO;
+    if (!cache_get(ss->nets, net, strlen(net), util_now_ms(), &v, &exp))
+        return 0;
+    *known = (int)v;
+    return 1;
 }
 
-/* remember - in one of this process's tables: with Redis, trusted here
- * only SIEGE_REFRESH_MS; the store keeps it */
-static void remember(struct siege_store *ss, struct cache *c, const char *net,
-                     int64_t val, uint64_t life_ms)
+/* remember - in this process's table: with Redis, trusted here only
+ * SIEGE_REFRESH_MS; the store keeps it */
+static void remember(struct siege_store *ss, const char *net, int known, uint64_t life_ms)
 {
     if (ss->shared && life_ms > SIEGE_REFRESH_MS)
         life_ms = SIEGE_REFRESH_MS;
-    cache_put(c, net, strlen(net), val, util_now_ms() + life_ms);
+    cache_put(ss->nets, net, strlen(net), known, util_now_ms() + life_ms);
 }
 
 static void got_established(void *arg, int status, const char *val, size_t len)
 {
     struct siege_client *sc = arg;
+    struct siege_store *ss = sc->ss;
 
     if (status == STORE_OK && len == 1 && (val[0] == 'c' || val[0] == 'r')) {
         sc->known = val[0] == 'c' ? KNOWN_CLEAN : KNOWN_RETRIED;
-        remember(sc->ss, sc->ss->nets, sc->net, sc->known, SIEGE_REFRESH_MS);
+        remember(ss, sc->net, sc->known, SIEGE_REFRESH_MS);
+    } else if (status == STORE_ERR) {
+        /* fail open, like the rest of policyd without Redis: an MTA is
+         * not deferred for our outage (the harvest rules still hold);
+         * not remembered, so the store is asked again next time */
+        sc->known = KNOWN_ASSUMED;
+        log_warn_rl(&ss->store_rl, "siege: the store did not answer for net=%s: "
+                    "taken as established", sc->net);
     }
     sc->cb(sc->arg);
 }
@@ -384,8 +397,7 @@ static void read_established(struct siege_client *sc)
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    sc->known = known_here(ss, sc->net);
-    if (sc->known || !ss->shared) {
+    if (known_here(ss, sc->net, &sc->known) || !ss->shared) {
         sc->cb(sc->arg);
         return;
     }
@@ -402,6 +414,7 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
     sc->siege = 0;
     sc->admitted = 0;
     sc->pending_ms = -1;
+    sc->pending_valid = 0;
     sc->cb = cb;
     sc->arg = arg;
     sc->known = hc->trusted || !hc->nlevels ? KNOWN_EXEMPT : KNOWN_NO;
@@ -421,10 +434,9 @@ void siege_check(struct siege_store *ss, const char *domain,
         sc->dom = (int)(d - ss->doms);
     sc->siege = d && d->st.m.on && ss->action != SIEGE_ACT_OFF;
     if (!sc->siege || sc->known) {
-        /* outside a siege nothing is read: an unknown recipient is counted
-         * unless this process knows the network as established */
+        /* outside a siege nothing is read */
         if (!sc->known)
-            sc->known = known_here(ss, sc->net);
+            known_here(ss, sc->net, &sc->known);
         cb(arg);
         return;
     }
@@ -468,7 +480,7 @@ static void retried(void *arg, int status, long long count, long long ttl_ms)
         sc->admitted = 1;
         if (d)
             d->admitted++;
-        remember(ss, ss->nets, sc->net, KNOWN_RETRIED, ss->retry_max_ms);
+        remember(ss, sc->net, KNOWN_RETRIED, ss->retry_max_ms);
         ss->store->ops->set(ss->store, key, klen, "r", 1, ss->retry_max_ms);
         log_info("siege: event=admit domain=%s net=%s waited=%.0fs",
                  d ? d->name : "-", sc->net, age / 1000.0);
@@ -497,8 +509,8 @@ void siege_unknown(struct siege_client *sc)
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    if (sc->known || !d || ss->closing)
-        return;
+    if (!d || ss->closing)
+        return;                 /* established or not: see siege_store.h */
     op = xmalloc(sizeof(*op));
     op->ss = ss;
     op->gen = ss->gen;
@@ -532,39 +544,29 @@ static double share_of(const struct score *s)
     return s->invalid / (s->invalid + s->valid);
 }
 
-/* establish - net's valid recipients span retry_min with a clean record */
-static void establish(struct siege_store *ss, const char *net, uint64_t first_ms, int clean)
-{
-    char key[SIEGE_KEY_MAX];
-    size_t klen;
-
-    if (!clean || util_wall_ms() < first_ms + ss->retry_min_ms)
-        return;                     /* a burst, however clean, is not an MTA */
-    remember(ss, ss->nets, net, KNOWN_CLEAN, ss->established_ms);
-    klen = key_of(ss, key, "s:", net, "");
-    ss->store->ops->set(ss->store, key, klen, "c", 1, ss->established_ms);
-}
-
 struct pend_op {
     struct siege_store *ss;
-    int clean;                      /* the record, at the request */
+    int clean;                      /* the share, at the request */
     char net[EVIDENCE_NET_MAX];
 };
 
-/* pended - "p:" NET was counted: its remaining life tells when the
- * network's first valid recipient was, on whichever policyd */
+/* pended - "p:" NET was counted: its count is the network's valid
+ * recipients since its first, and its remaining life tells when that
+ * was, on whichever policyd.  Established once they span retry_min: a
+ * burst, however clean, is not an MTA. */
 static void pended(void *arg, int status, long long count, long long ttl_ms)
 {
     struct pend_op *op = arg;
     struct siege_store *ss = op->ss;
-    (void)count;
 
-    if (status == STORE_OK && !ss->closing) {
-        uint64_t now = util_wall_ms(), age = age_of(ss->established_ms, ttl_ms);
-        uint64_t first = now > age ? now - age : 0;
+    if (status == STORE_OK && !ss->closing && op->clean &&
+        count >= (long long)ss->established_after &&
+        age_of(ss->retry_max_ms, ttl_ms) >= ss->retry_min_ms) {
+        char key[SIEGE_KEY_MAX];
+        size_t klen = key_of(ss, key, "s:", op->net, "");
 
-        remember(ss, ss->pending, op->net, (int64_t)first, ss->established_ms - age);
-        establish(ss, op->net, first, op->clean);
+        remember(ss, op->net, KNOWN_CLEAN, ss->established_ms);
+        ss->store->ops->set(ss->store, key, klen, "c", 1, ss->established_ms);
     }
     free(op);
     ss_unref(ss);
@@ -575,27 +577,45 @@ void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
     struct siege_store *ss = sc->ss;
     struct pend_op *op;
     struct score s;
-    int clean;
-    int64_t first;
-    uint64_t exp;
+    int known;
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    if (hc->exempt || ss->closing || known_here(ss, sc->net) == KNOWN_CLEAN)
+    if (hc->exempt || ss->closing ||
+        (known_here(ss, sc->net, &known) && known == KNOWN_CLEAN))
         return;                     /* written less than SIEGE_REFRESH_MS ago */
     s = with_this(hc, 1);
-    clean = s.valid + 0.5 >= ss->established_after && share_of(&s) * 100 < ss->tarpit_share;
-    if (cache_get(ss->pending, sc->net, strlen(sc->net), util_now_ms(), &first, &exp)) {
-        establish(ss, sc->net, (uint64_t)first, clean);
-        return;
-    }
     op = xmalloc(sizeof(*op));
     op->ss = ss;
-    op->clean = clean;
+    op->clean = share_of(&s) * 100 < ss->tarpit_share;
     memcpy(op->net, sc->net, sizeof(op->net));
     ss->refs++;
+    /* a new key lives retry_max: the sender comes back within it, or
+     * starts over (and a /48 of /64s leaves nothing for weeks) */
     klen = key_of(ss, key, "p:", sc->net, "");
-    ss->store->ops->incr(ss->store, key, klen, ss->established_ms, 0, 0, pended, op);
+    ss->store->ops->incr(ss->store, key, klen, ss->retry_max_ms, 0, 0, pended, op);
+}
+
+struct revoke_op {
+    struct siege_store *ss;
+    int was;                        /* known here as established */
+    struct score s;                 /* the standing that revoked it */
+    char net[EVIDENCE_NET_MAX];
+    char domain[sizeof(((struct sdom *)0)->name)];
+};
+
+/* revoked - "s:" NET is gone: logged when it was established (here, or
+ * in the store), not for every bot that never was */
+static void revoked(void *arg, int status, long long count, long long ttl_ms)
+{
+    struct revoke_op *op = arg;
+    (void)ttl_ms;
+
+    if (op->was || (status == STORE_OK && count > 0))
+        log_info("siege: event=revoke domain=%s net=%s invalid=%.0f valid=%.0f share=%.2f",
+                 op->domain, op->net, op->s.invalid, op->s.valid, share_of(&op->s));
+    ss_unref(op->ss);
+    free(op);
 }
 
 static void forgotten(void *arg, int status, long long count, long long ttl_ms)
@@ -607,23 +627,33 @@ void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
 {
     struct siege_store *ss = sc->ss;
     const struct sdom *d = dom_of(sc);
+    struct revoke_op *op;
     struct score s;
+    int here;
     char key[SIEGE_KEY_MAX];
 
-    if (sc->known != KNOWN_CLEAN || ss->closing)
+    if (sc->known == KNOWN_EXEMPT || ss->closing)
         return;
     s = with_this(hc, 0);
-    if (share_of(&s) * 100 < ss->tarpit_share)
+    /* whole recipients, as score.c counts: a typo is not a harvest */
+    if (s.invalid + 0.5 < SIEGE_REVOKE_MIN_INVALID || share_of(&s) * 100 < ss->tarpit_share)
         return;
-    sc->known = KNOWN_NO;           /* this guess counts toward a siege */
-    cache_del(ss->pending, sc->net, strlen(sc->net));
-    if (!cache_del(ss->nets, sc->net, strlen(sc->net)))
-        return;                     /* a parallel request revoked it already */
-    /* fleet-wide, and earned anew over retry_min */
-    ss->store->ops->del(ss->store, key, key_of(ss, key, "s:", sc->net, ""), forgotten, NULL);
+    if (known_here(ss, sc->net, &here) && here == KNOWN_NO)
+        return;                     /* revoked here less than SIEGE_REFRESH_MS ago */
+    op = xmalloc(sizeof(*op));
+    op->ss = ss;
+    op->was = here == KNOWN_CLEAN || here == KNOWN_RETRIED ||
+        sc->known == KNOWN_CLEAN || sc->known == KNOWN_RETRIED;
+    op->s = s;
+    memcpy(op->net, sc->net, sizeof(op->net));
+    snprintf(op->domain, sizeof(op->domain), "%s", d ? d->name : "-");
+    sc->known = KNOWN_NO;
+    remember(ss, sc->net, KNOWN_NO, SIEGE_REFRESH_MS);
+    /* fleet-wide, whichever policyd established it, and earned anew
+     * over retry_min */
+    ss->refs++;
+    ss->store->ops->del(ss->store, key, key_of(ss, key, "s:", sc->net, ""), revoked, op);
     ss->store->ops->del(ss->store, key, key_of(ss, key, "p:", sc->net, ""), forgotten, NULL);
-    log_info("siege: event=revoke domain=%s net=%s invalid=%.0f valid=%.0f share=%.2f",
-             d ? d->name : "-", sc->net, s.invalid, s.valid, share_of(&s));
 }
 
 /* ---- the operator ---- */
@@ -643,10 +673,11 @@ static void est_done(struct est_op *op)
 static void est_pending(void *arg, int status, long long count, long long ttl_ms)
 {
     struct est_op *op = arg;
-    (void)count;
 
-    if (status == STORE_OK)
-        op->sc->pending_ms = (long long)age_of(op->sc->ss->established_ms, ttl_ms);
+    if (status == STORE_OK) {
+        op->sc->pending_ms = (long long)age_of(op->sc->ss->retry_max_ms, ttl_ms);
+        op->sc->pending_valid = count;
+    }
     est_done(op);
 }
 
@@ -684,21 +715,24 @@ void siege_established(struct siege_store *ss, const struct harvest_client *hc,
 void siege_established_text(const struct siege_client *sc, int json, struct sbuf *out)
 {
     static const char *const text[] = { "no", "yes (clean record)",
-        "yes (retried during a siege)", "yes (whitelisted or exempt)" };
-    static const char *const word[] = { "no", "clean", "retried", "exempt" };
+        "yes (retried during a siege)", "yes (whitelisted or exempt)",
+        "not known (the store did not answer: a siege spares it)" };
+    static const char *const word[] = { "no", "clean", "retried", "exempt", "assumed" };
     const struct siege_store *ss = sc->ss;
 
     if (json) {
         sbuf_printf(out, "\"established\":\"%s\"", word[sc->known]);
         if (sc->pending_ms >= 0)
-            sbuf_printf(out, ",\"pending_s\":%.1f", sc->pending_ms / 1000.0);
+            sbuf_printf(out, ",\"pending_s\":%.1f,\"pending_valid\":%lld",
+                        sc->pending_ms / 1000.0, sc->pending_valid);
         return;
     }
     sbuf_printf(out, "established: %s", text[sc->known]);
     if (sc->pending_ms >= 0)
-        sbuf_printf(out, " (pending since %.0fs: needs valid recipients over %.0fs, "
-                    "at least %u, under %u%% invalid)", sc->pending_ms / 1000.0,
-                    ss->retry_min_ms / 1000.0, ss->established_after, ss->tarpit_share);
+        sbuf_printf(out, " (pending since %.0fs, %lld valid: needs %u valid recipients "
+                    "spanning %.0fs within %.0fs, under %u%% invalid)",
+                    sc->pending_ms / 1000.0, sc->pending_valid, ss->established_after,
+                    ss->retry_min_ms / 1000.0, ss->retry_max_ms / 1000.0, ss->tarpit_share);
 }
 
 int siege_force_domain(struct siege_store *ss, const char *domain, int on,

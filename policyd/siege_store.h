@@ -6,21 +6,20 @@
  *
  * A botnet spreads its guesses over thousands of addresses, a few each, so
  * no network's standing (harvest.h) ever moves.  What moves is the domain's
- * rate of unknown recipients from clients it does not know.  This module
- * counts that rate fleet-wide, runs siege.h's state machine on it, and
- * tells policy.c which clients to answer differently while a domain is
- * under siege.  Keys in the store (PREFIX = [redis] prefix):
+ * rate of unknown recipients.  This module counts that rate fleet-wide,
+ * runs siege.h's state machine on it, and tells policy.c which clients to
+ * answer differently while a domain is under siege.  Keys in the store (PREFIX = [redis] prefix):
  *
- *   PREFIX "r:" DOMAIN ":" N   incr: unknown recipients of not-established
- *                              clients in bucket N (window/6 long); read
+ *   PREFIX "r:" DOMAIN ":" N   incr: unknown recipients (of any client)
+ *                              in bucket N (window/6 long); read
  *                              back with the other buckets of one window
  *   PREFIX "siege:" DOMAIN     set/get: the fleet's mark (siege.h)
  *   PREFIX "s:" NET            set/get: an established network ("c": a
  *                              clean record, for established_days; "r":
  *                              retried during a siege, for retry_max)
- *   PREFIX "p:" NET            incr: a valid recipient of a network not
+ *   PREFIX "p:" NET            incr: the valid recipients of a network not
  *                              known as established; its remaining life
- *                              (established_days) tells when the first was
+ *                              (retry_max) tells when the first was
  *   PREFIX "w:" NET            incr: first try during a siege; its
  *                              remaining life (retry_max) tells its age
  *
@@ -32,28 +31,45 @@
  * Without Redis (store_mem) the counters live in process memory and the
  * marks and established networks in tables of this process.
  *
- * Established: a client's narrow network (harvest.h) whose valid
- * recipients span [siege] retry_min at least (like greylisting: an MTA
- * that keeps delivering for minutes, not a burst of postmaster@), with at
- * least [siege] established_after of them and an invalid share below
- * [harvest] tarpit_share when the last one is asked.  A network known as
- * established whose share reaches tarpit_share loses it (it is harvesting
- * behind a few valid recipients) and starts over.  Exempt clients
- * (whitelisted, SASL) count as established.  A network is written to the
- * store at most every SIEGE_REFRESH_MS by this process, and one read from
- * the store (established, or when its first valid recipient was) is
- * trusted for as long.
+ * Established: a client's narrow network (harvest.h) that came back like
+ * an MTA (like greylisting): its "p:" count reaches [siege]
+ * established_after valid recipients at least [siege] retry_min after
+ * the first, before [siege] retry_max has passed (else the count starts
+ * over), and its narrow standing's invalid share is below [harvest]
+ * tarpit_share at that recipient.  The count is the store's, not the
+ * standing's, so a sender of one message an hour qualifies.  Exempt
+ * clients (whitelisted, SASL) count as established.
+ *
+ * Revoked: at an unknown recipient (or trap) from which the narrow
+ * standing has SIEGE_REVOKE_MIN_INVALID invalid recipients or more and a
+ * share of tarpit_share or more, "s:" NET and "p:" NET are deleted
+ * whether or not this process knows the network as established (it may
+ * have been established through another policyd, or before a restart),
+ * at most once per network per SIEGE_REFRESH_MS by this process, which
+ * then knows it as not established for as long.  Logged (event=revoke)
+ * only when it was established, here or in the store: bots that never
+ * were make no lines.
+ *
+ * Every unknown recipient counts toward its domain's rate, an established
+ * client's too: a botnet that earned establishment first still makes a
+ * siege.  The response spares established clients: they are never
+ * deferred or tarpitted by a siege.
+ *
+ * A network is written to the store at most every SIEGE_REFRESH_MS by
+ * this process, and one read from the store is trusted for as long.  A
+ * read that fails (the store is down) takes the client as established for
+ * that request, and is logged at most every SIEGE_STORE_LOG_MS: without
+ * Redis policyd carries on, and the harvest rules still apply.
  *
  * A deferred RCPT is never looked up, so it counts in the rate as an
  * unknown recipient: a siege lasts as long as the guesses, not one window.
  *
- * Outside a siege a request costs nothing here but, from a network not
- * known here to be established, one counter increment for an unknown
- * recipient, and for a valid one, one increment of "p:" NET while this
- * process does not know when its first was and one write of "s:" NET
- * once it qualifies; a revocation costs two deletes.  All fire and
- * forget.  Under a siege a not-established client costs one more batched
- * read (is it established?) and, with action = defer, one counter
+ * Outside a siege a request costs nothing here but one counter increment
+ * for an unknown recipient, and for a valid one from a network not known
+ * here to be established, one increment of "p:" NET and, once it
+ * qualifies, one write of "s:" NET; a revocation costs two deletes.  All
+ * fire and forget.  Under a siege a not-established client costs one more
+ * batched read (is it established?) and, with action = defer, one counter
  * increment (its retry) before the answer, the same for every recipient:
  * the directory is never asked for it.
  *
@@ -61,9 +77,9 @@
  *	The domains are [directory] domains, so the table is bounded.  The
  *	learned baseline is this process's, not the fleet's: a restart
  *	learns it anew (the threshold still holds meanwhile).  This
- *	process knows at most SIEGE_NETS_MAX established and as many pending
- *	networks (the least recently used go first: asked of the store
- *	again).
+ *	process knows at most SIEGE_NETS_MAX networks (established, or
+ *	revoked here lately; the least recently used go first: asked of
+ *	the store again).
  */
 
 #include <stdint.h>
@@ -76,6 +92,10 @@
 
 #define SIEGE_POLL_MS 1000              /* each domain's rate and mark */
 #define SIEGE_REFRESH_MS (300 * 1000)   /* an established network, re-written */
+/* invalid recipients (faded, to the nearest whole) a narrow standing needs
+ * before its share can revoke: a single typo after a quiet hour never does */
+#define SIEGE_REVOKE_MIN_INVALID 2
+#define SIEGE_STORE_LOG_MS 10000        /* store errors in a siege: a line per */
 
 struct siege_store;
 
@@ -95,6 +115,7 @@ struct siege_client {
     long long pending_ms;       /* siege_established: since the first valid
                                  * recipient of a network not established;
                                  * -1 none */
+    long long pending_valid;    /* and its valid recipients since */
     char net[EVIDENCE_NET_MAX];
     siege_cb *cb;
     void *arg;
@@ -121,16 +142,17 @@ enum siege_response siege_response(const struct siege_client *sc);
  * retry_max?  cb(arg) once, possibly before it returns. */
 void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg);
 /* siege_unknown - an unknown recipient (or trap), or a deferred one, was
- * asked: counted unless the client is established. */
+ * asked: counted toward the domain's rate, whoever the client. */
 void siege_unknown(struct siege_client *sc);
-/* siege_delivered - a valid recipient was asked; hc's narrow standing
- * (before this request) and the age of the network's first valid
- * recipient decide whether the network is now established. */
+/* siege_delivered - a valid recipient was asked; the network's valid
+ * recipients since its first (their count and its age, in the store) and
+ * hc's narrow share with this one decide whether it is now established. */
 void siege_delivered(struct siege_client *sc, const struct harvest_client *hc);
-/* siege_invalid - an unknown recipient (or trap) was asked: a network known
- * here as established whose narrow standing (hc's, with this recipient)
- * reaches [harvest] tarpit_share loses it, fleet-wide, and sc no longer
- * counts it as established.  Before siege_unknown. */
+/* siege_invalid - an unknown recipient (or trap) was asked: a network
+ * whose narrow standing (hc's, with this recipient) has
+ * SIEGE_REVOKE_MIN_INVALID invalid recipients and reaches [harvest]
+ * tarpit_share is not established, fleet-wide (see above), and sc no
+ * longer counts it as established. */
 void siege_invalid(struct siege_client *sc, const struct harvest_client *hc);
 
 /* For the operator. */
