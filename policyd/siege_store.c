@@ -509,7 +509,7 @@ void siege_unknown(struct siege_client *sc)
     char key[SIEGE_KEY_MAX];
     size_t klen;
 
-    if (!d || ss->closing)
+    if (sc->known == KNOWN_EXEMPT || !d || ss->closing)
         return;                 /* established or not: see siege_store.h */
     op = xmalloc(sizeof(*op));
     op->ss = ss;

@@ -8,10 +8,11 @@
  * no network's standing (harvest.h) ever moves.  What moves is the domain's
  * rate of unknown recipients.  This module counts that rate fleet-wide,
  * runs siege.h's state machine on it, and tells policy.c which clients to
- * answer differently while a domain is under siege.  Keys in the store (PREFIX = [redis] prefix):
+ * answer differently while a domain is under siege.  Keys in the store
+ * (PREFIX = [redis] prefix):
  *
- *   PREFIX "r:" DOMAIN ":" N   incr: unknown recipients (of any client)
- *                              in bucket N (window/6 long); read
+ *   PREFIX "r:" DOMAIN ":" N   incr: unknown recipients (of clients not
+ *                              exempt) in bucket N (window/6 long); read
  *                              back with the other buckets of one window
  *   PREFIX "siege:" DOMAIN     set/get: the fleet's mark (siege.h)
  *   PREFIX "s:" NET            set/get: an established network ("c": a
@@ -51,8 +52,8 @@
  * were make no lines.
  *
  * Every unknown recipient counts toward its domain's rate, an established
- * client's too: a botnet that earned establishment first still makes a
- * siege.  The response spares established clients: they are never
+ * client's too (a botnet that earned establishment first still makes a
+ * siege), but an exempt client's: the operator trusts those.  The response spares established clients: they are never
  * deferred or tarpitted by a siege.
  *
  * A network is written to the store at most every SIEGE_REFRESH_MS by
@@ -142,7 +143,7 @@ enum siege_response siege_response(const struct siege_client *sc);
  * retry_max?  cb(arg) once, possibly before it returns. */
 void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg);
 /* siege_unknown - an unknown recipient (or trap), or a deferred one, was
- * asked: counted toward the domain's rate, whoever the client. */
+ * asked: counted toward the domain's rate unless the client is exempt. */
 void siege_unknown(struct siege_client *sc);
 /* siege_delivered - a valid recipient was asked; the network's valid
  * recipients since its first (their count and its age, in the store) and
