@@ -22,11 +22,18 @@
  * store's get (GET, batched into one MGET per loop turn with the cache reads).
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
- * marks the network dirty; every EVIDENCE_FLUSH_MS (and at evidence_free)
- * one merge per dirty network carries its pending deltas.  An acknowledged
- * merge clears them; a refused one returns them to pending.  At most
- * EVIDENCE_MERGES_OUT merges wait for the store at a time (the next go as
- * answers come back), so a read never queues behind a whole flush in the
+ * marks the network dirty.  Unfavourable evidence (an invalid recipient, a
+ * trap, a block) is merged on the next tick, every EVIDENCE_FLUSH_MS; a
+ * change holding only valid recipients waits up to EVIDENCE_VALID_FLUSH_MS
+ * (or until unfavourable evidence for that network carries it along).  The
+ * delay only makes the rest of the fleet judge that network a little
+ * harsher (a smaller valid count) for at most that long, never softer; this
+ * process counts its own valid recipients at once.  Merges go
+ * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
+ * everything pending goes).  An acknowledged merge clears a network's
+ * pending deltas; a refused one returns them to pending.  At most
+ * EVIDENCE_MERGES_OUT merge calls wait for the store at a time (the next go
+ * as answers come back), so a read never queues behind a whole flush in the
  * store (Redis runs one connection's commands in order); while the store
  * is slower than the flushes, a network's deltas gather in fewer merges.
  *
@@ -50,8 +57,10 @@
 #include "config.h"
 #include "score.h"
 
-#define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
-#define EVIDENCE_MERGES_OUT 32  /* merges waiting for the store at most */
+#define EVIDENCE_FLUSH_MS 50    /* unfavourable changes are merged this often */
+#define EVIDENCE_VALID_FLUSH_MS 1000    /* a valid-only change waits at most */
+#define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
+#define EVIDENCE_MERGES_OUT 2   /* merge calls waiting for the store at most */
 #define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */
 
 struct evidence;
