@@ -11,14 +11,14 @@
  *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
  *
- *	Dirty networks wait in one of two FIFOs: ready (unfavourable
- *	evidence, or a floor owed: merged on the next tick) and lazy (only
- *	valid recipients: moved to ready on the first tick at least
+ *	Dirty networks wait in one of two FIFOs: ready (merged on the next
+ *	tick) and lazy (only valid recipients, of a network with nothing
+ *	unfavourable in its view: moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
  *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  Unfavourable
- *	evidence for a lazy network moves it to ready, valid counts and all.
- *	In the bench's Redis scenario (90% valid) that turns about one merge
- *	per request into one per network per second plus one per invalid.
+ *	evidence for a lazy network moves it to ready, valid counts and all;
+ *	so does a floor owed.  A clean sender's merges then come once a
+ *	second, not every tick it is busy.
  *
  *	One uv timer (unref'd: it never keeps the loop alive) ticks every
  *	EVIDENCE_FLUSH_MS while a network is dirty, and also while the table
@@ -293,11 +293,21 @@ static void mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
     arm(ev);
 }
 
-/* unfavourable - d holds evidence against a network: it must reach the
- * fleet on the next tick. */
-static int unfavourable(const struct score *d)
+/* unfavourable - s holds evidence against a network. */
+static int unfavourable(const struct score *s)
 {
-    return d->invalid > 0 || d->traps > 0 || d->block_until_ms > 0;
+    return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
+}
+
+/* urgent - e's change, with delta, must reach the fleet on the next tick:
+ * the delta is unfavourable, or e has something unfavourable on record,
+ * so that valid recipients move its share of invalid ones (a tarpit or
+ * block share, a siege's revocation): were they late, the other daemons
+ * would see the share too high, fleet-wide and for as long as the
+ * network keeps sending (its recent valid recipients always missing). */
+static int urgent(const struct ev_entry *e, const struct score *delta)
+{
+    return unfavourable(delta) || unfavourable(&e->view);
 }
 
 static int needs_floor(const struct evidence *ev, const struct ev_entry *e)
@@ -777,7 +787,7 @@ static void record_in(struct evidence *ev, struct ev_entry *e, const struct scor
     score_add(&e->view, delta, now, ev->half_life_ms);
     if (ev->store) {
         score_add(&e->pending, delta, now, ev->half_life_ms);
-        mark_dirty(ev, e, unfavourable(delta));
+        mark_dirty(ev, e, urgent(e, delta));
     }
 }
 

@@ -22,13 +22,18 @@
  * store's get (GET, batched into one MGET per loop turn with the cache reads).
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
- * marks the network dirty.  Unfavourable evidence (an invalid recipient, a
- * trap, a block) is merged on the next tick, every EVIDENCE_FLUSH_MS; a
- * change holding only valid recipients waits up to EVIDENCE_VALID_FLUSH_MS
- * (or until unfavourable evidence for that network carries it along).  The
- * delay only makes the rest of the fleet judge that network a little
- * harsher (a smaller valid count) for at most that long, never softer; this
- * process counts its own valid recipients at once.  Merges go
+ * marks the network dirty.  A change is merged on the next tick, every
+ * EVIDENCE_FLUSH_MS, but for valid recipients of a network with nothing
+ * unfavourable on record (no invalid recipient, trap or block in its
+ * view): those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable
+ * evidence carries them along).  Such a network's share of invalid
+ * recipients is 0 whatever its valid count, so the delay only makes the
+ * rest of the fleet judge it a little harsher (siege mode's
+ * established_after reached up to that much later), never softer; this
+ * process counts its own valid recipients at once.  Once a network has
+ * invalid evidence, its valid recipients move its share, and come as fast
+ * as the invalid ones (late, they would make its share look too high
+ * fleet-wide for as long as it keeps sending).  Merges go
  * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's
  * pending deltas; a refused one returns them to pending.  At most
@@ -57,8 +62,8 @@
 #include "config.h"
 #include "score.h"
 
-#define EVIDENCE_FLUSH_MS 50    /* unfavourable changes are merged this often */
-#define EVIDENCE_VALID_FLUSH_MS 1000    /* a valid-only change waits at most */
+#define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
+#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, spotless: waits at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 2   /* merge calls waiting for the store at most */
 #define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */

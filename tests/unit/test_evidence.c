@@ -345,10 +345,11 @@ static void test_flush_coalesces(void **state)
     evidence_free(ev);
 }
 
-/* Favourable evidence lazily, unfavourable at once: a valid-only change
- * waits (this process counts it meanwhile) and is merged within
- * EVIDENCE_VALID_FLUSH_MS; an invalid one goes on the next tick and takes
- * the valid count waiting with it. */
+/* Favourable evidence lazily, unfavourable at once: a valid-only change of
+ * a spotless network waits (this process counts it meanwhile) and is
+ * merged within EVIDENCE_VALID_FLUSH_MS; an invalid one goes on the next
+ * tick and takes the valid count waiting with it; after that the
+ * network's valid recipients go on the next tick too. */
 static void test_valid_waits_invalid_goes(void **state)
 {
     struct fake f;
@@ -383,6 +384,13 @@ static void test_valid_waits_invalid_goes(void **state)
     assert_float_equal(f.last_delta.valid, 2, EPS); /* carried along */
     assert_float_equal(f.val.valid, 3, EPS);
     assert_float_equal(read_now(ev, NET).s.valid, 3, EPS);  /* not twice */
+    /* an invalid recipient on record: valid ones move the share now, and
+     * go on the next tick too */
+    d = delta(0, 1, 0);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 3);
+    assert_float_equal(f.last_delta.valid, 1, EPS);
     evidence_free(ev);
 }
 
