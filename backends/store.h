@@ -28,16 +28,26 @@ enum { STORE_OK = 0, STORE_MISS = 1, STORE_ERR = -1 };
 struct store;
 
 typedef void store_get_cb(void *arg, int status, const char *val, size_t len);
-/* merge: what to fold into a standing (see policyd/score.h) */
-struct store_merge {
+
+#define STORE_MERGE_MAX 32      /* standings one merge call folds at most */
+
+/* merge: what to fold into one standing (see policyd/score.h) */
+struct store_merge_item {
+    const char *key;
+    size_t klen;
     struct score delta;         /* added; its block_until raises the stored one */
     const struct score *floor;  /* NULL, or: raise each field to at least this */
+};
+/* merge: up to STORE_MERGE_MAX standings, with what they share */
+struct store_merge {
+    const struct store_merge_item *items;
+    size_t n;                   /* 1 .. STORE_MERGE_MAX */
     uint64_t now_ms;            /* wall clock of the caller */
     uint64_t half_life_ms;
-    uint64_t ttl_ms;            /* life of the key (longer while blocked) */
+    uint64_t ttl_ms;            /* life of the keys (longer while blocked) */
 };
 
-/* One entry of a list answer (roster_get, ranked); not NUL-terminated. */
+/* One entry of a list answer (roster_get, ranked, merge); not NUL-terminated. */
 struct store_item {
     const char *name;
     size_t nlen;
@@ -77,15 +87,18 @@ struct store_ops {
      * removes every key with that prefix (SCAN, never KEYS). */
     void (*del)(struct store *s, const char *key, size_t klen,
                 store_count_cb *cb, void *arg);
-    /* merge: atomically fade the standing stored at key (wire form,
-     * score_encode) to now_ms, add delta, raise it to floor, keep it
-     * ttl_ms or until its block ends, whichever is later; one round trip,
-     * never batched behind a read.  cb gets STORE_OK and the new standing's
-     * wire form, or STORE_ERR (refused: OOM, READONLY, WRONGTYPE, down,
-     * time-out).  store_mem answers STORE_ERR: without Redis the standing
-     * lives in evidence.c's own table. */
-    void (*merge)(struct store *s, const char *key, size_t klen,
-                  const struct store_merge *m, store_get_cb *cb, void *arg);
+    /* merge: for each item, atomically fade the standing stored at its
+     * key (wire form, score_encode) to now_ms, add its delta, raise it to
+     * its floor, keep it ttl_ms or until its block ends, whichever is
+     * later; all items in one round trip, never batched behind a read.
+     * cb gets STORE_OK and one store_item per item, in order: val is the
+     * new standing's wire form, or NULL when that key was refused
+     * (WRONGTYPE) and left as it was; or STORE_ERR and no items when the
+     * call as a whole was refused (OOM, READONLY, down, time-out: nothing
+     * applied, but for a time-out).  store_mem answers STORE_ERR: without
+     * Redis the standing lives in evidence.c's own table. */
+    void (*merge)(struct store *s, const struct store_merge *m,
+                  store_list_cb *cb, void *arg);
     /* roster_put: fire and forget.  In the roster at key (Redis: a hash
      * KEY and a sorted set KEY ":t" of the times, on Redis's own clock),
      * set member's record and time; members silent for keep_ms are dropped,

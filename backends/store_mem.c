@@ -112,10 +112,10 @@ static void mem_del(struct store *s, const char *key, size_t klen,
     cb(arg, removed ? STORE_OK : STORE_MISS, removed, -1);
 }
 
-static void mem_merge(struct store *s, const char *key, size_t klen,
-                      const struct store_merge *m, store_get_cb *cb, void *arg)
+static void mem_merge(struct store *s, const struct store_merge *m,
+                      store_list_cb *cb, void *arg)
 {
-    (void)s, (void)key, (void)klen, (void)m;
+    (void)s, (void)m;
     cb(arg, STORE_ERR, NULL, 0);
 }
 

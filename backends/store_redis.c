@@ -17,8 +17,9 @@
  *	peek	GET key, or with the life EVALSHA (GET + PTTL): one round trip
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
- *	merge	EVALSHA (GET + fade + add + floor + SET PX, and the offenders
- *		index): one round trip, never batched (store_redis_merge.c)
+ *	merge	EVALSHA (per key GET + fade + add + floor + SET PX, and the
+ *		offenders index), up to STORE_MERGE_MAX keys: one round trip,
+ *		never batched behind a read (store_redis_merge.c)
  *	roster_put, roster_get, ranked
  *		EVAL of small scripts: one round trip each
  *		(store_redis_fleet.c)
@@ -206,7 +207,6 @@ void sr_cmd_fail(struct rcmd *c)
         tmo_unlink(sr, c);
     switch (c->kind) {
     case K_GET:
-    case K_MERGE:
         c->get_cb(c->arg, STORE_ERR, NULL, 0);
         break;
     case K_INCR:
@@ -225,6 +225,7 @@ void sr_cmd_fail(struct rcmd *c)
     case K_DEL:
         c->count_cb(c->arg, STORE_ERR, 0, -1);
         break;
+    case K_MERGE:
     case K_LIST:
         c->list_cb(c->arg, STORE_ERR, NULL, 0);
         break;

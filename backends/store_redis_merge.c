@@ -1,30 +1,39 @@
 /*
- * store_redis_merge - the merge op of store_redis: fold evidence into a
- * standing in Redis
+ * store_redis_merge - the merge op of store_redis: fold evidence into
+ * standings in Redis, several in one call
  *
  * SYNOPSIS
  *	#include "store_redis_priv.h"
  *
- *	void sr_merge(s, key, klen, m, cb, arg)
+ *	void sr_merge(s, m, cb, arg)
  *
  * DESCRIPTION
- *	One EVALSHA of sr_merge_lua per merge, sent at once (a write is
- *	never batched behind a read).  KEYS[1] is the key, KEYS[2] the
- *	offenders index; ARGV is now_ms, half_life_ms, the delta and the
- *	floor in the wire form of policyd/score.h (the floor "" when there is
- *	none), ttl_ms and the index's bound.
+ *	One EVALSHA of sr_merge_lua per call, for up to STORE_MERGE_MAX
+ *	standings, sent at once (a write is never batched behind a read).
+ *	KEYS[1..N] are the standings' keys, KEYS[N+1] the offenders index;
+ *	ARGV is now_ms, half_life_ms, ttl_ms, the index's bound, then for
+ *	each key its delta and its floor in the wire form of policyd/score.h
+ *	(the floor "" when there is none).  One call for many networks
+ *	spares Redis the command and script-call overhead of each (and the
+ *	index's trim and expiry are done once per call, not once per key).
  *
- *	The script GETs the standing (a key of another type fails the
- *	command with WRONGTYPE: wanted, the caller keeps its deltas), reads
- *	an unparsable value as empty, fades it, the delta and the floor to
- *	now (2^(-(now - t) / half_life); nothing fades when t >= now), adds
- *	the delta, raises each field to the floor's, keeps the later block,
- *	t = max(t, now), and SETs it with PX max(ttl_ms, block_until - now):
- *	the arithmetic of score_add() then score_max().  It answers the new
- *	standing's wire form, formatted as score_encode() does (%.6f for the
- *	counts, %.0f for the times), so score_decode() accepts it.
+ *	For each key the script GETs the standing (pcall: a key of another
+ *	type answers false for that key alone and is left as it is, so one
+ *	bad key never refuses its neighbours' deltas), reads an unparsable
+ *	value as empty, fades it, the delta and the floor to now
+ *	(2^(-(now - t) / half_life); nothing fades when t >= now), adds the
+ *	delta, raises each field to the floor's, keeps the later block, t =
+ *	max(t, now), and SETs it with PX max(ttl_ms, block_until - now): the
+ *	arithmetic of score_add() then score_max().  It answers an array, per
+ *	key the new standing's wire form, formatted as score_encode() does
+ *	(%.6f for the counts, %.0f for the times), so score_decode() accepts
+ *	it, or nil for a refused key.  A refusal of the whole call (OOM with
+ *	noeviction, READONLY) comes at the first SET, before anything was
+ *	written: Redis refuses a script's write for want of memory only while
+ *	the script has written nothing, so the keys of one call are applied
+ *	all (but the WRONGTYPE ones) or none.
  *
- *	It also keeps the offenders index, KEYS[2] (PREFIX "offenders"): a
+ *	It also keeps the offenders index, KEYS[N+1] (PREFIX "offenders"): a
  *	sorted set of standing keys, ranked by invalid + traps.  Every
  *	standing fades at the same rate, so the rank is kept on a scale that
  *	does not move with time: log2(weight) + t / 1 h, the log of the
@@ -34,16 +43,18 @@
  *	configured half-life the order of entries of different ages is then
  *	approximate, never upside down by orders of magnitude).  A
  *	standing below half a recipient and not blocked leaves the index;
- *	beyond ARGV[6] (STORE_RANK_MAX) entries the lowest go.  The index
- *	lives as long as the longest-lived standing it was given.
+ *	beyond the bound (STORE_RANK_MAX) entries the lowest go.  The index
+ *	lives as long as the longest-lived standing it was given.  Its
+ *	commands are pcalls: a corrupted index is not a reason to refuse the
+ *	standings, already written by then.
  *
  *	The arguments are formatted once, kept with the command (c->args),
  *	so a NOSCRIPT answer can be retried with EVAL and the body.
  *
  * LIMITS
- *	A stored field above 1e15 makes the value unparsable (as
- *	score_decode), hence empty.  Refusals (OOM, READONLY, WRONGTYPE),
- *	time-outs and a store that is not up answer STORE_ERR.
+ *	STORE_MERGE_MAX keys a call.  A stored field above 1e15 makes the
+ *	value unparsable (as score_decode), hence empty.  Refusals (OOM,
+ *	READONLY), time-outs and a store that is not up answer STORE_ERR.
  */
 
 #include "store_redis_priv.h"
@@ -54,7 +65,8 @@
 
 #include "../policyd/util.h"
 
-#define MERGE_ARGS 6            /* now, half-life, delta, floor, ttl, rank max */
+#define MERGE_SHARED 4          /* ARGV: now, half-life, ttl, rank max */
+#define MERGE_HEAD 3            /* EVALSHA SHA NUMKEYS */
 
 const char sr_merge_lua[] =
     "local function dec(v)\n"
@@ -68,6 +80,8 @@ const char sr_merge_lua[] =
     "end\n"
     "local now = tonumber(ARGV[1])\n"
     "local hl = tonumber(ARGV[2])\n"
+    "local ttl = tonumber(ARGV[3])\n"
+    "local max = tonumber(ARGV[4])\n"
     "local function fade(s)\n"
     "  if s[4] > 0 and now > s[4] and hl > 0 then\n"
     "    local f = 2 ^ (-(now - s[4]) / hl)\n"
@@ -76,109 +90,165 @@ const char sr_merge_lua[] =
     "  end\n"
     "  return s\n"
     "end\n"
-    "local s = fade(dec(redis.call('GET', KEYS[1])) or {0, 0, 0, 0, 0})\n"
-    "local d = fade(dec(ARGV[3]) or {0, 0, 0, 0, 0})\n"
-    "for i = 1, 3 do s[i] = s[i] + d[i] end\n"
-    "s[5] = math.max(s[5], d[5])\n"
-    "local fl = dec(ARGV[4])\n"
-    "if fl then\n"
-    "  fade(fl)\n"
-    "  for i = 1, 3 do s[i] = math.max(s[i], fl[i]) end\n"
-    "  s[5] = math.max(s[5], fl[5])\n"
-    "end\n"
-    "s[4] = math.max(s[4], now)\n"
-    "local px = math.max(tonumber(ARGV[5]), s[5] - now, 1)\n"
-    "local v = string.format('%.6f %.6f %.6f %.0f %.0f', s[1], s[2], s[3], s[4], s[5])\n"
-    "redis.call('SET', KEYS[1], v, 'PX', string.format('%.0f', px))\n"
-    "local w = s[1] + s[3]\n"
-    "if w >= 0.5 or s[5] > now then\n"
-    "  local rank = math.log(math.max(w, 0.5)) / math.log(2)\n"
-    "  rank = rank + s[4] / 3600000\n"
-    "  local max = tonumber(ARGV[6])\n"
-    "  redis.call('ZADD', KEYS[2], rank, KEYS[1])\n"
-    "  if redis.call('ZCARD', KEYS[2]) > max then\n"
-    "    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(max + 1))\n"
+    "local n = #KEYS - 1\n"
+    "local idx = KEYS[n + 1]\n"
+    "local out, add, rem, life = {}, {}, {}, 0\n"
+    "for k = 1, n do\n"
+    "  local key = KEYS[k]\n"
+    "  local g = redis.pcall('GET', key)\n"
+    "  if type(g) == 'table' and g.err then\n"
+    "    out[k] = false\n"
+    "  else\n"
+    "    local s = fade(dec(g) or {0, 0, 0, 0, 0})\n"
+    "    local d = fade(dec(ARGV[3 + 2 * k]) or {0, 0, 0, 0, 0})\n"
+    "    for i = 1, 3 do s[i] = s[i] + d[i] end\n"
+    "    s[5] = math.max(s[5], d[5])\n"
+    "    local fl = dec(ARGV[4 + 2 * k])\n"
+    "    if fl then\n"
+    "      fade(fl)\n"
+    "      for i = 1, 3 do s[i] = math.max(s[i], fl[i]) end\n"
+    "      s[5] = math.max(s[5], fl[5])\n"
+    "    end\n"
+    "    s[4] = math.max(s[4], now)\n"
+    "    local px = math.max(ttl, s[5] - now, 1)\n"
+    "    local v = string.format('%.6f %.6f %.6f %.0f %.0f', s[1], s[2], s[3], s[4], s[5])\n"
+    "    redis.call('SET', key, v, 'PX', string.format('%.0f', px))\n"
+    "    out[k] = v\n"
+    "    local w = s[1] + s[3]\n"
+    "    if w >= 0.5 or s[5] > now then\n"
+    "      add[#add + 1] = math.log(math.max(w, 0.5)) / math.log(2) + s[4] / 3600000\n"
+    "      add[#add + 1] = key\n"
+    "      life = math.max(life, px)\n"
+    "    else\n"
+    "      rem[#rem + 1] = key\n"
+    "    end\n"
     "  end\n"
-    "  if redis.call('PTTL', KEYS[2]) < px then\n"
-    "    redis.call('PEXPIRE', KEYS[2], string.format('%.0f', px))\n"
-    "  end\n"
-    "else\n"
-    "  redis.call('ZREM', KEYS[2], KEYS[1])\n"
     "end\n"
-    "return v\n";
+    "local function bad(r) return type(r) == 'table' and r.err ~= nil end\n"
+    "if #add > 0 and not bad(redis.pcall('ZADD', idx, unpack(add))) then\n"
+    "  local c = redis.pcall('ZCARD', idx)\n"
+    "  if not bad(c) and c > max then\n"
+    "    redis.pcall('ZREMRANGEBYRANK', idx, 0, -(max + 1))\n"
+    "  end\n"
+    "  local p = redis.pcall('PTTL', idx)\n"
+    "  if not bad(p) and p < life then\n"
+    "    redis.pcall('PEXPIRE', idx, string.format('%.0f', life))\n"
+    "  end\n"
+    "end\n"
+    "if #rem > 0 then redis.pcall('ZREM', idx, unpack(rem)) end\n"
+    "return out\n";
 
-/* merge_args - the script's ARGV, each NUL-terminated, one after another. */
-static char *merge_args(const struct store_merge *m)
+/* The command's words, formatted once (EVALSHA and the sha are put in
+ * front at each send): one allocation, freed with the command. */
+struct merge_args {
+    size_t n;                   /* keys merged */
+    int argc;
+    const char **argv;
+    size_t *lens;               /* then the words' bytes */
+};
+
+/* put - the next word at *o; its slot in a. */
+static char *put(struct merge_args *a, char *o, const char *w, size_t len)
 {
-    char nums[2][UTIL_FMT_U_MAX], delta[SCORE_WIRE_MAX], floor[SCORE_WIRE_MAX];
-    char ttl[UTIL_FMT_U_MAX], max[UTIL_FMT_U_MAX];
-    const char *parts[MERGE_ARGS] = { nums[0], nums[1], delta, floor, ttl, max };
-    size_t lens[MERGE_ARGS], total = 0;
-    char *out, *o;
+    memcpy(o, w, len);
+    a->argv[a->argc] = o;
+    a->lens[a->argc++] = len;
+    return o + len;
+}
 
-    lens[0] = util_fmt_u(nums[0], m->now_ms);
-    lens[1] = util_fmt_u(nums[1], m->half_life_ms);
-    lens[2] = score_encode(&m->delta, delta, sizeof(delta));
-    floor[0] = '\0';
-    lens[3] = m->floor ? score_encode(m->floor, floor, sizeof(floor)) : 0;
-    lens[4] = util_fmt_u(ttl, m->ttl_ms);
-    lens[5] = util_fmt_u(max, STORE_RANK_MAX);
-    for (int i = 0; i < MERGE_ARGS; i++)
-        total += lens[i] + 1;
-    o = out = xmalloc(total);
-    for (int i = 0; i < MERGE_ARGS; i++) {
-        memcpy(o, parts[i], lens[i]);
-        o[lens[i]] = '\0';
-        o += lens[i] + 1;
+/* merge_args - KEYS and ARGV of m, after MERGE_HEAD empty slots. */
+static struct merge_args *merge_args(const struct store_redis *sr,
+                                     const struct store_merge *m)
+{
+    char num[MERGE_SHARED][UTIL_FMT_U_MAX], wire[2][SCORE_WIRE_MAX];
+    size_t nlen[MERGE_SHARED];
+    int argc = MERGE_HEAD + (int)m->n + 1 + MERGE_SHARED + 2 * (int)m->n;
+    size_t bytes = sr->rank_klen + 2 * m->n * SCORE_WIRE_MAX;
+    struct merge_args *a;
+    char *o;
+
+    nlen[0] = util_fmt_u(num[0], m->now_ms);
+    nlen[1] = util_fmt_u(num[1], m->half_life_ms);
+    nlen[2] = util_fmt_u(num[2], m->ttl_ms);
+    nlen[3] = util_fmt_u(num[3], STORE_RANK_MAX);
+    for (int i = 0; i < MERGE_SHARED; i++)
+        bytes += nlen[i];
+    for (size_t i = 0; i < m->n; i++)
+        bytes += m->items[i].klen;
+    a = xmalloc(sizeof(*a) + (size_t)argc * (sizeof(*a->argv) + sizeof(*a->lens))
+                + bytes);
+    a->n = m->n;
+    a->argc = MERGE_HEAD;
+    a->argv = (const char **)(a + 1);
+    a->lens = (size_t *)(a->argv + argc);
+    o = (char *)(a->lens + argc);
+    for (size_t i = 0; i < m->n; i++)
+        o = put(a, o, m->items[i].key, m->items[i].klen);
+    o = put(a, o, sr->rank_key, sr->rank_klen);
+    for (int i = 0; i < MERGE_SHARED; i++)
+        o = put(a, o, num[i], nlen[i]);
+    for (size_t i = 0; i < m->n; i++) {
+        const struct store_merge_item *it = &m->items[i];
+        o = put(a, o, wire[0], score_encode(&it->delta, wire[0], sizeof(wire[0])));
+        o = put(a, o, wire[1], it->floor ? score_encode(it->floor, wire[1],
+                                                        sizeof(wire[1])) : 0);
     }
-    return out;
+    return a;
 }
 
 int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval)
 {
-    const char *argv[5 + MERGE_ARGS];
-    size_t lens[5 + MERGE_ARGS];
-    const char *a = c->args;
+    struct merge_args *a = c->args;
+    char nkeys[UTIL_FMT_U_MAX];
 
-    argv[0] = use_eval ? "EVAL" : "EVALSHA";
-    argv[1] = use_eval ? sr_merge_lua : sr->merge_sha;
-    argv[2] = "2";
-    argv[3] = c->key;
-    lens[3] = c->klen;
-    argv[4] = sr->rank_key;
-    lens[4] = sr->rank_klen;
-    for (int i = 0; i < MERGE_ARGS; i++) {
-        argv[5 + i] = a;
-        lens[5 + i] = strlen(a);
-        a += lens[5 + i] + 1;
-    }
-    for (int i = 0; i < 3; i++)
-        lens[i] = strlen(argv[i]);
-    return sr_cmd_send(sr, c, 5 + MERGE_ARGS, argv, lens);
+    a->argv[0] = use_eval ? "EVAL" : "EVALSHA";
+    a->argv[1] = use_eval ? sr_merge_lua : sr->merge_sha;
+    a->lens[2] = util_fmt_u(nkeys, a->n + 1);
+    a->argv[2] = nkeys;                 /* hiredis copies the words at once */
+    for (int i = 0; i < 2; i++)
+        a->lens[i] = strlen(a->argv[i]);
+    return sr_cmd_send(sr, c, a->argc, a->argv, a->lens);
 }
 
 /* sr_merge_reply - 1 when r was the script's answer (and c is answered). */
 int sr_merge_reply(struct rcmd *c, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_STRING)
+    const struct merge_args *a = c->args;
+    struct store_item items[STORE_MERGE_MAX];
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != a->n)
         return 0;
-    sr_answer_get(c, STORE_OK, r->str, r->len);
+    for (size_t i = 0; i < a->n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_NIL)
+            return 0;
+        items[i].name = a->argv[MERGE_HEAD + i];
+        items[i].nlen = a->lens[MERGE_HEAD + i];
+        items[i].val = e->type == REDIS_REPLY_STRING ? e->str : NULL;
+        items[i].vlen = e->type == REDIS_REPLY_STRING ? e->len : 0;
+        items[i].age_ms = -1;
+    }
+    sr_cmd_answered(c);
+    c->list_cb(c->arg, STORE_OK, items, a->n);
     return 1;
 }
 
-void sr_merge(struct store *s, const char *key, size_t klen,
-              const struct store_merge *m, store_get_cb *cb, void *arg)
+void sr_merge(struct store *s, const struct store_merge *m, store_list_cb *cb,
+              void *arg)
 {
     struct store_redis *sr = (struct store_redis *)s;
+    int usable = m->n >= 1 && m->n <= STORE_MERGE_MAX;
 
-    if (!sr_usable(sr, klen)) {
+    for (size_t i = 0; usable && i < m->n; i++)
+        usable = sr_usable(sr, m->items[i].klen);
+    if (!usable) {
         cb(arg, STORE_ERR, NULL, 0);
         return;
     }
-    struct rcmd *c = sr_cmd_new(sr, K_MERGE, key, klen);
-    c->get_cb = cb;
+    struct rcmd *c = sr_cmd_new(sr, K_MERGE, NULL, 0);
+    c->list_cb = cb;
     c->arg = arg;
-    c->args = merge_args(m);
+    c->args = merge_args(sr, m);
     if (sr_merge_send(sr, c, 0) < 0) {
         sr_cmd_fail(c);
         sr_cmd_release(c);

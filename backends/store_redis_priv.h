@@ -70,7 +70,7 @@ struct rcmd {
     char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
     char *pattern;              /* del: escaped SCAN pattern */
     size_t plen;
-    char *args;                 /* merge: its ARGV, NUL-separated */
+    void *args;                 /* merge: its words (store_redis_merge.c) */
     size_t klen;
     char key[];
 };
@@ -159,8 +159,8 @@ void sr_cmd_answered(struct rcmd *c);
 int sr_usable(const struct store_redis *sr, size_t klen);
 
 /* store_redis_merge.c: the merge op */
-void sr_merge(struct store *s, const char *key, size_t klen,
-              const struct store_merge *m, store_get_cb *cb, void *arg);
+void sr_merge(struct store *s, const struct store_merge *m, store_list_cb *cb,
+              void *arg);
 int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval);
 int sr_merge_reply(struct rcmd *c, const redisReply *r);
 

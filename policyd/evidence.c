@@ -7,9 +7,18 @@
  * DESCRIPTION
  *	See evidence.h for the contract.  The table: a hash table with
  *	chaining (FNV-1a over the network string, the bucket array doubled
- *	as the table grows), an LRU list (head: most recently used) and a
- *	FIFO of dirty networks, all intrusive, so finding, touching and
+ *	as the table grows), an LRU list (head: most recently used) and two
+ *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
+ *
+ *	Dirty networks wait in one of two FIFOs: ready (merged on the next
+ *	tick) and lazy (only valid recipients, of a network with nothing
+ *	unfavourable in its view: moved to ready on the first tick at least
+ *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
+ *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  Unfavourable
+ *	evidence for a lazy network moves it to ready, valid counts and all;
+ *	so does a floor owed.  A clean sender's merges then come once a
+ *	second, not every tick it is busy.
  *
  *	One uv timer (unref'd: it never keeps the loop alive) ticks every
  *	EVIDENCE_FLUSH_MS while a network is dirty, and also while the table
@@ -35,14 +44,16 @@
  *	evidence_read is the context); a store answer about a network not
  *	in the table adds it (its view is the answer), as a record does.
  *
- *	Merges: at most one in flight per network (its deltas in sent), at
- *	most EVIDENCE_FLUSH_BATCH sent per tick, so coming back with a full
- *	table never floods the store's queue.  Each merge has a small
- *	context (struct ev_merge) that outlives the network and the table:
- *	dropping either just detaches it.
+ *	Merges: at most one in flight per network (its deltas in sent), up
+ *	to EVIDENCE_MERGE_BATCH networks a store call, at most
+ *	EVIDENCE_FLUSH_BATCH networks sent per tick, so coming back with a
+ *	full table never floods the store's queue.  Each call has a small
+ *	context (struct ev_merge) that outlives its networks and the table:
+ *	dropping either just detaches it.  The store answers each network of
+ *	a call on its own (a key of the wrong type is refused alone).
  *
- *	evidence_free sends the pending deltas of every network as
- *	fire-and-forget merges (when the store is up), then drops the
+ *	evidence_free sends the pending deltas of every network, ready or
+ *	lazy, as fire-and-forget merges (when the store is up), then drops the
  *	table.  The runtime frees the store right after: store_redis pushes
  *	queued writes to the socket once before it closes the connection
  *	(store_free), so those last merges normally reach Redis; anything
@@ -68,32 +79,43 @@
 #include "log.h"
 #include "util.h"
 
-#define EVIDENCE_FLUSH_BATCH 512    /* merges sent per tick at most */
+#define EVIDENCE_FLUSH_BATCH 512    /* networks merged per tick at most */
 #define EVIDENCE_TTL_HALVES 12      /* 2^-12: 4096 invalid fade below one */
 #define EVIDENCE_BUCKETS_MIN 1024
 #define EVIDENCE_KEY_MAX (CONFIG_PREFIX_MAX + 2 + EVIDENCE_NET_MAX)
 
 struct ev_merge;
 
+enum ev_queue_id { Q_NONE, Q_READY, Q_LAZY };
+
 struct ev_entry {
     struct ev_entry *hnext;         /* hash chain */
     struct ev_entry *lprev, *lnext; /* LRU list */
-    struct ev_entry *dprev, *dnext; /* dirty FIFO, while dirty */
+    struct ev_entry *dprev, *dnext; /* its dirty FIFO, while dirty */
     struct ev_merge *inflight;      /* the merge carrying sent, or NULL */
     struct score view, pending, sent;
     uint64_t hash;
+    uint64_t dirty_ms;              /* loop time it became dirty */
     unsigned synced;                /* the epoch its store copy is good for */
-    int dirty;
+    int queue;                      /* enum ev_queue_id: which FIFO, if any */
     int stage;                      /* last noted; -1 none */
     char net[EVIDENCE_NET_MAX];
 };
 
-/* One merge on its way: detached (ev or e NULL) when either goes first. */
+/* A FIFO of dirty networks (intrusive: dprev, dnext). */
+struct ev_queue {
+    struct ev_entry *head, *tail;
+    size_t n;
+};
+
+/* One merge call on its way: detached (ev NULL, or an e[i] NULL) when the
+ * table or a network goes first. */
 struct ev_merge {
     struct evidence *ev;
-    struct ev_entry *e;
     struct ev_merge *prev, *next;   /* ev->merges */
-    unsigned floor_epoch;           /* 0: no floor sent */
+    size_t n;
+    struct ev_entry *e[EVIDENCE_MERGE_BATCH];
+    unsigned floor_epoch[EVIDENCE_MERGE_BATCH];     /* 0: no floor sent */
 };
 
 struct evidence {
@@ -109,11 +131,10 @@ struct evidence {
     size_t nbuckets;                /* a power of two */
     size_t count;
     struct ev_entry *lru_head, *lru_tail;
-    struct ev_entry *dirty_head, *dirty_tail;
-    size_t ndirty;
+    struct ev_queue ready, lazy;    /* dirty networks (see DESCRIPTION) */
     struct ev_merge *merges;
     size_t nmerges;                 /* in ev->merges: waiting for the store */
-    size_t due;                     /* merges this tick still owes */
+    size_t due;                     /* networks this tick still owes */
     int flushing;                   /* inside flush() */
     uint64_t drops;                 /* entries dropped, ever: see entry_via */
 
@@ -201,21 +222,47 @@ static void touch(struct evidence *ev, struct ev_entry *e)
     }
 }
 
+static struct ev_queue *queue_of(struct evidence *ev, int id)
+{
+    return id == Q_READY ? &ev->ready : &ev->lazy;
+}
+
+static void queue_push(struct ev_queue *q, struct ev_entry *e)
+{
+    e->dnext = NULL;
+    e->dprev = q->tail;
+    if (q->tail)
+        q->tail->dnext = e;
+    else
+        q->head = e;
+    q->tail = e;
+    q->n++;
+}
+
+/* dirty_unlink - e off its FIFO: clean (nothing left to merge). */
 static void dirty_unlink(struct evidence *ev, struct ev_entry *e)
 {
-    if (!e->dirty)
+    struct ev_queue *q;
+
+    if (e->queue == Q_NONE)
         return;
+    q = queue_of(ev, e->queue);
     if (e->dprev)
         e->dprev->dnext = e->dnext;
     else
-        ev->dirty_head = e->dnext;
+        q->head = e->dnext;
     if (e->dnext)
         e->dnext->dprev = e->dprev;
     else
-        ev->dirty_tail = e->dprev;
+        q->tail = e->dprev;
     e->dprev = e->dnext = NULL;
-    e->dirty = 0;
-    ev->ndirty--;
+    e->queue = Q_NONE;
+    q->n--;
+}
+
+static size_t ndirty(const struct evidence *ev)
+{
+    return ev->ready.n + ev->lazy.n;
 }
 
 static void arm(struct evidence *ev)
@@ -224,21 +271,43 @@ static void arm(struct evidence *ev)
         uv_timer_start(&ev->timer, tick, EVIDENCE_FLUSH_MS, 0);
 }
 
-/* mark_dirty - queue e for the next flush (only with a store to flush to). */
-static void mark_dirty(struct evidence *ev, struct ev_entry *e)
+static int needs_floor(const struct evidence *ev, const struct ev_entry *e);
+
+/* mark_dirty - queue e for a flush (only with a store to flush to): the
+ * next tick when urgent (or a floor is owed), else within
+ * EVIDENCE_VALID_FLUSH_MS.  Already lazy and now urgent: moved to ready,
+ * keeping the time it became dirty. */
+static void mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
 {
-    if (e->dirty || !ev->store || ev->closing)
+    if (!ev->store || ev->closing)
         return;
-    e->dirty = 1;
-    e->dnext = NULL;
-    e->dprev = ev->dirty_tail;
-    if (ev->dirty_tail)
-        ev->dirty_tail->dnext = e;
+    urgent = urgent || needs_floor(ev, e);
+    if (e->queue == Q_READY || (e->queue == Q_LAZY && !urgent))
+        return;
+    if (e->queue == Q_LAZY)
+        dirty_unlink(ev, e);
     else
-        ev->dirty_head = e;
-    ev->dirty_tail = e;
-    ev->ndirty++;
+        e->dirty_ms = uv_now(ev->loop);
+    e->queue = urgent ? Q_READY : Q_LAZY;
+    queue_push(queue_of(ev, e->queue), e);
     arm(ev);
+}
+
+/* unfavourable - s holds evidence against a network. */
+static int unfavourable(const struct score *s)
+{
+    return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
+}
+
+/* urgent - e's change, with delta, must reach the fleet on the next tick:
+ * the delta is unfavourable, or e has something unfavourable on record,
+ * so that valid recipients move its share of invalid ones (a tarpit or
+ * block share, a siege's revocation): were they late, the other daemons
+ * would see the share too high, fleet-wide and for as long as the
+ * network keeps sending (its recent valid recipients always missing). */
+static int urgent(const struct ev_entry *e, const struct score *delta)
+{
+    return unfavourable(delta) || unfavourable(&e->view);
 }
 
 static int needs_floor(const struct evidence *ev, const struct ev_entry *e)
@@ -275,115 +344,128 @@ static void merge_unlink(struct evidence *ev, struct ev_merge *m)
 static void check_store(struct evidence *ev);
 static void flush(struct evidence *ev);
 
-/* merge_landed - the store's answer to e's merge. */
+/* merge_landed - the store's answer about e (it NULL or it->val NULL:
+ * refused). */
 static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor_epoch,
-                         int status, const char *val, size_t len)
+                         const struct store_item *it)
 {
     struct score st;
     uint64_t now;
 
     e->inflight = NULL;
     now = util_wall_ms();
-    if (status == STORE_OK && score_decode(val, len, &st) == 0) {
+    if (it && it->val && score_decode(it->val, it->vlen, &st) == 0) {
         /* the store has everything sent: what we know is it plus pending */
         score_add(&st, &e->pending, now, ev->half_life_ms);
         e->view = st;
         memset(&e->sent, 0, sizeof(e->sent));
         if (floor_epoch)
             e->synced = floor_epoch;
-        check_store(ev);
         return;
     }
-    if (status == STORE_OK) {
+    if (it && it->val) {
         /* applied, but not in the wire form: keep the view as it is */
         log_warn("evidence: %s: the store answered a merge with %.*s", e->net,
-                 (int)(len > 60 ? 60 : len), val);
+                 (int)(it->vlen > 60 ? 60 : it->vlen), it->val);
         memset(&e->sent, 0, sizeof(e->sent));
         return;
     }
     score_add(&e->pending, &e->sent, now, ev->half_life_ms);
     memset(&e->sent, 0, sizeof(e->sent));
     e->synced = 0;
-    mark_dirty(ev, e);
-    check_store(ev);
+    mark_dirty(ev, e, 1);
 }
 
-/* merge_done - the store's answer to one merge; its place in the store's
- * queue goes to the next merge this tick owes. */
-static void merge_done(void *arg, int status, const char *val, size_t len)
+/* merge_done - the store's answer to one merge call; its place in the
+ * store's queue goes to the next networks this tick owes. */
+static void merge_done(void *arg, int status, const struct store_item *items, size_t n)
 {
     struct ev_merge *m = arg;
     struct evidence *ev = m->ev;
-    struct ev_entry *e = m->e;
-    unsigned floor_epoch = m->floor_epoch;
+    int whole = status == STORE_OK && n == m->n;
 
-    if (ev)
+    if (ev) {
         merge_unlink(ev, m);
+        for (size_t i = 0; i < m->n; i++)
+            if (m->e[i])                /* else the network went meanwhile */
+                merge_landed(ev, m->e[i], m->floor_epoch[i], whole ? &items[i] : NULL);
+    }
     free(m);
     if (!ev)
         return;                         /* fire and forget */
-    if (e)                              /* else the network went meanwhile */
-        merge_landed(ev, e, floor_epoch, status, val, len);
+    check_store(ev);
     flush(ev);
 }
 
-/* send_merge - e's pending deltas (and floor = view when it needs one) in
- * one merge.  detached: nobody waits for the answer (e or the table is
- * going away), so it may go while another is in flight. */
-static void send_merge(struct evidence *ev, struct ev_entry *e, int detached)
+/* send_merge - the pending deltas of e[0..n-1] (and floor = view for each
+ * that needs one) in one store call.  detached: nobody waits for the
+ * answer (the networks or the table are going away), so it may go while
+ * another merge of the same network is in flight. */
+static void send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detached)
 {
     struct ev_merge *m = xcalloc(1, sizeof(*m));
+    struct store_merge_item items[EVIDENCE_MERGE_BATCH];
+    char keys[EVIDENCE_MERGE_BATCH][EVIDENCE_KEY_MAX];
     struct store_merge sm;
-    char key[EVIDENCE_KEY_MAX];
-    size_t klen;
     uint64_t now = util_wall_ms();
 
-    score_decay(&e->pending, now, ev->half_life_ms);
-    memset(&sm, 0, sizeof(sm));
-    sm.delta = e->pending;
-    sm.floor = needs_floor(ev, e) ? &e->view : NULL;
+    sm.items = items;
+    sm.n = m->n = n;
     sm.now_ms = now;
     sm.half_life_ms = ev->half_life_ms;
     sm.ttl_ms = ev->ttl_ms;
+    for (size_t i = 0; i < n; i++) {
+        score_decay(&e[i]->pending, now, ev->half_life_ms);
+        items[i].key = keys[i];
+        items[i].klen = build_key(ev, e[i]->net, keys[i]);
+        items[i].delta = e[i]->pending;
+        items[i].floor = needs_floor(ev, e[i]) ? &e[i]->view : NULL;
+        if (!detached) {
+            m->e[i] = e[i];
+            m->floor_epoch[i] = items[i].floor ? ev->epoch : 0;
+            e[i]->inflight = m;
+            e[i]->sent = e[i]->pending;
+        }
+        memset(&e[i]->pending, 0, sizeof(e[i]->pending));
+        dirty_unlink(ev, e[i]);
+    }
     if (!detached) {
         m->ev = ev;
-        m->e = e;
-        m->floor_epoch = sm.floor ? ev->epoch : 0;
         m->next = ev->merges;
         if (ev->merges)
             ev->merges->prev = m;
         ev->merges = m;
         ev->nmerges++;
-        e->inflight = m;
-        e->sent = e->pending;
     }
-    memset(&e->pending, 0, sizeof(e->pending));
-    dirty_unlink(ev, e);
-    klen = build_key(ev, e->net, key);
-    /* may answer before it returns: e is consistent by now */
-    ev->store->ops->merge(ev->store, key, klen, &sm, merge_done, m);
+    /* may answer before it returns: every e[i] is consistent by now */
+    ev->store->ops->merge(ev->store, &sm, merge_done, m);
 }
 
-/* flush - the merges this tick owes (ev->due: the networks it found
- * dirty, at most EVIDENCE_FLUSH_BATCH), oldest first, while fewer than
- * EVIDENCE_MERGES_OUT wait for the store; each answer calls it again.  A
- * network whose merge is in flight waits for the answer (and a later
- * tick).  A refusal answered at once goes back to the tail and has had its
- * turn, so each network is tried about once a tick. */
+/* flush - the networks this tick owes (ev->due: those it found ready, at
+ * most EVIDENCE_FLUSH_BATCH), oldest first, EVIDENCE_MERGE_BATCH to a
+ * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
+ * each answer calls it again.  A network whose merge is in flight waits
+ * for the answer (and a later tick).  A refusal answered at once goes back
+ * to the tail and has had its turn, so each network is tried about once a
+ * tick. */
 static void flush(struct evidence *ev)
 {
-    struct ev_entry *e, *next;
+    struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
 
     if (ev->flushing)
         return;                 /* an answer inside send_merge: the loop goes on */
     ev->flushing = 1;
-    for (e = ev->dirty_head; e && ev->due && ev->nmerges < EVIDENCE_MERGES_OUT
-                             && !ev->away; e = next) {
-        next = e->dnext;
-        if (e->inflight)
-            continue;
-        ev->due--;
-        send_merge(ev, e, 0);
+    while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away) {
+        size_t n = 0;
+
+        for (struct ev_entry *e = ev->ready.head;
+             e && n < EVIDENCE_MERGE_BATCH && n < ev->due; e = e->dnext)
+            if (!e->inflight)
+                batch[n++] = e;
+        if (n == 0)
+            break;
+        ev->due -= n;
+        send_merge(ev, batch, n, 0);
     }
     ev->flushing = 0;
 }
@@ -406,21 +488,31 @@ static void check_store(struct evidence *ev)
         ev->away = 0;
         for (struct ev_entry *e = ev->lru_head; e; e = e->lnext)
             if (needs_floor(ev, e))
-                mark_dirty(ev, e);
-        if (ev->ndirty)
+                mark_dirty(ev, e, 1);
+        if (ev->ready.n)
             log_info("evidence: the store is back; merging %zu network(s)",
-                     ev->ndirty);
+                     ev->ready.n);
     }
 }
 
 static void tick(uv_timer_t *t)
 {
     struct evidence *ev = t->data;
+    uint64_t now = uv_now(ev->loop);
+    struct ev_entry *e;
 
     check_store(ev);
-    ev->due = ev->ndirty < EVIDENCE_FLUSH_BATCH ? ev->ndirty : EVIDENCE_FLUSH_BATCH;
+    /* valid-only changes old enough: this tick is the last before
+     * EVIDENCE_VALID_FLUSH_MS runs out */
+    while ((e = ev->lazy.head)
+           && e->dirty_ms + EVIDENCE_VALID_FLUSH_MS <= now + EVIDENCE_FLUSH_MS) {
+        dirty_unlink(ev, e);
+        e->queue = Q_READY;
+        queue_push(&ev->ready, e);
+    }
+    ev->due = ev->ready.n < EVIDENCE_FLUSH_BATCH ? ev->ready.n : EVIDENCE_FLUSH_BATCH;
     flush(ev);
-    if (ev->ndirty || ev->count)
+    if (ndirty(ev) || ev->count)
         arm(ev);
 }
 
@@ -436,7 +528,9 @@ static void drop(struct evidence *ev, struct ev_entry *e)
     lru_unlink(ev, e);
     dirty_unlink(ev, e);
     if (e->inflight)
-        e->inflight->e = NULL;
+        for (size_t i = 0; i < e->inflight->n; i++)
+            if (e->inflight->e[i] == e)
+                e->inflight->e[i] = NULL;
     ev->count--;
     ev->drops++;
     free(e);
@@ -458,8 +552,8 @@ static void evict(struct evidence *ev)
     if (!e || e->view.block_until_ms > now)
         e = ev->lru_tail;
 
-    if (e->dirty && ev->store && !ev->away)
-        send_merge(ev, e, 1);
+    if (e->queue != Q_NONE && ev->store && !ev->away)
+        send_merge(ev, &e, 1, 1);
     drop(ev, e);
 }
 
@@ -537,13 +631,19 @@ void evidence_free(struct evidence *ev)
     if (!ev)
         return;
     check_store(ev);
-    while (ev->dirty_head && !ev->away)
-        send_merge(ev, ev->dirty_head, 1);
+    while (ndirty(ev) && !ev->away) {   /* everything pending, lazy or not */
+        struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
+        size_t n = 0;
+
+        for (struct ev_entry *e = ev->ready.head ? ev->ready.head : ev->lazy.head;
+             e && n < EVIDENCE_MERGE_BATCH; e = e->dnext)
+            batch[n++] = e;
+        send_merge(ev, batch, n, 1);
+    }
     ev->closing = 1;
     while ((m = ev->merges)) {          /* their answers find nobody */
         merge_unlink(ev, m);
         m->ev = NULL;
-        m->e = NULL;
     }
     while (ev->lru_head)
         drop(ev, ev->lru_head);
@@ -687,7 +787,7 @@ static void record_in(struct evidence *ev, struct ev_entry *e, const struct scor
     score_add(&e->view, delta, now, ev->half_life_ms);
     if (ev->store) {
         score_add(&e->pending, delta, now, ev->half_life_ms);
-        mark_dirty(ev, e);
+        mark_dirty(ev, e, urgent(e, delta));
     }
 }
 

@@ -22,11 +22,23 @@
  * store's get (GET, batched into one MGET per loop turn with the cache reads).
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
- * marks the network dirty; every EVIDENCE_FLUSH_MS (and at evidence_free)
- * one merge per dirty network carries its pending deltas.  An acknowledged
- * merge clears them; a refused one returns them to pending.  At most
- * EVIDENCE_MERGES_OUT merges wait for the store at a time (the next go as
- * answers come back), so a read never queues behind a whole flush in the
+ * marks the network dirty.  A change is merged on the next tick, every
+ * EVIDENCE_FLUSH_MS, but for valid recipients of a network with nothing
+ * unfavourable on record (no invalid recipient, trap or block in its
+ * view): those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable
+ * evidence carries them along).  Such a network's share of invalid
+ * recipients is 0 whatever its valid count, so the delay only makes the
+ * rest of the fleet judge it a little harsher (siege mode's
+ * established_after reached up to that much later), never softer; this
+ * process counts its own valid recipients at once.  Once a network has
+ * invalid evidence, its valid recipients move its share, and come as fast
+ * as the invalid ones (late, they would make its share look too high
+ * fleet-wide for as long as it keeps sending).  Merges go
+ * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
+ * everything pending goes).  An acknowledged merge clears a network's
+ * pending deltas; a refused one returns them to pending.  At most
+ * EVIDENCE_MERGES_OUT merge calls wait for the store at a time (the next go
+ * as answers come back), so a read never queues behind a whole flush in the
  * store (Redis runs one connection's commands in order); while the store
  * is slower than the flushes, a network's deltas gather in fewer merges.
  *
@@ -51,7 +63,9 @@
 #include "score.h"
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
-#define EVIDENCE_MERGES_OUT 32  /* merges waiting for the store at most */
+#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, spotless: waits at most */
+#define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
+#define EVIDENCE_MERGES_OUT 2   /* merge calls waiting for the store at most */
 #define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */
 
 struct evidence;

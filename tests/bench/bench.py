@@ -286,6 +286,29 @@ def start_redis():
     return r, "127.0.0.1:%d" % r.port
 
 
+def redis_cmdstats(r):
+    """INFO commandstats: {command: (calls, usec_per_call)}, the busiest
+    first (what the server's CPU went to, command by command)."""
+    out = {}
+    for line in r.call("INFO", "commandstats").decode().split():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line[len("cmdstat_"):].partition(":")
+            f = dict(kv.split("=") for kv in fields.split(","))
+            out[name] = (int(f["calls"]), float(f["usec_per_call"]))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1][0] * kv[1][1]))
+
+
+def redis_key_kinds(r):
+    """Keys by kind, the word after the "policyd:" prefix (e: standings,
+    p: siege's pending networks, r: siege's counters, ...)."""
+    kinds = {}
+    for k in r.keys("*"):
+        parts = k.decode(errors="replace").split(":")
+        kind = parts[1] if len(parts) > 2 and parts[0] == "policyd" else "other"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+
+
 def start_slapd(users):
     """The shared Slapd helper with users user00000..; in the foreground with
     -d stats, as the tests run it (one log line per search, like a
@@ -425,6 +448,9 @@ def sc_redis(build, a):
             res = paired(build, a, d.port, d.proc.pid, MIX, 2)
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
+            res["redis_cmds"] = redis_cmdstats(r)
+            with r.client() as c:
+                res["redis_kinds"] = redis_key_kinds(c)
             return res
     finally:
         r.cleanup()
@@ -463,6 +489,9 @@ def sc_harvest(build, a):
                           "--valid-range", VALID, "--invalid-range", 0], 0.5)
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
+            res["redis_cmds"] = redis_cmdstats(r)
+            with r.client() as c:
+                res["redis_kinds"] = redis_key_kinds(c)
             return res
     finally:
         r.cleanup()
@@ -637,7 +666,13 @@ def table(results, machine):
             notes.append("%s: %s decision lines logged, %s MiB of log"
                          % (title, r["decision_lines"], r.get("log_mib")))
         if "redis_keys" in r:
-            notes.append("%s: %s keys in Redis at the end" % (title, r["redis_keys"]))
+            notes.append("%s: %s keys in Redis at the end%s" % (
+                title, r["redis_keys"], " (%s)" % ", ".join(
+                    "%s %d" % kv for kv in r["redis_kinds"].items())
+                if r.get("redis_kinds") else ""))
+        if r.get("redis_cmds"):
+            notes.append("%s: Redis commands (calls x us each): %s" % (title, ", ".join(
+                "%s %d x %.1f" % (k, c, u) for k, (c, u) in list(r["redis_cmds"].items())[:5])))
         if key == "tarpit":
             notes.append("%s: innocent clients paced at %d/s; loadgen saw %s parked; policyd "
                          "delayed_now %s before, %s after the measurement; p99 by round %s us; "

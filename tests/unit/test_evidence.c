@@ -219,7 +219,8 @@ struct fake {
     struct score val;
     char key[128];
     int merges, floors;
-    struct score last_floor;
+    struct score last_floor, last_delta;
+    uint64_t merged_at;         /* loop time of the last merge */
     int hold;                   /* reads wait for fake_release */
     store_get_cb *held_cb;
     void *held_arg;
@@ -253,29 +254,37 @@ static void fake_get(struct store *s, const char *key, size_t klen,
     cb(arg, STORE_OK, buf, score_encode(&f->val, buf, sizeof(buf)));
 }
 
-static void fake_merge(struct store *s, const char *key, size_t klen,
-                       const struct store_merge *m, store_get_cb *cb, void *arg)
+static void fake_merge(struct store *s, const struct store_merge *m,
+                       store_list_cb *cb, void *arg)
 {
     struct fake *f = fake_of(s);
+    const struct store_merge_item *it = &m->items[0];
+    struct store_item out;
     char buf[SCORE_WIRE_MAX];
 
-    assert_true(klen == strlen(f->key) && memcmp(key, f->key, klen) == 0);
+    assert_int_equal(m->n, 1);                      /* one network here */
+    assert_true(it->klen == strlen(f->key) && memcmp(it->key, f->key, it->klen) == 0);
     assert_true(m->ttl_ms >= HOUR);
     if (!f->up || f->refuse) {
         cb(arg, STORE_ERR, NULL, 0);
         return;
     }
     f->merges++;
+    f->last_delta = it->delta;
+    f->merged_at = uv_now(&loop);
     if (!f->have)
         memset(&f->val, 0, sizeof(f->val));
     f->have = 1;
-    score_add(&f->val, &m->delta, m->now_ms, m->half_life_ms);
-    if (m->floor) {
+    score_add(&f->val, &it->delta, m->now_ms, m->half_life_ms);
+    if (it->floor) {
         f->floors++;
-        f->last_floor = *m->floor;
-        score_max(&f->val, m->floor, m->now_ms, m->half_life_ms);
+        f->last_floor = *it->floor;
+        score_max(&f->val, it->floor, m->now_ms, m->half_life_ms);
     }
-    cb(arg, STORE_OK, buf, score_encode(&f->val, buf, sizeof(buf)));
+    memset(&out, 0, sizeof(out));
+    out.val = buf;
+    out.vlen = score_encode(&f->val, buf, sizeof(buf));
+    cb(arg, STORE_OK, &out, 1);
 }
 
 static void fake_del(struct store *s, const char *key, size_t klen,
@@ -333,6 +342,55 @@ static void test_flush_coalesces(void **state)
     assert_float_equal(f.val.invalid, 2, EPS);
     a = read_now(ev, NET);                          /* not counted twice */
     assert_float_equal(a.s.invalid, 2, EPS);
+    evidence_free(ev);
+}
+
+/* Favourable evidence lazily, unfavourable at once: a valid-only change of
+ * a spotless network waits (this process counts it meanwhile) and is
+ * merged within EVIDENCE_VALID_FLUSH_MS; an invalid one goes on the next
+ * tick and takes the valid count waiting with it; after that the
+ * network's valid recipients go on the next tick too. */
+static void test_valid_waits_invalid_goes(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(0, 1, 0);
+    uint64_t t0;
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    uv_update_time(&loop);
+    t0 = uv_now(&loop);
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);                 /* three ticks */
+    if (uv_now(&loop) < t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS)
+        assert_int_equal(f.merges, 0);              /* (unless the machine stalled) */
+    assert_float_equal(read_now(ev, NET).s.valid, 1, EPS);
+    run_for(EVIDENCE_VALID_FLUSH_MS);
+    assert_int_equal(f.merges, 1);
+    assert_true(f.merged_at >= t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS);
+    assert_float_equal(f.val.valid, 1, EPS);
+
+    uv_update_time(&loop);
+    t0 = uv_now(&loop);
+    evidence_record(ev, NET, &d);                   /* valid: waits */
+    evidence_record(ev, NET, &d);
+    d = delta(1, 0, 0);
+    evidence_record(ev, NET, &d);                   /* invalid: the next tick */
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.invalid, 1, EPS);
+    assert_float_equal(f.last_delta.valid, 2, EPS); /* carried along */
+    assert_float_equal(f.val.valid, 3, EPS);
+    assert_float_equal(read_now(ev, NET).s.valid, 3, EPS);  /* not twice */
+    /* an invalid recipient on record: valid ones move the share now, and
+     * go on the next tick too */
+    d = delta(0, 1, 0);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 3);
+    assert_float_equal(f.last_delta.valid, 1, EPS);
     evidence_free(ev);
 }
 
@@ -482,6 +540,14 @@ static void test_free_sends_pending(void **state)
     assert_int_equal(f.merges, 1);
     assert_float_equal(f.val.invalid, 2, EPS);
     run_for(1);
+    /* a valid-only change, which a tick would not merge yet, goes too */
+    ev = evidence_new(&loop, &cfg, &f.base);
+    d = delta(0, 3, 0);
+    evidence_record(ev, NET, &d);
+    evidence_free(ev);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.val.valid, 3, EPS);
+    run_for(1);
     /* forget removes the key too */
     ev = evidence_new(&loop, &cfg, &f.base);
     evidence_forget(ev, NET, forgot, res);
@@ -515,28 +581,42 @@ static void test_free_with_read_in_flight(void **state)
     assert_int_equal(a.from_store, 0);
 }
 
-/* ---- a slow store: merges wait for the test to answer them ---- */
+/* ---- a slow store: merge calls wait for the test to answer them ---- */
 
 #define SLOW_NETS 100
+#define SLOW_CALLS 100
 
 struct slow {
     struct store base;
-    int sent;                   /* merges asked for */
-    int held;                   /* not answered yet */
-    store_get_cb *cb[SLOW_NETS];
-    void *arg[SLOW_NETS];
+    int calls;                  /* merge calls made */
+    int sent;                   /* networks in them */
+    int floors;                 /* of which with a floor */
+    int held;                   /* calls not answered yet */
+    char refuse[32];            /* a key answered nil (WRONGTYPE) */
+    store_list_cb *cb[SLOW_CALLS];
+    void *arg[SLOW_CALLS];
+    size_t n[SLOW_CALLS];
+    char keys[SLOW_CALLS][STORE_MERGE_MAX][32];
 };
 
-static void slow_merge(struct store *s, const char *key, size_t klen,
-                       const struct store_merge *m, store_get_cb *cb, void *arg)
+static void slow_merge(struct store *s, const struct store_merge *m,
+                       store_list_cb *cb, void *arg)
 {
     struct slow *w = (struct slow *)s;
-    (void)key, (void)klen, (void)m;
 
-    assert_true(w->held < SLOW_NETS);
+    assert_true(w->held < SLOW_CALLS);
+    assert_true(m->n >= 1 && m->n <= STORE_MERGE_MAX);
+    for (size_t i = 0; i < m->n; i++) {
+        assert_true(m->items[i].klen < sizeof(w->keys[0][0]));
+        memcpy(w->keys[w->held][i], m->items[i].key, m->items[i].klen);
+        w->keys[w->held][i][m->items[i].klen] = '\0';
+        w->floors += m->items[i].floor != NULL;
+    }
     w->cb[w->held] = cb;
-    w->arg[w->held++] = arg;
-    w->sent++;
+    w->arg[w->held] = arg;
+    w->n[w->held++] = m->n;
+    w->calls++;
+    w->sent += (int)m->n;
 }
 
 static int slow_shared(struct store *s)
@@ -550,47 +630,91 @@ static const struct store_ops slow_ops = {
     slow_shared, NULL,
 };
 
-/* slow_answer - answer the held merges (the oldest first), as Redis would */
+/* slow_answer - answer the held calls (the oldest first), as Redis would:
+ * each key its standing, but the refused key nil. */
 static void slow_answer(struct slow *w)
 {
-    static const char wire[] = "0.000000 1.000000 0.000000 1 0";
-    int n = w->held;
-    store_get_cb *cb[SLOW_NETS];
-    void *arg[SLOW_NETS];
+    static const char wire[] = "1.000000 0.000000 0.000000 1 0";
+    struct slow was = *w;
+    struct store_item items[STORE_MERGE_MAX];
 
-    memcpy(cb, w->cb, sizeof(cb));
-    memcpy(arg, w->arg, sizeof(arg));
     w->held = 0;
-    for (int i = 0; i < n; i++)
-        cb[i](arg[i], STORE_OK, wire, sizeof(wire) - 1);
+    for (int c = 0; c < was.held; c++) {
+        for (size_t i = 0; i < was.n[c]; i++) {
+            int nil = strcmp(was.keys[c][i], w->refuse) == 0;
+            memset(&items[i], 0, sizeof(items[i]));
+            items[i].val = nil ? NULL : wire;
+            items[i].vlen = nil ? 0 : sizeof(wire) - 1;
+        }
+        was.cb[c](was.arg[c], STORE_OK, items, was.n[c]);
+    }
 }
 
-/* A flush of many networks keeps at most EVIDENCE_MERGES_OUT merges
- * waiting for the store (a read sent meanwhile queues behind no more);
- * each answer lets the next go, without waiting for the next tick. */
+static struct evidence *slow_new(struct slow *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->base.ops = &slow_ops;
+    return evidence_new(&loop, &cfg, &w->base);
+}
+
+/* A flush of many networks goes EVIDENCE_MERGE_BATCH networks a call and
+ * keeps at most EVIDENCE_MERGES_OUT calls waiting for the store (a read
+ * sent meanwhile queues behind no more); each answer lets the next go,
+ * without waiting for the next tick. */
 static void test_merges_out_bounded(void **state)
 {
     struct slow w;
-    struct evidence *ev;
-    struct score d = delta(0, 1, 0);
+    struct evidence *ev = slow_new(&w);
+    struct score d = delta(1, 0, 0);
     char net[32];
     (void)state;
 
-    memset(&w, 0, sizeof(w));
-    w.base.ops = &slow_ops;
-    ev = evidence_new(&loop, &cfg, &w.base);
     for (int i = 0; i < SLOW_NETS; i++) {
         snprintf(net, sizeof(net), "192.0.2.%d/32", i);
         evidence_record(ev, net, &d);
     }
     run_for(EVIDENCE_FLUSH_MS + 20);                /* one tick */
     assert_int_equal(w.held, EVIDENCE_MERGES_OUT);
+    assert_int_equal(w.sent, EVIDENCE_MERGES_OUT * EVIDENCE_MERGE_BATCH);
     slow_answer(&w);                                /* the next ones go */
-    assert_int_equal(w.sent, 2 * EVIDENCE_MERGES_OUT);
-    assert_int_equal(w.held, EVIDENCE_MERGES_OUT);
+    assert_int_equal(w.held, 2);                    /* 32 + 4 */
     while (w.held)
         slow_answer(&w);
     assert_int_equal(w.sent, SLOW_NETS);            /* each network once */
+    assert_int_equal(w.calls, (SLOW_NETS + EVIDENCE_MERGE_BATCH - 1)
+                              / EVIDENCE_MERGE_BATCH);
+    evidence_free(ev);
+}
+
+/* One key of a call refused (WRONGTYPE): that network keeps its deltas and
+ * is merged again, with a floor, on a later tick; its neighbours in the
+ * call are done. */
+static void test_refused_key_alone(void **state)
+{
+    struct slow w;
+    struct evidence *ev = slow_new(&w);
+    struct score d = delta(1, 0, 0), v;
+    (void)state;
+
+    snprintf(w.refuse, sizeof(w.refuse), "t:e:n2");
+    evidence_record(ev, "n1", &d);
+    evidence_record(ev, "n2", &d);
+    evidence_record(ev, "n3", &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.sent, 3);
+    slow_answer(&w);
+    assert_int_equal(evidence_view(ev, "n2", &v), 1);
+    assert_float_equal(v.invalid, 1, EPS);          /* kept here */
+    w.refuse[0] = '\0';
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(w.calls, 2);
+    assert_int_equal(w.sent, 4);                    /* n2 alone */
+    assert_string_equal(w.keys[0][0], "t:e:n2");
+    assert_int_equal(w.floors, 1);
+    slow_answer(&w);
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(w.calls, 2);                   /* nothing left */
     evidence_free(ev);
 }
 
@@ -603,6 +727,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_waits_invalid_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_before_floor_lands, setup, teardown),
@@ -610,6 +735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_key_alone, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
