@@ -161,10 +161,14 @@ static void conn_up(struct store_redis *sr)
                  flaps_note(sr, note, sizeof(note)));
 }
 
+static void linger_end(struct store_redis *sr, int do_free);
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     struct store_redis *sr = ac->data;
     (void)status;
+    if (sr && ac == sr->lac)
+        linger_end(sr, 0);              /* lost while lingering */
     if (!sr || ac != sr->ac)
         return;
     snprintf(sr->reason, sizeof(sr->reason), "%s",
@@ -525,4 +529,39 @@ static void conn_timeout_cb(uv_timer_t *t)
                  (unsigned long long)sr->connect_timeout_ms);
         rconn_lost(sr, msg, 1);
     }
+}
+
+/* ---- the close --------------------------------------------------------- */
+
+/* linger_end - close the lingering connection (do_free: we free it; else
+ * hiredis is doing so), then the last handle: the struct goes with it. */
+static void linger_end(struct store_redis *sr, int do_free)
+{
+    redisAsyncContext *ac = sr->lac;
+
+    sr->lac = NULL;
+    if (sr->linger_out)
+        log_warn("redis: %zu writes unconfirmed at close", sr->linger_out);
+    ac->data = NULL;                    /* the replies still owed find nobody */
+    if (do_free)
+        redisAsyncFree(ac);
+    uv_close((uv_handle_t *)&sr->conn_timer, sr_handle_closed);
+}
+
+static void linger_expired(uv_timer_t *t)
+{
+    linger_end(t->data, 1);
+}
+
+void rconn_linger(struct store_redis *sr, redisAsyncContext *ac, size_t nwrites)
+{
+    sr->lac = ac;
+    sr->linger_out = nwrites;
+    uv_timer_start(&sr->conn_timer, linger_expired, STORE_LINGER_MS, 0);
+}
+
+void rconn_linger_answered(struct store_redis *sr)
+{
+    if (--sr->linger_out == 0)
+        linger_end(sr, 1);              /* from a reply: hiredis frees after it */
 }

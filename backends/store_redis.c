@@ -59,6 +59,17 @@
  *	the context is torn down.  After store_free a command is "detached"
  *	(sr == NULL) and its late callback just frees it.
  *
+ * CLOSE
+ *	store_free answers every caller at once (STORE_ERR).  A connection
+ *	that is up with writes out (sent or still in hiredis's buffer: the
+ *	last merges of evidence_free) lingers: it stays on the loop until
+ *	each of those writes has its reply or STORE_LINGER_MS passes, then
+ *	closes; the rest is freed when its last handle closes, so the loop
+ *	runs that long after.  Closing at once would lose them: what is not
+ *	written dies in the buffer, and Redis drops what it has read but
+ *	cannot answer on a closed socket.  A store that is not up closes at
+ *	once.  Writes left without a reply are logged (one line).
+ *
  * LIMITS
  *	SR_MAX_INFLIGHT commands waiting for Redis; beyond that requests
  *	degrade as if Redis were down.  Keys longer than SR_MAX_KEY likewise.
@@ -453,7 +464,10 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
 
     c->hi_pending = 0;
-    if (!sr) {
+    if (!sr) {                          /* the store is freed */
+        struct store_redis *lsr = ac->data;
+        if (lsr && ac == lsr->lac && reply && sr_is_write(c->kind))
+            rconn_linger_answered(lsr);
         sr_cmd_release(c);
         return;
     }
@@ -639,6 +653,12 @@ static struct store_redis *sr_of(struct store *s)
     return (struct store_redis *)s;
 }
 
+int sr_is_write(int kind)
+{
+    return kind == K_SET || kind == K_INCR || kind == K_DEL || kind == K_MERGE
+           || kind == K_ROSTER;
+}
+
 int sr_usable(const struct store_redis *sr, size_t klen)
 {
     return sr->state == SR_UP && !sr->closing && sr->ac
@@ -779,7 +799,7 @@ static void addr_free(struct sr_addr *a)
     free(a->path);
 }
 
-static void close_cb(uv_handle_t *h)
+void sr_handle_closed(uv_handle_t *h)
 {
     struct store_redis *sr = h->data;
     if (--sr->handles_open == 0)
@@ -790,6 +810,8 @@ static void sr_free(struct store *s)
 {
     struct store_redis *sr = sr_of(s);
     struct rcmd *list = sr->all, *c;
+    int was_up = sr->state == SR_UP;
+    size_t nwrites = 0;
 
     sr->closing = 1;
     sr->state = SR_DOWN;
@@ -803,6 +825,7 @@ static void sr_free(struct store *s)
     for (c = list; c; c = c->next) {
         c->sr = NULL;
         c->in_tmo = 0;
+        nwrites += c->hi_pending && sr_is_write(c->kind);
     }
     /* STORE_ERR to whoever still waits.  Each command is freed by its
      * hiredis callback (the NULL replies of redisAsyncFree below, or the
@@ -822,15 +845,16 @@ static void sr_free(struct store *s)
     }
     if (sr->ac) {
         redisAsyncContext *ac = sr->ac;
-        int done;
-        /* fire-and-forget writes queued just before (evidence_free's last
-         * merges) would die in the output buffer: push them to the socket
-         * once, without waiting (it is non-blocking) */
-        if (ac->c.flags & REDIS_CONNECTED)
-            (void)redisBufferWrite(&ac->c, &done);
         sr->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
+        /* writes queued just before (evidence_free's last merges) would die
+         * in the output buffer, or with the replies Redis cannot send to a
+         * closed socket: a connection that is up lingers for them */
+        if (was_up && nwrites) {
+            rconn_linger(sr, ac, nwrites);
+        } else {
+            ac->data = NULL;
+            redisAsyncFree(ac);
+        }
     }
     rconn_sentinel_drop(sr);
     store_free(sr->fallback);
@@ -841,11 +865,12 @@ static void sr_free(struct store *s)
     free(sr->sentinels);
     free(sr->master_name);
     free(sr->password);
-    uv_close((uv_handle_t *)&sr->tmo_timer, close_cb);
-    uv_close((uv_handle_t *)&sr->conn_timer, close_cb);
-    uv_close((uv_handle_t *)&sr->retry_timer, close_cb);
-    uv_close((uv_handle_t *)&sr->health_timer, close_cb);
-    uv_close((uv_handle_t *)&sr->batch_check, close_cb);
+    uv_close((uv_handle_t *)&sr->tmo_timer, sr_handle_closed);
+    if (!sr->lac)                       /* else closed when the linger ends */
+        uv_close((uv_handle_t *)&sr->conn_timer, sr_handle_closed);
+    uv_close((uv_handle_t *)&sr->retry_timer, sr_handle_closed);
+    uv_close((uv_handle_t *)&sr->health_timer, sr_handle_closed);
+    uv_close((uv_handle_t *)&sr->batch_check, sr_handle_closed);
 }
 
 static const struct store_ops redis_ops = {

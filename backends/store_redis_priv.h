@@ -31,6 +31,8 @@
 #define SR_MAX_SENTINELS    16
 #define SR_BATCH_MAX        256     /* keys in one MGET */
 #define SR_HOST_MAX         256
+#define STORE_LINGER_MS     2000    /* store_free: writes out get this long
+                                     * for their replies before the close */
 
 
 enum sr_state { SR_DOWN, SR_SENTINEL, SR_RESOLVING, SR_CONNECTING, SR_UP };
@@ -98,6 +100,8 @@ struct store_redis {
     int state;
     int closing;
     redisAsyncContext *ac;      /* the data connection */
+    redisAsyncContext *lac;     /* freed, lingering: waits for its writes */
+    size_t linger_out;          /* writes on lac not answered yet */
     redisAsyncContext *sac;     /* the sentinel being asked */
     struct sr_resolve *resolving;
     size_t sentinel_idx;
@@ -157,6 +161,11 @@ void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len);
 /* sr_cmd_answered - c needs no answer any more: off the deadline queue */
 void sr_cmd_answered(struct rcmd *c);
 int sr_usable(const struct store_redis *sr, size_t klen);
+/* sr_handle_closed - close callback of the store's handles: the last one
+ * frees the struct */
+void sr_handle_closed(uv_handle_t *h);
+/* sr_is_write - a command kind that changes what Redis holds */
+int sr_is_write(int kind);
 
 /* store_redis_merge.c: the merge op */
 void sr_merge(struct store *s, const struct store_merge *m, store_list_cb *cb,
@@ -178,5 +187,11 @@ int sr_list_reply(struct rcmd *c, const redisReply *r);
 void rconn_start(struct store_redis *sr);
 void rconn_lost(struct store_redis *sr, const char *reason, int do_free);
 void rconn_sentinel_drop(struct store_redis *sr);
+/* rconn_linger - the store is freed with writes (nwrites) out on ac: keep
+ * ac until their replies or STORE_LINGER_MS, then close it (conn_timer
+ * stays open meanwhile and is closed last).  rconn_linger_answered: one of
+ * those writes got its reply. */
+void rconn_linger(struct store_redis *sr, redisAsyncContext *ac, size_t nwrites);
+void rconn_linger_answered(struct store_redis *sr);
 
 #endif

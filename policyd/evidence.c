@@ -54,10 +54,10 @@
  *
  *	evidence_free sends the pending deltas of every network, ready or
  *	lazy, as fire-and-forget merges (when the store is up), then drops the
- *	table.  The runtime frees the store right after: store_redis pushes
- *	queued writes to the socket once before it closes the connection
- *	(store_free), so those last merges normally reach Redis; anything
- *	recorded while the store was away is lost with the process.  Reads
+ *	table.  The runtime frees the store right after: store_redis lingers
+ *	until Redis has answered those last merges (at most STORE_LINGER_MS,
+ *	store_free), so they reach Redis; anything recorded while the store
+ *	was away is lost with the process.  Reads
  *	still in flight are answered by the store's teardown; the struct
  *	lives until they and the timer's close are done.
  *

@@ -11,16 +11,21 @@ BLOCK_UNTIL_MS" (policyd/score.h).  Two layers are tested:
 - the daemon, with block_after = 3: a request is judged on the standing
   before it, then its outcome recorded, so the 3rd unknown recipient is
   answered as unknown and earns the block the 4th request gets, valid or
-  not, whatever the store did meanwhile.
+  not, whatever the store did meanwhile; and at a stop (SIGTERM) or a
+  reload to another store, every network's count recorded just before
+  still reaches Redis (the closing store lingers for its writes).
 """
+import asyncio
 import os
 import random
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import BUILD, Daemon, wait_for
+from harness import BUILD, Daemon, free_port, request, wait_for
 from redis import RedisServer, RespError
 
 PREFIX = "t:"
@@ -392,3 +397,150 @@ def test_daemon_sigkill_restart(redis):
         assert_blocked(d)
         wait_redis_up(d, 2)
         assert_blocked(d)
+
+
+# ---- the close: counts recorded just before a stop or a reload -----------
+
+MANY = 3000
+ONE_WAY_S = 0.02        # a Redis 20 ms away: merges lag behind the requests
+
+
+class DelayProxy:
+    """127.0.0.1:self.port -> 127.0.0.1:target, every chunk held one_way
+    seconds in each direction (a remote Redis), on an asyncio loop of its
+    own thread."""
+
+    def __init__(self, target, one_way=ONE_WAY_S):
+        self.target, self.one_way, self.port = target, one_way, free_port()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def _run(self, ready):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._conn, "127.0.0.1", self.port))
+        ready.set()
+        self.loop.run_forever()
+        left = asyncio.all_tasks(self.loop)
+        for t in left:
+            t.cancel()
+        self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self.loop.close()
+
+    async def _conn(self, down_r, down_w):
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target)
+        await asyncio.gather(self._carry(down_r, up_w), self._carry(up_r, down_w),
+                             return_exceptions=True)
+
+    async def _carry(self, r, w):
+        held = asyncio.Queue()
+
+        async def later():
+            while True:
+                due, data = await held.get()
+                await asyncio.sleep(max(0.0, due - self.loop.time()))
+                if not data:
+                    w.close()
+                    return
+                w.write(data)
+                await w.drain()
+        out = self.loop.create_task(later())
+        while True:
+            data = await r.read(65536)
+            held.put_nowait((self.loop.time() + self.one_way, data))
+            if not data:
+                break
+        await out
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def far_redis(redis):
+    """(redis, proxy): the daemon talks to the proxy."""
+    p = DelayProxy(redis.port)
+    yield redis, p
+    p.close()
+
+
+def far_daemon(proxy):
+    """block_after 3 as above (a network with one unknown is not blocked),
+    siege off (3000 unknown at once is one), the store's timeout well over
+    the round trip."""
+    return Daemon(extra=HARVEST.format(port=proxy.port, prefix=PREFIX)
+                  .replace("timeout = 0.25", "timeout = 2") + "\n[siege]\naction = off\n")
+
+
+def unknown_from_many(d, n=MANY, conns=128):
+    """One unknown recipient from each of n client addresses (10.0.0.0/8,
+    ipv4_wide_prefix = 0: n networks), over conns connections, each
+    pipelining 32 requests at a time (well under request_limit); every
+    answer is read.  The addresses, in order."""
+    ips = ["10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255) for i in range(n)]
+
+    def one(k):
+        mine = ips[k::conns]
+        with d.client(timeout=60) as c:
+            for at in range(0, len(mine), 32):
+                chunk = mine[at:at + 32]
+                c.send_raw(b"".join(request(client_address=ip,
+                                            recipient="ghost@example.com")
+                                    for ip in chunk))
+                for _ in chunk:
+                    assert c.read_reply() == ("action=%s\n\n" % UNKNOWN).encode()
+    with ThreadPoolExecutor(max_workers=conns) as ex:
+        list(ex.map(one, range(conns)))
+    return ips
+
+
+def missing_counts(r, prefix, ips):
+    """The addresses whose network has not 1 invalid recipient in Redis."""
+    keys = set(r.keys(prefix + "e:*"))
+    missing = [ip for ip in ips if (prefix + "e:%s/32" % ip).encode() not in keys]
+    with r.client() as c:
+        for ip in ips:
+            if ip not in missing:
+                s = [float(x) for x in c.call("GET", prefix + "e:%s/32" % ip).split()]
+                if not 0.99 < s[0] <= 1.0:
+                    missing.append(ip)
+    return missing
+
+
+def test_sigterm_keeps_every_count(far_redis):
+    """SIGTERM right after the last answer: the stop merges what is pending
+    and the store waits for Redis's replies before it closes."""
+    redis, proxy = far_redis
+    with far_daemon(proxy) as d:
+        wait_redis_up(d)
+        ips = unknown_from_many(d)
+        d.check_clean_exit(d.stop())
+        assert "unconfirmed" not in d.read_log()
+    missing = missing_counts(redis, PREFIX, ips)
+    assert not missing, "%d of %d networks lost at the stop, e.g. %s" % (
+        len(missing), len(ips), missing[:3])
+
+
+def test_reload_to_another_store_keeps_every_count(far_redis):
+    """A reload that changes [redis] prefix frees the old store while the
+    daemon runs on: its last merges reach Redis all the same."""
+    redis, proxy = far_redis
+    with far_daemon(proxy) as d:
+        wait_redis_up(d)
+        ips = unknown_from_many(d)
+        with open(d.conf) as f:
+            conf = f.read()
+        with open(d.conf, "w") as f:
+            f.write(conf.replace("prefix = " + PREFIX, "prefix = u:"))
+        assert d.ctl("reload").stdout == "configuration reloaded\n"
+        wait_redis_up(d, 2)
+        wait_for(lambda: not missing_counts(redis, PREFIX, ips), 10,
+                 what="every count under the old prefix")
+        assert d.ask(client_address=IP, recipient="ghost@example.com") == UNKNOWN
+        wait_for(lambda: redis.keys("u:e:*") == [("u:e:" + NET).encode()], 10,
+                 what="the new store in use")
