@@ -41,6 +41,9 @@
  * as answers come back), so a read never queues behind a whole flush in the
  * store (Redis runs one connection's commands in order); while the store
  * is slower than the flushes, a network's deltas gather in fewer merges.
+ * That bounds the merge rate to EVIDENCE_MERGES_OUT * EVIDENCE_MERGE_BATCH
+ * networks a round trip (256: 6400 networks/s with Redis 20 ms away); the
+ * sends of evidence_free are not bounded.
  *
  * When the store comes back after refusing or being away, each network that
  * has a view is merged once with floor = its view: counts made here while
@@ -65,7 +68,8 @@
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
 #define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, spotless: waits at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
-#define EVIDENCE_MERGES_OUT 2   /* merge calls waiting for the store at most */
+#define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:
+                                 * 8 x 32 networks a round trip */
 #define EVIDENCE_NET_MAX 64     /* "2001:db8:1234:5678::/64" and the like */
 
 struct evidence;

@@ -583,7 +583,8 @@ static void test_free_with_read_in_flight(void **state)
 
 /* ---- a slow store: merge calls wait for the test to answer them ---- */
 
-#define SLOW_NETS 100
+/* one tick's calls in flight, then 32 + 4 networks */
+#define SLOW_NETS (EVIDENCE_MERGES_OUT * EVIDENCE_MERGE_BATCH + 36)
 #define SLOW_CALLS 100
 
 struct slow {
@@ -664,13 +665,17 @@ static struct evidence *slow_new(struct slow *w)
 static void test_merges_out_bounded(void **state)
 {
     struct slow w;
-    struct evidence *ev = slow_new(&w);
+    size_t was_max = cfg.harvest.max_tracked;
+    struct evidence *ev;
     struct score d = delta(1, 0, 0);
     char net[32];
     (void)state;
 
+    cfg.harvest.max_tracked = SLOW_NETS;            /* none evicted */
+    ev = slow_new(&w);
+    cfg.harvest.max_tracked = was_max;
     for (int i = 0; i < SLOW_NETS; i++) {
-        snprintf(net, sizeof(net), "192.0.2.%d/32", i);
+        snprintf(net, sizeof(net), "10.0.%d.%d/32", i >> 8, i & 255);
         evidence_record(ev, net, &d);
     }
     run_for(EVIDENCE_FLUSH_MS + 20);                /* one tick */
