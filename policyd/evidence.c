@@ -806,11 +806,6 @@ uint64_t evidence_recorded(const struct evidence *ev)
     return ev->recorded;
 }
 
-int evidence_view(struct evidence *ev, const char *net, struct score *out)
-{
-    return view_of(ev, find(ev, net), util_wall_ms(), out);
-}
-
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out)
 {
     return view_of(r->ev, entry_via(r, 0), now_ms, out);
@@ -840,11 +835,6 @@ static int note_in(struct ev_entry *e, int stage)
     was = e->stage;
     e->stage = stage;
     return was;
-}
-
-int evidence_note_stage(struct evidence *ev, const char *net, int stage)
-{
-    return note_in(entry(ev, net), stage);
 }
 
 int evidence_note_stage_via(struct evidence_read *r, int stage)

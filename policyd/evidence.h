@@ -106,27 +106,27 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
                    evidence_cb *cb, void *arg);
 void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
                       uint64_t now_ms, evidence_cb *cb, void *arg);
-/* evidence_record - fold delta (t_ms = now: the time of the record) into
- * the network's standing.  evidence_record_via: the network of r, once
- * evidence_read has answered. */
+/* evidence_record_via - fold delta (t_ms = now: the time of the record)
+ * into the standing of r's network, once evidence_read has answered.
+ * evidence_record: the same by name, without a read first (tests and
+ * tools that drive the table). */
 void evidence_record(struct evidence *ev, const char *net, const struct score *delta);
 void evidence_record_via(struct evidence_read *r, const struct score *delta);
 /* evidence_recorded - how many records this process has made: a caller
  * that saw the same number before has nothing new in any view. */
 uint64_t evidence_recorded(const struct evidence *ev);
-/* evidence_view - this process's view of net (the last standing read plus
- * what was recorded here since), faded to now; 0 and an empty standing
- * when it has none.  Synchronous: no store round trip. */
-int evidence_view(struct evidence *ev, const char *net, struct score *out);
+/* evidence_view_via - this process's view of r's network (the last
+ * standing read plus what was recorded here since), faded to now_ms; 0 and
+ * an empty standing when it has none.  Synchronous: no store round trip. */
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out);
 /* evidence_forget - remove the standing here and in the store (operator
  * unblock); cb gets the store's answer (count = keys removed). */
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
                      void *arg);
 
-/* evidence_note_stage - remember the stage last logged for net; returns the
- * one remembered before (-1 when none), so each change is logged once. */
-int evidence_note_stage(struct evidence *ev, const char *net, int stage);
+/* evidence_note_stage_via - remember the stage last logged for r's
+ * network; returns the one remembered before (-1 when none), so each change
+ * is logged once. */
 int evidence_note_stage_via(struct evidence_read *r, int stage);
 
 /* evidence_walk - the table's views, faded to now, for the operator's stats. */
