@@ -19,8 +19,9 @@
  * replies) and while request_limit bytes of complete requests wait behind a
  * decision, so what it sends stays in the kernel (TCP pushes back) instead
  * of in our memory.  A connection holds at most request_limit bytes of
- * input and one reply (REPLY_MAX); the sweep closes it once that reply has
- * made no progress for idle_timeout.
+ * input (or the rest of one read, READ_BUF_SIZE, when a pipelining peer's
+ * requests arrive behind a decision) and one reply (REPLY_MAX); the sweep
+ * closes it once that reply has made no progress for idle_timeout.
  */
 
 #include "server.h"
@@ -289,11 +290,9 @@ static int resume_reading(struct conn *c)
     return read_on(c);
 }
 
-/* keep - append bytes to the connection's own buffer, within request_limit */
-static int keep(struct conn *c, const char *data, size_t n)
+/* keep - append bytes to the connection's own buffer, within limit */
+static int keep(struct conn *c, const char *data, size_t n, size_t limit)
 {
-    size_t limit = policy_config(c->srv->policy)->server.request_limit;
-
     if (c->len + n > limit)
         return -1;
     if (c->len + n > c->cap) {
@@ -450,9 +449,21 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
             memmove(c->buf, c->buf + off, n - off);
             c->len = n - off;
         }
-    } else if (off < n && keep(c, data + off, n - off) != 0) {
-        protocol_error(c, PROTO_ESIZE);
-        return;
+    } else if (off < n) {
+        /* Behind a decision, the rest of one read may hold more than
+         * request_limit of a pipelining peer's requests: it is kept whole
+         * (at most READ_BUF_SIZE; the parser still limits each request)
+         * and reading pauses.  A partial request is held to request_limit. */
+        size_t rest = n - off, limit = cfg->server.request_limit;
+
+        if (c->state != CONN_READING && rest > limit)
+            limit = rest;
+        if (keep(c, data + off, rest, limit) != 0) {
+            protocol_error(c, PROTO_ESIZE);
+            return;
+        }
+        if (c->state != CONN_READING && c->len >= cfg->server.request_limit)
+            pause_reading(c);
     }
     if (c->srv->shutting_down && c->state == CONN_READING && c->len == 0)
         conn_close(c);
@@ -499,7 +510,12 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->state == CONN_CLOSING)
         return;
     if (nread == UV_ENOBUFS) {
-        protocol_error(c, PROTO_ESIZE);     /* request_limit held, still no end */
+        /* request_limit held: requests queued behind a decision wait in
+         * the kernel; one request that alone is too long is refused */
+        if (c->state != CONN_READING && has_request(c->buf, c->len))
+            pause_reading(c);
+        else
+            protocol_error(c, PROTO_ESIZE);
         return;
     }
     if (nread < 0) {
@@ -514,7 +530,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     touch(c);
     if (c->state != CONN_READING || c->len) {
         /* behind a pending request or a partial one: keep the bytes */
-        if (keep(c, buf->base, (size_t)nread) != 0) {
+        if (keep(c, buf->base, (size_t)nread,
+                 policy_config(c->srv->policy)->server.request_limit) != 0) {
             protocol_error(c, PROTO_ESIZE);
             return;
         }
