@@ -4,6 +4,7 @@
 #   make run        install missing Debian packages, build, run the sandbox
 #   make check      install missing Debian packages, build, run every test
 #   make check SANITIZE=1   the same under ASan + UBSan
+#   make check TEST_JOBS=2  the pytest files two at a time (pytest-xdist)
 #   make bench      the load generator against policyd and a null responder
 #   make fuzz       each libFuzzer target for FUZZ_SECONDS
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -51,6 +52,11 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
 PYTEST    ?= pytest-3
+# TEST_JOBS=N: pytest-xdist runs the pytest files N at a time, each file
+# whole in one worker (module fixtures are per file; a file's tests keep
+# their order).  Empty: one at a time, no xdist needed.
+TEST_JOBS ?=
+PYTEST_JOBS := $(if $(TEST_JOBS),-n $(TEST_JOBS) --dist loadfile)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps run check unit integration bench fuzz install deb clean
@@ -96,7 +102,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 integration: all $(BENCH_BINS)
-	POLICYD_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q tests/integration tests/e2e
+	POLICYD_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q $(PYTEST_JOBS) tests/integration tests/e2e
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)

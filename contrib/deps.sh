@@ -37,10 +37,11 @@ libclang-rt-14-dev libncurses-dev"
 # Tests and tools: the real servers the tests start, the SMTP clients,
 # promtool and prometheus (in prometheus; python3-yaml reads the rules),
 # valgrind, man for the manual pages, stress-ng for CI's loaded run of the
-# integration tests, tmux for the terminal test of policyctl top.
+# integration tests, pytest-xdist for make TEST_JOBS=N (CI runs two test
+# files at a time), tmux for the terminal test of policyctl top.
 TEST_PKGS="redis-server redis-sentinel slapd ldap-utils postfix python3
-python3-pytest python3-yaml prometheus valgrind swaks man-db groff-base procps
-iproute2 openssl util-linux stress-ng tmux"
+python3-pytest python3-pytest-xdist python3-yaml prometheus valgrind swaks
+man-db groff-base procps iproute2 openssl util-linux stress-ng tmux"
 # The Debian package (make deb, tests/integration/test_deb.py): debhelper,
 # lintian, systemd-analyze (in systemd), adduser for the postinst.
 DEB_PKGS="debhelper lintian systemd adduser"

@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: policyd/address.c
+// FUZZ_SOURCES: policyd/address.c policyd/util.c policyd/log.c
 // FUZZ_MAX_LEN: 2048
 /*
  * fuzz_address - libFuzzer target for address.c

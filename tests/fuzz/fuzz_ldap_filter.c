@@ -1,4 +1,4 @@
-// FUZZ_SOURCES: backends/ldap_filter.c policyd/address.c
+// FUZZ_SOURCES: backends/ldap_filter.c policyd/address.c policyd/util.c policyd/log.c
 // FUZZ_MAX_LEN: 2048
 /*
  * fuzz_ldap_filter - libFuzzer target for ldap_filter.c
