@@ -19,9 +19,8 @@
  * replies) and while request_limit bytes of complete requests wait behind a
  * decision, so what it sends stays in the kernel (TCP pushes back) instead
  * of in our memory.  A connection holds at most request_limit bytes of
- * input (or the rest of one read, READ_BUF_SIZE, when a pipelining peer's
- * requests arrive behind a decision) and one reply (REPLY_MAX); the sweep
- * closes it once that reply has made no progress for idle_timeout.
+ * input (a read takes no more) and one reply (REPLY_MAX); the sweep closes
+ * it once that reply has made no progress for idle_timeout.
  */
 
 #include "server.h"
@@ -290,9 +289,11 @@ static int resume_reading(struct conn *c)
     return read_on(c);
 }
 
-/* keep - append bytes to the connection's own buffer, within limit */
-static int keep(struct conn *c, const char *data, size_t n, size_t limit)
+/* keep - append bytes to the connection's own buffer, within request_limit */
+static int keep(struct conn *c, const char *data, size_t n)
 {
+    size_t limit = policy_config(c->srv->policy)->server.request_limit;
+
     if (c->len + n > limit)
         return -1;
     if (c->len + n > c->cap) {
@@ -450,15 +451,9 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
             c->len = n - off;
         }
     } else if (off < n) {
-        /* Behind a decision, the rest of one read may hold more than
-         * request_limit of a pipelining peer's requests: it is kept whole
-         * (at most READ_BUF_SIZE; the parser still limits each request)
-         * and reading pauses.  A partial request is held to request_limit. */
-        size_t rest = n - off, limit = cfg->server.request_limit;
-
-        if (c->state != CONN_READING && rest > limit)
-            limit = rest;
-        if (keep(c, data + off, rest, limit) != 0) {
+        /* a read is at most request_limit (alloc_cb), so the rest fits;
+         * behind a decision, a full buffer of requests pauses reading */
+        if (keep(c, data + off, n - off) != 0) {
             protocol_error(c, PROTO_ESIZE);
             return;
         }
@@ -470,23 +465,22 @@ static void conn_process(struct conn *c, char *data, size_t n, int owned)
 }
 
 /*
- * alloc_cb - where the next read lands.  Bytes that will be kept (behind a
- * partial request, or while a decision is out) are read only as far as
- * request_limit, so a pipelining peer is not taken for one over-long
- * request; none left is UV_ENOBUFS in read_cb.
+ * alloc_cb - where the next read lands.  A read takes at most what the
+ * connection may hold (request_limit, less what it holds): whatever of it
+ * is left behind a decision then fits, so a pipelining peer is neither
+ * taken for one over-long request nor held in more than request_limit of
+ * memory; none left is UV_ENOBUFS in read_cb.
  */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
     size_t n = sizeof(c->srv->rbuf);
+    size_t limit = policy_config(c->srv->policy)->server.request_limit;
+    size_t room = limit > c->len ? limit - c->len : 0;
     (void)suggested;
 
-    if (c->state != CONN_READING || c->len) {
-        size_t limit = policy_config(c->srv->policy)->server.request_limit;
-        size_t room = limit > c->len ? limit - c->len : 0;
-        if (room < n)
-            n = room;
-    }
+    if (room < n)
+        n = room;
     *buf = uv_buf_init(c->srv->rbuf, (unsigned)n);
 }
 
@@ -530,8 +524,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     touch(c);
     if (c->state != CONN_READING || c->len) {
         /* behind a pending request or a partial one: keep the bytes */
-        if (keep(c, buf->base, (size_t)nread,
-                 policy_config(c->srv->policy)->server.request_limit) != 0) {
+        if (keep(c, buf->base, (size_t)nread) != 0) {
             protocol_error(c, PROTO_ESIZE);
             return;
         }
