@@ -156,7 +156,7 @@ static uint64_t fnv1a(const unsigned char *p, size_t n, uint64_t h)
 
 /* digest_line - fold one line of the file into h: blanks at either end,
  * comments, empty lines and the keys that name this host's own sockets
- * ([server] listen and control) do not count. */
+ * ([server] listen and control, [stats] prometheus) do not count. */
 static uint64_t digest_line(char *line, char *section, size_t seccap, uint64_t h)
 {
     char *end, *semi;
@@ -180,9 +180,11 @@ static uint64_t digest_line(char *line, char *section, size_t seccap, uint64_t h
         return h;
     }
     klen = strcspn(line, " \t=:");
-    if (strcmp(section, "[server]") == 0
-        && ((klen == 6 && strncmp(line, "listen", 6) == 0)
-            || (klen == 7 && strncmp(line, "control", 7) == 0)))
+    if ((strcmp(section, "[server]") == 0
+         && ((klen == 6 && strncmp(line, "listen", 6) == 0)
+             || (klen == 7 && strncmp(line, "control", 7) == 0)))
+        || (strcmp(section, "[stats]") == 0
+            && klen == 10 && strncmp(line, "prometheus", 10) == 0))
         return h;
     h = fnv1a((const unsigned char *)section, strlen(section) + 1, h);
     return fnv1a((const unsigned char *)line, strlen(line) + 1, h);
