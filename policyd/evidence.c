@@ -788,14 +788,19 @@ void evidence_free(struct evidence *ev)
     uv_close((uv_handle_t *)&ev->timer, timer_closed);
 }
 
-/* add_local - what only we have seen of e: pending and sent, faded. */
+/* add_local - what only we have seen of e: pending and sent, faded.  The
+ * sent of a call left unanswered may be in s already: s is raised to the
+ * view (which counts it once) instead. */
 static void add_local(const struct evidence *ev, const struct ev_entry *e,
                       struct score *s, uint64_t now)
 {
     if (!e)
         return;
     score_add(s, &e->pending, now, ev->half_life_ms);
-    score_add(s, &e->sent, now, ev->half_life_ms);
+    if (e->inflight && e->inflight->unsure)
+        score_max(s, &e->view, now, ev->half_life_ms);
+    else
+        score_add(s, &e->sent, now, ev->half_life_ms);
 }
 
 /* hold - r's handle is e from now on (entry() may have dropped others
