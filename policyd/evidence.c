@@ -52,6 +52,19 @@
  *	dropping either just detaches it.  The store answers each network of
  *	a call on its own (a key of the wrong type is refused alone).
  *
+ *	Each call carries an id, PREFIX "m:" INSTANCE ":" SEQ (INSTANCE 64
+ *	random bits a process, SEQ its count of calls): unique fleet-wide.
+ *	A call answered STORE_UNSURE keeps its networks in flight (sent
+ *	counted once: reads raise the store's answer to the view rather than
+ *	add sent) and waits in a FIFO; each tick sends those calls again as
+ *	they were, before any new merge, until the script answers (a
+ *	refusal of a resend proves nothing about the first send).  The
+ *	oldest beyond EVIDENCE_UNSURE_MAX, or one unanswered for
+ *	EVIDENCE_UNSURE_MS (before the store may forget its id), is given up:
+ *	its networks owe a floor (their views), which the store takes as a
+ *	maximum, never adding twice.  Fire-and-forget merges (eviction,
+ *	evidence_free) are not watched: unanswered, they may be lost.
+ *
  *	evidence_free sends the pending deltas of every network, ready or
  *	lazy, as fire-and-forget merges (when the store is up), then drops the
  *	table.  The runtime frees the store right after: store_redis lingers
