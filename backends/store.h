@@ -13,7 +13,7 @@
  * Every operation answers through its callback exactly once, possibly
  * before the call returns (store_mem does).  status is STORE_OK, STORE_MISS
  * (no such key) or STORE_ERR (the store could not answer; cached answers
- * are then simply a miss).
+ * are then simply a miss); merge alone may also answer STORE_UNSURE.
  */
 
 #include <stddef.h>
@@ -23,13 +23,16 @@
 #include "../policyd/config.h"
 #include "../policyd/score.h"
 
-enum { STORE_OK = 0, STORE_MISS = 1, STORE_ERR = -1 };
+/* STORE_UNSURE: a write went out and no answer came (time-out, connection
+ * lost): it may have been applied or not. */
+enum { STORE_OK = 0, STORE_MISS = 1, STORE_ERR = -1, STORE_UNSURE = -2 };
 
 struct store;
 
 typedef void store_get_cb(void *arg, int status, const char *val, size_t len);
 
 #define STORE_MERGE_MAX 32      /* standings one merge call folds at most */
+#define STORE_MERGE_ID_MS 300000    /* a merge call's id is remembered this long */
 
 /* merge: what to fold into one standing (see policyd/score.h) */
 struct store_merge_item {
@@ -45,6 +48,8 @@ struct store_merge {
     uint64_t now_ms;            /* wall clock of the caller */
     uint64_t half_life_ms;
     uint64_t ttl_ms;            /* life of the keys (longer while blocked) */
+    const char *id_key;         /* unique fleet-wide (PREFIX "m:" ID): the */
+    size_t id_klen;             /* call sent again is applied once at most */
 };
 
 /* One entry of a list answer (roster_get, ranked, merge); not NUL-terminated. */
@@ -94,9 +99,13 @@ struct store_ops {
      * cb gets STORE_OK and one store_item per item, in order: val is the
      * new standing's wire form, or NULL when that key was refused
      * (WRONGTYPE) and left as it was; or STORE_ERR and no items when the
-     * call as a whole was refused (OOM, READONLY, down, time-out: nothing
-     * applied, but for a time-out).  store_mem answers STORE_ERR: without
-     * Redis the standing lives in evidence.c's own table. */
+     * call as a whole was refused (OOM, READONLY, down: nothing applied);
+     * or STORE_UNSURE and no items when it went out and got no answer
+     * (time-out, connection lost): it may have been applied.  A call whose
+     * id_key was written within STORE_MERGE_ID_MS applies nothing and answers
+     * each key's standing as it is (an absent key: an empty standing).
+     * store_mem answers STORE_ERR: without Redis the standing lives in
+     * evidence.c's own table. */
     void (*merge)(struct store *s, const struct store_merge *m,
                   store_list_cb *cb, void *arg);
     /* roster_put: fire and forget.  In the roster at key (Redis: a hash

@@ -47,7 +47,8 @@
  *
  *	While the store is not UP, or when a command fails: get answers
  *	STORE_ERR (the caller asks the directory), merge STORE_ERR (the
- *	caller keeps its deltas), set is dropped, incr and peek are answered
+ *	caller keeps its deltas), or STORE_UNSURE when it went out and its
+ *	answer never came (time-out, lost connection), set is dropped, incr and peek are answered
  *	by the fallback store_mem, del deletes there.  The
  *	change of state is logged once each way, with the reason.
  *
@@ -238,7 +239,9 @@ void sr_cmd_fail(struct rcmd *c)
         break;
     case K_MERGE:
     case K_LIST:
-        c->list_cb(c->arg, STORE_ERR, NULL, 0);
+        /* a merge that went out and got no answer may have run */
+        c->list_cb(c->arg, c->kind == K_MERGE && c->hi_pending ? STORE_UNSURE
+                                                               : STORE_ERR, NULL, 0);
         break;
     default:
         break;
@@ -463,31 +466,30 @@ static void sr_reply(redisAsyncContext *ac, void *r, void *priv)
     struct store_redis *sr = c->sr;
     redisReply *reply = r;
 
-    c->hi_pending = 0;
     if (!sr) {                          /* the store is freed */
         struct store_redis *lsr = ac->data;
+        c->hi_pending = 0;
         if (lsr && ac == lsr->lac && reply && sr_is_write(c->kind))
             rconn_linger_answered(lsr);
         sr_cmd_release(c);
         return;
     }
-    if (ac != sr->ac) {                 /* a connection already given up */
+    /* a connection already given up, or hiredis tearing it down: failed
+     * while still marked sent (hi_pending), as it may have run */
+    if (ac != sr->ac || !reply) {
+        if (ac == sr->ac) {
+            snprintf(sr->reason, sizeof(sr->reason), "%s",
+                     ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
+            rconn_lost(sr, sr->reason, 0);
+        }
         if (!c->answered)
             stats.redis_errors++;
         sr_cmd_fail(c);
+        c->hi_pending = 0;
         sr_cmd_release(c);
         return;
     }
-    if (!reply) {                       /* hiredis is tearing it down */
-        snprintf(sr->reason, sizeof(sr->reason), "%s",
-                 ac->errstr && ac->errstr[0] ? ac->errstr : "connection closed");
-        rconn_lost(sr, sr->reason, 0);
-        if (!c->answered)
-            stats.redis_errors++;
-        sr_cmd_fail(c);
-        sr_cmd_release(c);
-        return;
-    }
+    c->hi_pending = 0;
     sr->streak = 0;
     sr->served = 1;                     /* redis_conn.c: not a flapping one */
     if (c->answered) {                  /* timed out already: a late reply */

@@ -10,12 +10,21 @@
  * DESCRIPTION
  *	One EVALSHA of sr_merge_lua per call, for up to STORE_MERGE_MAX
  *	standings, sent at once (a write is never batched behind a read).
- *	KEYS[1..N] are the standings' keys, KEYS[N+1] the offenders index;
- *	ARGV is now_ms, half_life_ms, ttl_ms, the index's bound, then for
- *	each key its delta and its floor in the wire form of policyd/score.h
+ *	KEYS[1..N] are the standings' keys, KEYS[N+1] the offenders index,
+ *	KEYS[N+2] the call's id key; ARGV is now_ms, half_life_ms, ttl_ms,
+ *	the index's bound, the id's life (STORE_MERGE_ID_MS), then for each
+ *	key its delta and its floor in the wire form of policyd/score.h
  *	(the floor "" when there is none).  One call for many networks
  *	spares Redis the command and script-call overhead of each (and the
  *	index's trim and expiry are done once per call, not once per key).
+ *
+ *	The script first SETs the id key NX with the id's life: when it
+ *	existed, this call was applied before (a time-out or a lost
+ *	connection made the caller send it again), and the script applies
+ *	nothing but answers each key's standing as it is (an absent key as
+ *	an empty standing, a key of another type nil), so the caller's
+ *	floors and views still work.  That SET is the call's first write: a
+ *	refusal (OOM, READONLY) leaves no id behind.
  *
  *	For each key the script GETs the standing (pcall: a key of another
  *	type answers false for that key alone and is left as it is, so one
@@ -54,7 +63,10 @@
  * LIMITS
  *	STORE_MERGE_MAX keys a call.  A stored field above 1e15 makes the
  *	value unparsable (as score_decode), hence empty.  Refusals (OOM,
- *	READONLY), time-outs and a store that is not up answer STORE_ERR.
+ *	READONLY) and a store that is not up answer STORE_ERR; a call sent
+ *	and not answered (time-out, connection lost) STORE_UNSURE.  One id
+ *	key per call lives STORE_MERGE_ID_MS (a few bytes each: 200 calls/s
+ *	keep 60000 of them).
  */
 
 #include "store_redis_priv.h"
@@ -65,7 +77,7 @@
 
 #include "../policyd/util.h"
 
-#define MERGE_SHARED 4          /* ARGV: now, half-life, ttl, rank max */
+#define MERGE_SHARED 5          /* ARGV: now, half-life, ttl, rank max, id life */
 #define MERGE_HEAD 3            /* EVALSHA SHA NUMKEYS */
 
 const char sr_merge_lua[] =
@@ -90,9 +102,18 @@ const char sr_merge_lua[] =
     "  end\n"
     "  return s\n"
     "end\n"
-    "local n = #KEYS - 1\n"
+    "local n = #KEYS - 2\n"
     "local idx = KEYS[n + 1]\n"
     "local out, add, rem, life = {}, {}, {}, 0\n"
+    "if not redis.call('SET', KEYS[n + 2], '1', 'PX', ARGV[5], 'NX') then\n"
+    "  for k = 1, n do\n"
+    "    local g = redis.pcall('GET', KEYS[k])\n"
+    "    if type(g) == 'table' and g.err then out[k] = false\n"
+    "    elseif g then out[k] = g\n"
+    "    else out[k] = string.format('0 0 0 %.0f 0', now) end\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
     "for k = 1, n do\n"
     "  local key = KEYS[k]\n"
     "  local g = redis.pcall('GET', key)\n"
@@ -100,10 +121,10 @@ const char sr_merge_lua[] =
     "    out[k] = false\n"
     "  else\n"
     "    local s = fade(dec(g) or {0, 0, 0, 0, 0})\n"
-    "    local d = fade(dec(ARGV[3 + 2 * k]) or {0, 0, 0, 0, 0})\n"
+    "    local d = fade(dec(ARGV[4 + 2 * k]) or {0, 0, 0, 0, 0})\n"
     "    for i = 1, 3 do s[i] = s[i] + d[i] end\n"
     "    s[5] = math.max(s[5], d[5])\n"
-    "    local fl = dec(ARGV[4 + 2 * k])\n"
+    "    local fl = dec(ARGV[5 + 2 * k])\n"
     "    if fl then\n"
     "      fade(fl)\n"
     "      for i = 1, 3 do s[i] = math.max(s[i], fl[i]) end\n"
@@ -162,8 +183,8 @@ static struct merge_args *merge_args(const struct store_redis *sr,
 {
     char num[MERGE_SHARED][UTIL_FMT_U_MAX], wire[2][SCORE_WIRE_MAX];
     size_t nlen[MERGE_SHARED];
-    int argc = MERGE_HEAD + (int)m->n + 1 + MERGE_SHARED + 2 * (int)m->n;
-    size_t bytes = sr->rank_klen + 2 * m->n * SCORE_WIRE_MAX;
+    int argc = MERGE_HEAD + (int)m->n + 2 + MERGE_SHARED + 2 * (int)m->n;
+    size_t bytes = sr->rank_klen + m->id_klen + 2 * m->n * SCORE_WIRE_MAX;
     struct merge_args *a;
     char *o;
 
@@ -171,6 +192,7 @@ static struct merge_args *merge_args(const struct store_redis *sr,
     nlen[1] = util_fmt_u(num[1], m->half_life_ms);
     nlen[2] = util_fmt_u(num[2], m->ttl_ms);
     nlen[3] = util_fmt_u(num[3], STORE_RANK_MAX);
+    nlen[4] = util_fmt_u(num[4], STORE_MERGE_ID_MS);
     for (int i = 0; i < MERGE_SHARED; i++)
         bytes += nlen[i];
     for (size_t i = 0; i < m->n; i++)
@@ -185,6 +207,7 @@ static struct merge_args *merge_args(const struct store_redis *sr,
     for (size_t i = 0; i < m->n; i++)
         o = put(a, o, m->items[i].key, m->items[i].klen);
     o = put(a, o, sr->rank_key, sr->rank_klen);
+    o = put(a, o, m->id_key, m->id_klen);
     for (int i = 0; i < MERGE_SHARED; i++)
         o = put(a, o, num[i], nlen[i]);
     for (size_t i = 0; i < m->n; i++) {
@@ -203,7 +226,7 @@ int sr_merge_send(struct store_redis *sr, struct rcmd *c, int use_eval)
 
     a->argv[0] = use_eval ? "EVAL" : "EVALSHA";
     a->argv[1] = use_eval ? sr_merge_lua : sr->merge_sha;
-    a->lens[2] = util_fmt_u(nkeys, a->n + 1);
+    a->lens[2] = util_fmt_u(nkeys, a->n + 2);
     a->argv[2] = nkeys;                 /* hiredis copies the words at once */
     for (int i = 0; i < 2; i++)
         a->lens[i] = strlen(a->argv[i]);
@@ -237,7 +260,7 @@ void sr_merge(struct store *s, const struct store_merge *m, store_list_cb *cb,
               void *arg)
 {
     struct store_redis *sr = (struct store_redis *)s;
-    int usable = m->n >= 1 && m->n <= STORE_MERGE_MAX;
+    int usable = m->n >= 1 && m->n <= STORE_MERGE_MAX && sr_usable(sr, m->id_klen);
 
     for (size_t i = 0; usable && i < m->n; i++)
         usable = sr_usable(sr, m->items[i].klen);

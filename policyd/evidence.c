@@ -52,6 +52,19 @@
  *	dropping either just detaches it.  The store answers each network of
  *	a call on its own (a key of the wrong type is refused alone).
  *
+ *	Each call carries an id, PREFIX "m:" INSTANCE ":" SEQ (INSTANCE 64
+ *	random bits a process, SEQ its count of calls): unique fleet-wide.
+ *	A call answered STORE_UNSURE keeps its networks in flight (sent
+ *	counted once: reads raise the store's answer to the view rather than
+ *	add sent) and waits in a FIFO; each tick sends those calls again as
+ *	they were, before any new merge, until the script answers (a
+ *	refusal of a resend proves nothing about the first send).  The
+ *	oldest beyond EVIDENCE_UNSURE_MAX, or one unanswered for
+ *	EVIDENCE_UNSURE_MS (before the store may forget its id), is given up:
+ *	its networks owe a floor (their views), which the store takes as a
+ *	maximum, never adding twice.  Fire-and-forget merges (eviction,
+ *	evidence_free) are not watched: unanswered, they may be lost.
+ *
  *	evidence_free sends the pending deltas of every network, ready or
  *	lazy, as fire-and-forget merges (when the store is up), then drops the
  *	table.  The runtime frees the store right after: store_redis lingers
@@ -75,6 +88,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #include "log.h"
 #include "util.h"
@@ -83,6 +98,10 @@
 #define EVIDENCE_TTL_HALVES 12      /* 2^-12: 4096 invalid fade below one */
 #define EVIDENCE_BUCKETS_MIN 1024
 #define EVIDENCE_KEY_MAX (CONFIG_PREFIX_MAX + 2 + EVIDENCE_NET_MAX)
+#define EVIDENCE_ID_KEY_MAX (CONFIG_PREFIX_MAX + 40)  /* PREFIX "m:" 16 hex ":" 16 hex */
+#define EVIDENCE_UNSURE_MAX (4 * EVIDENCE_MERGES_OUT)  /* unanswered calls kept */
+#define EVIDENCE_UNSURE_MS (STORE_MERGE_ID_MS / 2)     /* sent again this long */
+#define EVIDENCE_UNSURE_LOG_MS 60000                   /* one give-up line a minute */
 
 struct ev_merge;
 
@@ -109,13 +128,21 @@ struct ev_queue {
 };
 
 /* One merge call on its way: detached (ev NULL, or an e[i] NULL) when the
- * table or a network goes first. */
+ * table or a network goes first.  It keeps what it sent (id, keys, deltas,
+ * floors), so a call left unanswered goes again as it was. */
 struct ev_merge {
     struct evidence *ev;
-    struct ev_merge *prev, *next;   /* ev->merges */
+    struct ev_merge *prev, *next;   /* ev->merges, or next: ev's unsure FIFO */
     size_t n;
+    int unsure;                     /* once unanswered: maybe applied */
+    uint64_t first_ms;              /* loop time it first went out */
     struct ev_entry *e[EVIDENCE_MERGE_BATCH];
     unsigned floor_epoch[EVIDENCE_MERGE_BATCH];     /* 0: no floor sent */
+    struct store_merge_item items[EVIDENCE_MERGE_BATCH];
+    struct score floors[EVIDENCE_MERGE_BATCH];      /* items[i].floor points here */
+    char keys[EVIDENCE_MERGE_BATCH][EVIDENCE_KEY_MAX];
+    size_t id_klen;
+    char id_key[EVIDENCE_ID_KEY_MAX];
 };
 
 struct evidence {
@@ -134,6 +161,10 @@ struct evidence {
     struct ev_queue ready, lazy;    /* dirty networks (see DESCRIPTION) */
     struct ev_merge *merges;
     size_t nmerges;                 /* in ev->merges: waiting for the store */
+    struct ev_merge *unsure_head, *unsure_tail;     /* unanswered: sent again */
+    size_t nunsure;
+    uint64_t instance, seq;         /* merge ids: random per process, then a count */
+    struct log_limiter unsure_rl;
     size_t due;                     /* networks this tick still owes */
     int flushing;                   /* inside flush() */
     uint64_t drops;                 /* entries dropped, ever: see entry_via */
@@ -329,6 +360,17 @@ static size_t build_key(const struct evidence *ev, const char *net, char *key)
 
 /* ---- merges ------------------------------------------------------------- */
 
+static void merge_link(struct evidence *ev, struct ev_merge *m)
+{
+    m->ev = ev;
+    m->prev = NULL;
+    m->next = ev->merges;
+    if (ev->merges)
+        ev->merges->prev = m;
+    ev->merges = m;
+    ev->nmerges++;
+}
+
 static void merge_unlink(struct evidence *ev, struct ev_merge *m)
 {
     ev->nmerges--;
@@ -376,25 +418,120 @@ static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor
     mark_dirty(ev, e, 1);
 }
 
+static struct ev_merge *unsure_pop(struct evidence *ev)
+{
+    struct ev_merge *m = ev->unsure_head;
+
+    ev->unsure_head = m->next;
+    if (!ev->unsure_head)
+        ev->unsure_tail = NULL;
+    m->next = NULL;
+    ev->nunsure--;
+    return m;
+}
+
+/* give_up - m's fate stays unknown: its networks' views, which count its
+ * deltas once, go as floors with their next merges (a floor raises the
+ * store to it, never adds twice). */
+static void give_up(struct evidence *ev, struct ev_merge *m)
+{
+    log_warn_rl(&ev->unsure_rl, "evidence: a merge of %zu network(s) went "
+                "unanswered for %llu ms; their standings go as floors", m->n,
+                (unsigned long long)(uv_now(ev->loop) - m->first_ms));
+    for (size_t i = 0; i < m->n; i++) {
+        struct ev_entry *e = m->e[i];
+        if (!e)
+            continue;
+        e->inflight = NULL;
+        memset(&e->sent, 0, sizeof(e->sent));
+        e->synced = 0;
+        mark_dirty(ev, e, 1);
+    }
+    free(m);
+}
+
+/* keep_unsure - m went out and got no answer: it may have been applied.
+ * Kept whole (its networks' deltas stay in sent, counted once), to go
+ * again as it was; the oldest is given up beyond EVIDENCE_UNSURE_MAX. */
+static void keep_unsure(struct evidence *ev, struct ev_merge *m)
+{
+    m->unsure = 1;
+    if (ev->nunsure >= EVIDENCE_UNSURE_MAX)
+        give_up(ev, unsure_pop(ev));
+    m->next = NULL;
+    if (ev->unsure_tail)
+        ev->unsure_tail->next = m;
+    else
+        ev->unsure_head = m;
+    ev->unsure_tail = m;
+    ev->nunsure++;
+    arm(ev);
+}
+
 /* merge_done - the store's answer to one merge call; its place in the
- * store's queue goes to the next networks this tick owes. */
+ * store's queue goes to the next networks this tick owes.  Once a call
+ * went unanswered, only the script's answer settles it: a refusal of a
+ * later send says nothing about the first. */
 static void merge_done(void *arg, int status, const struct store_item *items, size_t n)
 {
     struct ev_merge *m = arg;
     struct evidence *ev = m->ev;
     int whole = status == STORE_OK && n == m->n;
 
-    if (ev) {
+    if (ev && !whole && (status == STORE_UNSURE || m->unsure)) {
         merge_unlink(ev, m);
-        for (size_t i = 0; i < m->n; i++)
-            if (m->e[i])                /* else the network went meanwhile */
-                merge_landed(ev, m->e[i], m->floor_epoch[i], whole ? &items[i] : NULL);
+        keep_unsure(ev, m);
+    } else {
+        if (ev) {
+            merge_unlink(ev, m);
+            for (size_t i = 0; i < m->n; i++)
+                if (m->e[i])            /* else the network went meanwhile */
+                    merge_landed(ev, m->e[i], m->floor_epoch[i],
+                                 whole ? &items[i] : NULL);
+        }
+        free(m);
     }
-    free(m);
     if (!ev)
         return;                         /* fire and forget */
     check_store(ev);
     flush(ev);
+}
+
+/* merge_call - m (as it was built) to the store. */
+static void merge_call(struct evidence *ev, struct ev_merge *m)
+{
+    struct store_merge sm;
+
+    sm.items = m->items;
+    sm.n = m->n;
+    sm.now_ms = util_wall_ms();
+    sm.half_life_ms = ev->half_life_ms;
+    sm.ttl_ms = ev->ttl_ms;
+    sm.id_key = m->id_key;
+    sm.id_klen = m->id_klen;
+    /* may answer before it returns */
+    ev->store->ops->merge(ev->store, &sm, merge_done, m);
+}
+
+/* resend_unsure - the calls left unanswered go again as they were (the
+ * same id: applied once at most), oldest first, while fewer than
+ * EVIDENCE_MERGES_OUT wait; their networks' newer deltas wait for them
+ * (still in flight).  Given up before the store may forget their ids. */
+static void resend_unsure(struct evidence *ev)
+{
+    uint64_t now = uv_now(ev->loop);
+
+    for (size_t k = ev->nunsure; k && ev->unsure_head && !ev->away
+                                 && ev->nmerges < EVIDENCE_MERGES_OUT; k--) {
+        struct ev_merge *m = unsure_pop(ev);
+
+        if (now - m->first_ms >= EVIDENCE_UNSURE_MS) {
+            give_up(ev, m);
+            continue;
+        }
+        merge_link(ev, m);
+        merge_call(ev, m);
+    }
 }
 
 /* send_merge - the pending deltas of e[0..n-1] (and floor = view for each
@@ -404,41 +541,37 @@ static void merge_done(void *arg, int status, const struct store_item *items, si
 static void send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detached)
 {
     struct ev_merge *m = xcalloc(1, sizeof(*m));
-    struct store_merge_item items[EVIDENCE_MERGE_BATCH];
-    char keys[EVIDENCE_MERGE_BATCH][EVIDENCE_KEY_MAX];
-    struct store_merge sm;
     uint64_t now = util_wall_ms();
 
-    sm.items = items;
-    sm.n = m->n = n;
-    sm.now_ms = now;
-    sm.half_life_ms = ev->half_life_ms;
-    sm.ttl_ms = ev->ttl_ms;
+    m->n = n;
+    m->first_ms = uv_now(ev->loop);
+    m->id_klen = (size_t)snprintf(m->id_key, sizeof(m->id_key), "%sm:%016llx:%llx",
+                                  ev->prefix, (unsigned long long)ev->instance,
+                                  (unsigned long long)++ev->seq);
     for (size_t i = 0; i < n; i++) {
+        struct store_merge_item *it = &m->items[i];
+
         score_decay(&e[i]->pending, now, ev->half_life_ms);
-        items[i].key = keys[i];
-        items[i].klen = build_key(ev, e[i]->net, keys[i]);
-        items[i].delta = e[i]->pending;
-        items[i].floor = needs_floor(ev, e[i]) ? &e[i]->view : NULL;
+        it->key = m->keys[i];
+        it->klen = build_key(ev, e[i]->net, m->keys[i]);
+        it->delta = e[i]->pending;
+        if (needs_floor(ev, e[i])) {
+            m->floors[i] = e[i]->view;
+            it->floor = &m->floors[i];
+        }
         if (!detached) {
             m->e[i] = e[i];
-            m->floor_epoch[i] = items[i].floor ? ev->epoch : 0;
+            m->floor_epoch[i] = it->floor ? ev->epoch : 0;
             e[i]->inflight = m;
             e[i]->sent = e[i]->pending;
         }
         memset(&e[i]->pending, 0, sizeof(e[i]->pending));
         dirty_unlink(ev, e[i]);
     }
-    if (!detached) {
-        m->ev = ev;
-        m->next = ev->merges;
-        if (ev->merges)
-            ev->merges->prev = m;
-        ev->merges = m;
-        ev->nmerges++;
-    }
-    /* may answer before it returns: every e[i] is consistent by now */
-    ev->store->ops->merge(ev->store, &sm, merge_done, m);
+    if (!detached)
+        merge_link(ev, m);
+    /* every e[i] is consistent by now */
+    merge_call(ev, m);
 }
 
 /* flush - the networks this tick owes (ev->due: those it found ready, at
@@ -502,6 +635,7 @@ static void tick(uv_timer_t *t)
     struct ev_entry *e;
 
     check_store(ev);
+    resend_unsure(ev);
     /* valid-only changes old enough: this tick is the last before
      * EVIDENCE_VALID_FLUSH_MS runs out */
     while ((e = ev->lazy.head)
@@ -512,7 +646,7 @@ static void tick(uv_timer_t *t)
     }
     ev->due = ev->ready.n < EVIDENCE_FLUSH_BATCH ? ev->ready.n : EVIDENCE_FLUSH_BATCH;
     flush(ev);
-    if (ndirty(ev) || ev->count)
+    if (ndirty(ev) || ev->count || ev->nunsure)
         arm(ev);
 }
 
@@ -604,6 +738,10 @@ struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
     ev->nbuckets = EVIDENCE_BUCKETS_MIN;
     ev->buckets = xcalloc(ev->nbuckets, sizeof(*ev->buckets));
     ev->epoch = 1;
+    if (getrandom(&ev->instance, sizeof(ev->instance), GRND_NONBLOCK)
+        != sizeof(ev->instance))
+        ev->instance = util_wall_ms() * 1000003u ^ (uint64_t)getpid() << 40;
+    ev->unsure_rl = (struct log_limiter)LOG_LIMITER_INIT(EVIDENCE_UNSURE_LOG_MS);
     uv_timer_init(loop, &ev->timer);
     uv_unref((uv_handle_t *)&ev->timer);
     ev->timer.data = ev;
@@ -631,6 +769,17 @@ void evidence_free(struct evidence *ev)
     if (!ev)
         return;
     check_store(ev);
+    while (ev->unsure_head) {           /* again as they were, unwatched */
+        m = unsure_pop(ev);
+        for (size_t i = 0; i < m->n; i++)
+            if (m->e[i])
+                m->e[i]->inflight = NULL;
+        m->ev = NULL;
+        if (ev->away)
+            free(m);
+        else
+            merge_call(ev, m);
+    }
     while (ndirty(ev) && !ev->away) {   /* everything pending, lazy or not */
         struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
         size_t n = 0;
@@ -652,14 +801,19 @@ void evidence_free(struct evidence *ev)
     uv_close((uv_handle_t *)&ev->timer, timer_closed);
 }
 
-/* add_local - what only we have seen of e: pending and sent, faded. */
+/* add_local - what only we have seen of e: pending and sent, faded.  The
+ * sent of a call left unanswered may be in s already: s is raised to the
+ * view (which counts it once) instead. */
 static void add_local(const struct evidence *ev, const struct ev_entry *e,
                       struct score *s, uint64_t now)
 {
     if (!e)
         return;
     score_add(s, &e->pending, now, ev->half_life_ms);
-    score_add(s, &e->sent, now, ev->half_life_ms);
+    if (e->inflight && e->inflight->unsure)
+        score_max(s, &e->view, now, ev->half_life_ms);
+    else
+        score_add(s, &e->sent, now, ev->half_life_ms);
 }
 
 /* hold - r's handle is e from now on (entry() may have dropped others

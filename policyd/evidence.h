@@ -36,7 +36,13 @@
  * fleet-wide for as long as it keeps sending).  Merges go
  * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's
- * pending deltas; a refused one returns them to pending.  At most
+ * pending deltas; a refused one returns them to pending.  One that went
+ * out and got no answer (a time-out, a lost connection: the store may
+ * still run it) is kept whole and sent again as it was, with the same id,
+ * which the store applies once, before newer deltas of its networks;
+ * until it is answered its deltas count once, as sent.  At most
+ * 4 * EVIDENCE_MERGES_OUT such calls are kept, each for half of
+ * STORE_MERGE_ID_MS; beyond, their networks' views go as floors.  At most
  * EVIDENCE_MERGES_OUT merge calls wait for the store at a time (the next go
  * as answers come back), so a read never queues behind a whole flush in the
  * store (Redis runs one connection's commands in order); while the store

@@ -18,6 +18,7 @@ BLOCK_UNTIL_MS" (policyd/score.h).  Two layers are tested:
 import asyncio
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -25,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import BUILD, Daemon, free_port, request, wait_for
-from redis import RedisServer, RespError
+from harness import BUILD, Daemon, free_port, request, stop_process, wait_for
+from redis import Monitor, RedisServer, RespError
 
 PREFIX = "t:"
 IP = "127.0.0.1"
@@ -183,8 +184,8 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
                 part = idx[at:at + 32]
                 keys = ["t:e:case%d" % i for i in part]
                 argv = [x for i in part for x in (cases[i][1], cases[i][2])]
-                got = r.call("EVALSHA", sha, len(part) + 1, *keys, "t:offenders",
-                             n, h, 600000, 1000, *argv)
+                got = r.call("EVALSHA", sha, len(part) + 2, *keys, "t:offenders",
+                             "t:m:%d:%d:%d" % (n, h, at), n, h, 600000, 1000, 300000, *argv)
                 assert len(got) == len(part)
                 for i, key, g in zip(part, keys, got):
                     assert g.decode() == r.call("GET", key).decode()
@@ -197,10 +198,21 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
                     assert max(600000, want[4] - n) - 2000 <= life <= max(600000, want[4] - n)
         # a key of another type is refused alone: nil for it, its neighbours merged
         r.call("LPUSH", "t:e:list", "x")
-        got = r.call("EVALSHA", sha, 3, "t:e:list", "t:e:next", "t:offenders", now, 1000,
-                     1000, 1000, wire(1, 0, 0, now, 0), "", wire(2, 0, 0, now, 0), "")
+        call = ("EVALSHA", sha, 4, "t:e:list", "t:e:next", "t:offenders", "t:m:list",
+                now, 1000, 1000, 1000, 300000, wire(1, 0, 0, now, 0), "",
+                wire(2, 0, 0, now, 0), "")
+        got = r.call(*call)
         assert got[0] is None and got[1].decode() == wire(2, 0, 0, now, 0), got
         assert r.call("LRANGE", "t:e:list", 0, -1) == [b"x"]
+        # the same call again (its id seen): nothing applied, the standings
+        # answered as they are; the id lives STORE_MERGE_ID_MS
+        assert r.call(*call) == got
+        assert r.call("GET", "t:e:next").decode() == wire(2, 0, 0, now, 0)
+        assert 300000 - 2000 <= r.call("PTTL", "t:m:list") <= 300000
+        r.call("DEL", "t:e:gone")
+        got = r.call(*call[:4], "t:e:gone", *call[5:])
+        assert got[1].decode() == "0 0 0 %d 0" % now, got  # absent: empty
+        assert r.call("GET", "t:e:gone") is None
 
 
 # ---- evidence.c over a real Redis -----------------------------------------
@@ -397,6 +409,54 @@ def test_daemon_sigkill_restart(redis):
         assert_blocked(d)
         wait_redis_up(d, 2)
         assert_blocked(d)
+
+
+QUIET = """
+[redis]
+address = 127.0.0.1:{port}
+prefix = {prefix}
+timeout = 0.25
+connect_timeout = 0.5
+
+[harvest]
+tarpit_after = 0
+block_after = 0
+block_ceiling = 0
+ipv4_wide_prefix = 0
+"""
+
+
+def test_daemon_merge_timeout_applied_once(redis):
+    """A merge that times out and runs when Redis gets to it is not applied
+    again (issue 11 point 4).  Redis stopped (SIGSTOP): the first unknown
+    recipient's read times out, its merge goes out (the evidence tick comes
+    before any time-out of the commands after that read) and times out in
+    turn, and the daemon gives the connection up; four more are counted
+    here meanwhile.  Resumed, Redis runs the stale merge it had read; the
+    daemon sends it again (same id: applied once) before the four.  Five
+    unknown recipients count five; before the fix the first was merged
+    again: six."""
+    with Daemon(extra=QUIET.format(port=redis.port, prefix=PREFIX)) as d, \
+            Monitor(redis) as m:
+        wait_redis_up(d)
+        stop_process(redis.proc.pid)
+        try:
+            with d.client() as c:
+                assert c.ask(client_address=IP, recipient="ghost0@example.com") == UNKNOWN
+                wait_for(lambda: "redis: down:" in d.read_log(), 10, what="redis down")
+                for n in range(1, 5):
+                    assert c.ask(client_address=IP,
+                                 recipient="ghost%d@example.com" % n) == UNKNOWN
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        s = wait_stored(redis, lambda s: s[0] > 4.99, "the five unknown recipients")
+        assert s[0] < 5.01, s
+        # the timed-out call went again with its id (the last key); every
+        # merge Redis ran before this barrier leaves five
+        ids = [a[2 + int(a[2])] for src, a in m.commands()
+               if src == "client" and a[0] in ("EVALSHA", "EVAL") and KEY in a]
+        assert ids[0] == ids[1], ids
+        assert stored(redis)[0] < 5.01
 
 
 # ---- the close: counts recorded just before a stop or a reload -----------

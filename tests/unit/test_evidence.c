@@ -226,6 +226,10 @@ struct fake {
     struct store base;
     int up;                     /* shared() */
     int refuse;                 /* merges answer STORE_ERR while up */
+    int unsure;                 /* merges applied but answered STORE_UNSURE */
+    int dups;                   /* merges whose id was applied before */
+    struct score dup_delta;     /* the delta of the last of those */
+    char last_id[64];           /* the id key of the last merge applied */
     int have;                   /* a value is stored */
     struct score val;
     char key[128];
@@ -283,14 +287,28 @@ static void fake_merge(struct store *s, const struct store_merge *m,
     f->merges++;
     f->last_delta = it->delta;
     f->merged_at = uv_now(&loop);
-    if (!f->have)
-        memset(&f->val, 0, sizeof(f->val));
-    f->have = 1;
-    score_add(&f->val, &it->delta, m->now_ms, m->half_life_ms);
-    if (it->floor) {
-        f->floors++;
-        f->last_floor = *it->floor;
-        score_max(&f->val, it->floor, m->now_ms, m->half_life_ms);
+    assert_true(m->id_klen > 4 && m->id_klen < sizeof(f->last_id)
+                && memcmp(m->id_key, "t:m:", 4) == 0);
+    if (strlen(f->last_id) == m->id_klen && memcmp(f->last_id, m->id_key, m->id_klen) == 0) {
+        f->dups++;                      /* applied before: as it is */
+        f->dup_delta = it->delta;
+    } else {
+        memcpy(f->last_id, m->id_key, m->id_klen);
+        f->last_id[m->id_klen] = '\0';
+        if (!f->have)
+            memset(&f->val, 0, sizeof(f->val));
+        f->have = 1;
+        score_add(&f->val, &it->delta, m->now_ms, m->half_life_ms);
+        if (it->floor) {
+            f->floors++;
+            f->last_floor = *it->floor;
+            score_max(&f->val, it->floor, m->now_ms, m->half_life_ms);
+        }
+    }
+    if (f->unsure) {                    /* the answer lost on the way */
+        f->unsure--;
+        cb(arg, STORE_UNSURE, NULL, 0);
+        return;
     }
     memset(&out, 0, sizeof(out));
     out.val = buf;
@@ -677,6 +695,46 @@ static struct evidence *slow_new(struct slow *w)
     return evidence_new(&loop, &cfg, &w->base);
 }
 
+/* A merge applied but left unanswered (STORE_UNSURE: a time-out) goes
+ * again whole, with the same id and delta, before the network's newer
+ * deltas; applied once, and the local view and reads count it once. */
+static void test_unsure_sent_again_whole(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct evidence_read r;
+    struct score d = delta(2, 0, 0), v;
+    char first[sizeof(f.last_id)];
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    f.unsure = 1;
+    evidence_record(ev, NET, &d);
+    for (int i = 0; i < 100 && f.merges < 1; i++)
+        run_for(EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 1);
+    assert_float_equal(f.val.invalid, 2, EPS);      /* applied, unanswered */
+    memcpy(first, f.last_id, sizeof(first));
+    d = delta(1, 0, 0);
+    evidence_record(ev, NET, &d);       /* newer: waits for the first */
+    assert_float_equal(read_via(ev, NET, &r).s.invalid, 3, EPS);   /* not 5 */
+    assert_int_equal(evidence_view_via(&r, util_wall_ms(), &v), 1);
+    assert_float_equal(v.invalid, 3, EPS);
+    for (int i = 0; i < 100 && f.merges < 3; i++)
+        run_for(EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 3);
+    assert_int_equal(f.dups, 1);        /* sent again: same id ... */
+    assert_float_equal(f.dup_delta.invalid, 2, EPS);    /* ... same delta */
+    assert_true(strcmp(f.last_id, first) != 0);         /* then the newer one */
+    assert_float_equal(f.last_delta.invalid, 1, EPS);
+    assert_float_equal(f.val.invalid, 3, EPS);          /* each delta once */
+    assert_float_equal(read_now(ev, NET).s.invalid, 3, EPS);
+    run_for(2 * EVIDENCE_FLUSH_MS);
+    assert_int_equal(f.merges, 3);                      /* nothing left */
+    evidence_free(ev);
+}
+
 /* A flush of many networks goes EVIDENCE_MERGE_BATCH networks a call and
  * keeps at most EVIDENCE_MERGES_OUT calls waiting for the store (a read
  * sent meanwhile queues behind no more); each answer lets the next go,
@@ -762,6 +820,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_key_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsure_sent_again_whole, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
