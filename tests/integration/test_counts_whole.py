@@ -314,13 +314,15 @@ def test_restart_while_idle_restores(driver, redis):
 
 # ---- the daemon (needs harvest.c / policy.c on evidence.h) ----------------
 
-HARVEST = """
+REDIS = """
 [redis]
 address = 127.0.0.1:{port}
 prefix = {prefix}
 timeout = 0.25
 connect_timeout = 0.5
+"""
 
+HARVEST = REDIS + """
 [harvest]
 tarpit_after = 0
 block_after = 3
@@ -411,13 +413,7 @@ def test_daemon_sigkill_restart(redis):
         assert_blocked(d)
 
 
-QUIET = """
-[redis]
-address = 127.0.0.1:{port}
-prefix = {prefix}
-timeout = 0.25
-connect_timeout = 0.5
-
+QUIET = REDIS + """
 [harvest]
 tarpit_after = 0
 block_after = 0

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("POLICYD_BUILD") or os.path.join(
@@ -85,6 +86,24 @@ def request(**attrs):
     base.update(attrs)
     body = "".join("%s=%s\n" % (k, v) for k, v in base.items() if v is not None)
     return (body + "\n").encode()
+
+
+def check_long_pipeline(daemon, n=3000, client_address=None):
+    """n requests pipelined on one connection, every third for an unknown
+    recipient (client_address(i): the client of request i, if given): each
+    is answered, in order, and none is taken for an over-long request."""
+    more = (lambda i: {"client_address": client_address(i)}) if client_address \
+        else (lambda i: {})
+    reqs = b"".join(request(recipient="user@example.com" if i % 3 else "nobody@example.com",
+                            queue_id="P%d" % i, **more(i)) for i in range(n))
+    with daemon.client() as c:
+        t = threading.Thread(target=c.send_raw, args=(reqs,), daemon=True)
+        t.start()
+        for i in range(n):
+            assert c.read_reply() == (b"action=DUNNO\n\n" if i % 3 else
+                                      b"action=550 5.1.1 User unknown\n\n"), i
+        t.join(10)
+    assert "request too large" not in daemon.read_log()
 
 
 class PolicyClient:
