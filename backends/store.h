@@ -49,7 +49,8 @@ struct store_merge {
     uint64_t half_life_ms;
     uint64_t ttl_ms;            /* life of the keys (longer while blocked) */
     const char *id_key;         /* unique fleet-wide (PREFIX "m:" ID): the */
-    size_t id_klen;             /* call sent again is applied once at most */
+    size_t id_klen;             /* call sent again is applied once at most;
+                                 * 0: no id (a call never sent again) */
 };
 
 /* One entry of a list answer (roster_get, ranked, merge); not NUL-terminated. */

@@ -24,7 +24,8 @@
  *	nothing but answers each key's standing as it is (an absent key as
  *	an empty standing, a key of another type nil), so the caller's
  *	floors and views still work.  That SET is the call's first write: a
- *	refusal (OOM, READONLY) leaves no id behind.
+ *	refusal (OOM, READONLY) leaves no id behind.  An empty id key name is
+ *	a call without an id (one never sent again): no SET, applied as is.
  *
  *	For each key the script GETs the standing (pcall: a key of another
  *	type answers false for that key alone and is left as it is, so one
@@ -105,7 +106,8 @@ const char sr_merge_lua[] =
     "local n = #KEYS - 2\n"
     "local idx = KEYS[n + 1]\n"
     "local out, add, rem, life = {}, {}, {}, 0\n"
-    "if not redis.call('SET', KEYS[n + 2], '1', 'PX', ARGV[5], 'NX') then\n"
+    "if KEYS[n + 2] ~= '' and\n"
+    "   not redis.call('SET', KEYS[n + 2], '1', 'PX', ARGV[5], 'NX') then\n"
     "  for k = 1, n do\n"
     "    local g = redis.pcall('GET', KEYS[k])\n"
     "    if type(g) == 'table' and g.err then out[k] = false\n"

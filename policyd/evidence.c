@@ -62,8 +62,12 @@
  *	oldest beyond EVIDENCE_UNSURE_MAX, or one unanswered for
  *	EVIDENCE_UNSURE_MS (before the store may forget its id), is given up:
  *	its networks owe a floor (their views), which the store takes as a
- *	maximum, never adding twice.  Fire-and-forget merges (eviction,
- *	evidence_free) are not watched: unanswered, they may be lost.
+ *	maximum, never adding twice.  evidence_forget (`unblock`) strikes its
+ *	network from every call watched: a resend goes without it (same id;
+ *	a call left empty is dropped), so it cannot bring the key back.
+ *	Fire-and-forget merges (eviction, evidence_free) are not watched:
+ *	unanswered, they may be lost; never sent again, they carry no id.
+ *	A call's context is sized for its networks (about 250 bytes each).
  *
  *	evidence_free sends the pending deltas of every network, ready or
  *	lazy, as fire-and-forget merges (when the store is up), then drops the
@@ -127,23 +131,34 @@ struct ev_queue {
     size_t n;
 };
 
-/* One merge call on its way: detached (ev NULL, or an e[i] NULL) when the
- * table or a network goes first.  It keeps what it sent (id, keys, deltas,
- * floors), so a call left unanswered goes again as it was. */
+/* What a merge call keeps of one network, beside its store_merge_item. */
+struct ev_slot {
+    struct ev_entry *e;             /* NULL: the network went meanwhile */
+    unsigned floor_epoch;           /* 0: no floor sent */
+    int struck;                     /* forgotten: left out of any resend */
+    struct score floor;             /* items[i].floor points here */
+    char key[EVIDENCE_KEY_MAX];
+};
+
+/* One merge call on its way: detached (ev NULL, or a slot's e NULL) when
+ * the table or a network goes first.  It keeps what it sent (id, keys,
+ * deltas, floors), so a call left unanswered goes again as it was, less
+ * the networks forgotten since.  One allocation sized for its n networks
+ * (merge_new): items[n], then slot[n]. */
 struct ev_merge {
     struct evidence *ev;
     struct ev_merge *prev, *next;   /* ev->merges, or next: ev's unsure FIFO */
     size_t n;
     int unsure;                     /* once unanswered: maybe applied */
     uint64_t first_ms;              /* loop time it first went out */
-    struct ev_entry *e[EVIDENCE_MERGE_BATCH];
-    unsigned floor_epoch[EVIDENCE_MERGE_BATCH];     /* 0: no floor sent */
-    struct store_merge_item items[EVIDENCE_MERGE_BATCH];
-    struct score floors[EVIDENCE_MERGE_BATCH];      /* items[i].floor points here */
-    char keys[EVIDENCE_MERGE_BATCH][EVIDENCE_KEY_MAX];
-    size_t id_klen;
+    struct ev_slot *slot;           /* just after items[n] */
+    size_t id_klen;                 /* 0: no id (never sent again) */
     char id_key[EVIDENCE_ID_KEY_MAX];
+    struct store_merge_item items[];
 };
+
+_Static_assert(sizeof(struct store_merge_item) % _Alignof(struct ev_slot) == 0,
+               "slot[] follows items[] aligned");
 
 struct evidence {
     uv_loop_t *loop;
@@ -439,7 +454,7 @@ static void give_up(struct evidence *ev, struct ev_merge *m)
                 "unanswered for %llu ms; their standings go as floors", m->n,
                 (unsigned long long)(uv_now(ev->loop) - m->first_ms));
     for (size_t i = 0; i < m->n; i++) {
-        struct ev_entry *e = m->e[i];
+        struct ev_entry *e = m->slot[i].e;
         if (!e)
             continue;
         e->inflight = NULL;
@@ -485,8 +500,8 @@ static void merge_done(void *arg, int status, const struct store_item *items, si
         if (ev) {
             merge_unlink(ev, m);
             for (size_t i = 0; i < m->n; i++)
-                if (m->e[i])            /* else the network went meanwhile */
-                    merge_landed(ev, m->e[i], m->floor_epoch[i],
+                if (m->slot[i].e)       /* else the network went meanwhile */
+                    merge_landed(ev, m->slot[i].e, m->slot[i].floor_epoch,
                                  whole ? &items[i] : NULL);
         }
         free(m);
@@ -513,10 +528,49 @@ static void merge_call(struct evidence *ev, struct ev_merge *m)
     ev->store->ops->merge(ev->store, &sm, merge_done, m);
 }
 
+/* merge_unstrike - m less its struck networks (forgotten since it went
+ * out: a resend must not bring back what `unblock` deleted); how many are
+ * left.  Only between sends: the store has no pointer into m then. */
+static size_t merge_unstrike(struct ev_merge *m)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->slot[i].struck)
+            continue;
+        if (k != i) {
+            m->items[k] = m->items[i];
+            m->slot[k] = m->slot[i];
+            m->items[k].key = m->slot[k].key;
+            if (m->items[k].floor)
+                m->items[k].floor = &m->slot[k].floor;
+        }
+        k++;
+    }
+    return m->n = k;
+}
+
+/* strike - the network of key leaves every call watched (in flight or
+ * kept for resend): their resends go without it (same id; a call left
+ * empty is dropped). */
+static void strike(struct evidence *ev, const char *key, size_t klen)
+{
+    struct ev_merge *lists[2] = { ev->merges, ev->unsure_head };
+
+    for (int l = 0; l < 2; l++)
+        for (struct ev_merge *m = lists[l]; m; m = m->next)
+            for (size_t i = 0; i < m->n; i++)
+                if (m->items[i].klen == klen && memcmp(m->items[i].key, key, klen) == 0) {
+                    m->slot[i].struck = 1;
+                    m->slot[i].e = NULL;
+                }
+}
+
 /* resend_unsure - the calls left unanswered go again as they were (the
- * same id: applied once at most), oldest first, while fewer than
- * EVIDENCE_MERGES_OUT wait; their networks' newer deltas wait for them
- * (still in flight).  Given up before the store may forget their ids. */
+ * same id: applied once at most) but for the networks forgotten since,
+ * oldest first, while fewer than EVIDENCE_MERGES_OUT wait; their
+ * networks' newer deltas wait for them (still in flight).  Given up
+ * before the store may forget their ids. */
 static void resend_unsure(struct evidence *ev)
 {
     uint64_t now = uv_now(ev->loop);
@@ -525,6 +579,10 @@ static void resend_unsure(struct evidence *ev)
                                  && ev->nmerges < EVIDENCE_MERGES_OUT; k--) {
         struct ev_merge *m = unsure_pop(ev);
 
+        if (merge_unstrike(m) == 0) {
+            free(m);
+            continue;
+        }
         if (now - m->first_ms >= EVIDENCE_UNSURE_MS) {
             give_up(ev, m);
             continue;
@@ -534,34 +592,48 @@ static void resend_unsure(struct evidence *ev)
     }
 }
 
+/* merge_new - a call context for n networks, zeroed: items[n] then
+ * slot[n] in one allocation. */
+static struct ev_merge *merge_new(size_t n)
+{
+    struct ev_merge *m = xcalloc(1, sizeof(*m) + n * (sizeof(m->items[0])
+                                                      + sizeof(struct ev_slot)));
+
+    m->n = n;
+    m->slot = (struct ev_slot *)(m->items + n);
+    return m;
+}
+
 /* send_merge - the pending deltas of e[0..n-1] (and floor = view for each
  * that needs one) in one store call.  detached: nobody waits for the
  * answer (the networks or the table are going away), so it may go while
- * another merge of the same network is in flight. */
+ * another merge of the same network is in flight; it is never sent
+ * again, so it carries no id (no id key written in the store). */
 static void send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detached)
 {
-    struct ev_merge *m = xcalloc(1, sizeof(*m));
+    struct ev_merge *m = merge_new(n);
     uint64_t now = util_wall_ms();
 
-    m->n = n;
     m->first_ms = uv_now(ev->loop);
-    m->id_klen = (size_t)snprintf(m->id_key, sizeof(m->id_key), "%sm:%016llx:%llx",
-                                  ev->prefix, (unsigned long long)ev->instance,
-                                  (unsigned long long)++ev->seq);
+    if (!detached)
+        m->id_klen = (size_t)snprintf(m->id_key, sizeof(m->id_key), "%sm:%016llx:%llx",
+                                      ev->prefix, (unsigned long long)ev->instance,
+                                      (unsigned long long)++ev->seq);
     for (size_t i = 0; i < n; i++) {
         struct store_merge_item *it = &m->items[i];
+        struct ev_slot *sl = &m->slot[i];
 
         score_decay(&e[i]->pending, now, ev->half_life_ms);
-        it->key = m->keys[i];
-        it->klen = build_key(ev, e[i]->net, m->keys[i]);
+        it->key = sl->key;
+        it->klen = build_key(ev, e[i]->net, sl->key);
         it->delta = e[i]->pending;
         if (needs_floor(ev, e[i])) {
-            m->floors[i] = e[i]->view;
-            it->floor = &m->floors[i];
+            sl->floor = e[i]->view;
+            it->floor = &sl->floor;
         }
         if (!detached) {
-            m->e[i] = e[i];
-            m->floor_epoch[i] = it->floor ? ev->epoch : 0;
+            sl->e = e[i];
+            sl->floor_epoch = it->floor ? ev->epoch : 0;
             e[i]->inflight = m;
             e[i]->sent = e[i]->pending;
         }
@@ -663,8 +735,8 @@ static void drop(struct evidence *ev, struct ev_entry *e)
     dirty_unlink(ev, e);
     if (e->inflight)
         for (size_t i = 0; i < e->inflight->n; i++)
-            if (e->inflight->e[i] == e)
-                e->inflight->e[i] = NULL;
+            if (e->inflight->slot[i].e == e)
+                e->inflight->slot[i].e = NULL;
     ev->count--;
     ev->drops++;
     free(e);
@@ -772,10 +844,10 @@ void evidence_free(struct evidence *ev)
     while (ev->unsure_head) {           /* again as they were, unwatched */
         m = unsure_pop(ev);
         for (size_t i = 0; i < m->n; i++)
-            if (m->e[i])
-                m->e[i]->inflight = NULL;
+            if (m->slot[i].e)
+                m->slot[i].e->inflight = NULL;
         m->ev = NULL;
-        if (ev->away)
+        if (ev->away || merge_unstrike(m) == 0)
             free(m);
         else
             merge_call(ev, m);
@@ -970,6 +1042,7 @@ void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
 {
     struct ev_entry *e = find(ev, net);
     char key[EVIDENCE_KEY_MAX];
+    size_t klen;
 
     if (e)
         drop(ev, e);
@@ -977,7 +1050,9 @@ void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,
         cb(arg, e ? STORE_OK : STORE_MISS, e ? 1 : 0, -1);
         return;
     }
-    ev->store->ops->del(ev->store, key, build_key(ev, net, key), cb, arg);
+    klen = build_key(ev, net, key);
+    strike(ev, key, klen);              /* a resend must not undo the DEL */
+    ev->store->ops->del(ev->store, key, klen, cb, arg);
 }
 
 static int note_in(struct ev_entry *e, int stage)
