@@ -173,10 +173,10 @@ static void publish(struct siege_store *ss, const struct sdom *d)
     char key[SIEGE_KEY_MAX], val[SIEGE_WIRE_MAX];
     size_t klen = key_of(ss, key, "siege:", d->name, "");
     size_t vlen = siege_mark_encode(&d->st.m, val, sizeof(val));
-    uint64_t ttl = SIEGE_MARK_TTL_MS;
+    uint64_t ttl = SIEGE_MARK_TTL_MS, now = util_wall_ms();
 
-    if (d->st.m.hold_until_ms > util_wall_ms() + ttl)
-        ttl = d->st.m.hold_until_ms - util_wall_ms();
+    if (d->st.m.hold_until_ms > now + ttl)
+        ttl = d->st.m.hold_until_ms - now;
     ss->store->ops->set(ss->store, key, klen, val, vlen, ttl);
 }
 
