@@ -78,9 +78,10 @@ struct store_ops {
     /* set: fire and forget; a failure is counted and logged, not reported */
     void (*set)(struct store *s, const char *key, size_t klen,
                 const char *val, size_t vlen, uint64_t ttl_ms);
-    /* incr: add 1 atomically; a new key lives ttl_ms; when the new value
-     * equals `at` (if at > 0) its life becomes at_ttl_ms.  One round trip. */
-    void (*incr)(struct store *s, const char *key, size_t klen,
+    /* incr: add by (>= 1) atomically; a new key lives ttl_ms; when the
+     * value reaches `at` (if at > 0: the old one was below it, the new one
+     * is not) its life becomes at_ttl_ms.  One round trip. */
+    void (*incr)(struct store *s, const char *key, size_t klen, long long by,
                  uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
                  store_count_cb *cb, void *arg);
     /* peek: a counter's value and, with with_ttl, its remaining life

@@ -40,7 +40,7 @@ static void mem_set(struct store *s, const char *key, size_t klen,
     (void)s, (void)key, (void)klen, (void)val, (void)vlen, (void)ttl_ms;
 }
 
-static void mem_incr(struct store *s, const char *key, size_t klen,
+static void mem_incr(struct store *s, const char *key, size_t klen, long long by,
                      uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
                      store_count_cb *cb, void *arg)
 {
@@ -52,8 +52,8 @@ static void mem_incr(struct store *s, const char *key, size_t klen,
         n = 0;
         expires = ttl_ms ? now + ttl_ms : 0;
     }
-    n++;
-    if (at > 0 && n == at)
+    n += by;
+    if (at > 0 && n - by < at && n >= at)
         expires = at_ttl_ms ? now + at_ttl_ms : 0;
     cache_put(c, key, klen, n, expires);
     cb(arg, STORE_OK, n, ttl_left(expires, now));

@@ -13,7 +13,7 @@
  *
  *	get	GET key				-> STORE_OK / STORE_MISS
  *	set	SET key val PX ttl		fire and forget
- *	incr	EVALSHA (INCR + PEXPIRE + PTTL)	one round trip
+ *	incr	EVALSHA (INCRBY + PEXPIRE + PTTL)	one round trip
  *	peek	GET key, or with the life EVALSHA (GET + PTTL): one round trip
  *	del	UNLINK key, or for "prefix*": SCAN MATCH (glob characters of
  *		the prefix escaped) + UNLINK in batches, until the cursor is 0
@@ -94,15 +94,16 @@
 #include "../policyd/stats.h"
 #include "../policyd/util.h"
 
-/* INCR with its expiry: a new key lives ARGV[1] ms; reaching ARGV[2]
- * (when > 0) sets the life to ARGV[3] ms; a key that somehow lost its
- * expiry gets one again, so no counter lives forever. */
+/* INCRBY ARGV[4] with its expiry: a new key lives ARGV[1] ms; reaching
+ * ARGV[2] (when > 0) sets the life to ARGV[3] ms; a key that somehow lost
+ * its expiry gets one again, so no counter lives forever. */
 const char sr_incr_lua[] =
-    "local n = redis.call('INCR', KEYS[1])\n"
+    "local by = tonumber(ARGV[4])\n"
+    "local n = redis.call('INCRBY', KEYS[1], by)\n"
     "local ttl = tonumber(ARGV[1])\n"
     "local at = tonumber(ARGV[2])\n"
-    "if at > 0 and n == at then ttl = tonumber(ARGV[3])\n"
-    "elseif n ~= 1 and redis.call('PTTL', KEYS[1]) >= 0 then ttl = 0 end\n"
+    "if at > 0 and n - by < at and n >= at then ttl = tonumber(ARGV[3])\n"
+    "elseif n ~= by and redis.call('PTTL', KEYS[1]) >= 0 then ttl = 0 end\n"
     "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
     "return {n, redis.call('PTTL', KEYS[1])}\n";
 
@@ -223,7 +224,7 @@ void sr_cmd_fail(struct rcmd *c)
         break;
     case K_INCR:
         if (fb)
-            fb->ops->incr(fb, c->key, c->klen, c->ttl_ms, c->at, c->at_ttl_ms,
+            fb->ops->incr(fb, c->key, c->klen, c->by, c->ttl_ms, c->at, c->at_ttl_ms,
                           c->count_cb, c->arg);
         else
             c->count_cb(c->arg, STORE_ERR, 0, -1);
@@ -327,9 +328,9 @@ static void batch_add(struct store_redis *sr, struct rcmd *c)
 
 static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
 {
-    char ttl[24], at[24], at_ttl[24];
-    const char *argv[7];
-    size_t lens[7];
+    char ttl[24], at[24], at_ttl[24], by[24];
+    const char *argv[8];
+    size_t lens[8];
     int argc = 4;
 
     argv[0] = use_eval ? "EVAL" : "EVALSHA";
@@ -347,7 +348,9 @@ static int script_send(struct store_redis *sr, struct rcmd *c, int use_eval)
         argv[4] = ttl;
         argv[5] = at;
         argv[6] = at_ttl;
-        argc = 7;
+        snprintf(by, sizeof(by), "%lld", c->by);
+        argv[7] = by;
+        argc = 8;
     }
     for (int i = 0; i < argc; i++)
         if (i != 3)
@@ -700,14 +703,14 @@ static void sr_set(struct store *s, const char *key, size_t klen,
     }
 }
 
-static void sr_incr(struct store *s, const char *key, size_t klen,
+static void sr_incr(struct store *s, const char *key, size_t klen, long long by,
                     uint64_t ttl_ms, long long at, uint64_t at_ttl_ms,
                     store_count_cb *cb, void *arg)
 {
     struct store_redis *sr = sr_of(s);
 
     if (!sr_usable(sr, klen)) {
-        sr->fallback->ops->incr(sr->fallback, key, klen, ttl_ms, at, at_ttl_ms,
+        sr->fallback->ops->incr(sr->fallback, key, klen, by, ttl_ms, at, at_ttl_ms,
                                 cb, arg);
         return;
     }
@@ -716,6 +719,7 @@ static void sr_incr(struct store *s, const char *key, size_t klen,
     c->arg = arg;
     c->ttl_ms = ttl_ms;
     c->at = at;
+    c->by = by;
     c->at_ttl_ms = at_ttl_ms;
     if (script_send(sr, c, 0) < 0) {
         sr_cmd_fail(c);

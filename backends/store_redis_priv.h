@@ -67,7 +67,7 @@ struct rcmd {
     store_list_cb *list_cb;
     void *arg;
     uint64_t ttl_ms, at_ttl_ms;
-    long long at;
+    long long at, by;           /* incr */
     long long removed;          /* del: total so far */
     char cursor[24];            /* del: SCAN cursor (<= 20 digits) */
     char *pattern;              /* del: escaped SCAN pattern */

@@ -18,6 +18,7 @@
 #define SIEGE_SLOTS (SIEGE_BUCKETS + 1)  /* read per poll: the window and one */
 #define SIEGE_KEY_MAX 400           /* prefix (64) + domain (255) + bucket */
 #define SIEGE_NETS_MAX 100000       /* established networks known here */
+#define SIEGE_COUNTED_MAX 100000    /* networks whose visit was counted */
 #define SIEGE_MARK_TTL_MS (86400ULL * 1000) /* a mark outlives every daemon */
 
 /* KNOWN_ASSUMED: the store did not answer during a siege (fail open) */
@@ -29,25 +30,31 @@ struct sdom {
     uint64_t deferred, admitted;    /* clients, by this process */
     uint64_t idx;                   /* bucket of b[0] at the last poll */
     long long b[SIEGE_SLOTS];       /* the last poll's counts */
+    long long unsent;               /* unknown recipients not sent yet, */
+    uint64_t unsent_idx;            /* all of this bucket */
 };
 
 struct siege_store {
     uv_loop_t *loop;
-    uv_timer_t timer;
+    uv_timer_t timer;               /* the poll */
+    uv_timer_t count_timer;         /* the unsent counts, once a tick */
     struct store *store;
     int shared;
-    int refs;                       /* owner, timer, outstanding store ops */
+    int refs;                       /* owner, timers, outstanding store ops */
     int closing;
     unsigned gen;                   /* bumped when the domain table changes */
     int polling;
     struct cache *nets;             /* networks known here: established, or
                                      * not (revoked here) */
+    struct cache *counted;          /* networks whose visit was counted
+                                     * lately (for visit_ms) */
     struct log_limiter store_rl;    /* store errors in a siege */
     /* settings, copied from the config */
     char prefix[CONFIG_PREFIX_MAX + 1];
     enum siege_action_cfg action;
     struct siege_rules rules;
     uint64_t window_ms, retry_min_ms, retry_max_ms, delay_ms, established_ms;
+    uint64_t visit_ms;              /* retry_min / established_after */
     unsigned established_after, tarpit_share;
     struct sdom *doms;
     size_t ndoms;
@@ -61,6 +68,7 @@ static void ss_unref(struct siege_store *ss)
     if (--ss->refs > 0)
         return;
     cache_free(ss->nets);
+    cache_free(ss->counted);
     free(ss->doms);
     free(ss->view);
     free(ss);
@@ -72,6 +80,7 @@ static void timer_closed(uv_handle_t *h)
 }
 
 static void poll_tick(uv_timer_t *t);
+static void count_flush(struct siege_store *ss);
 
 struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared)
 {
@@ -80,12 +89,15 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->loop = loop;
     ss->store = store;
     ss->shared = shared;
-    ss->refs = 2;                   /* owner and timer */
+    ss->refs = 3;                   /* owner and timers */
     ss->nets = cache_new(SIEGE_NETS_MAX);
+    ss->counted = cache_new(SIEGE_COUNTED_MAX);
     ss->store_rl = (struct log_limiter)LOG_LIMITER_INIT(SIEGE_STORE_LOG_MS);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
     uv_timer_start(&ss->timer, poll_tick, SIEGE_POLL_MS, SIEGE_POLL_MS);
+    uv_timer_init(loop, &ss->count_timer);
+    ss->count_timer.data = ss;
     return ss;
 }
 
@@ -93,8 +105,10 @@ void siege_store_free(struct siege_store *ss)
 {
     if (!ss)
         return;
+    count_flush(ss);                /* sent: lands if the store lingers */
     ss->closing = 1;
     uv_close((uv_handle_t *)&ss->timer, timer_closed);
+    uv_close((uv_handle_t *)&ss->count_timer, timer_closed);
     ss_unref(ss);
 }
 
@@ -111,6 +125,7 @@ void siege_store_configure(struct siege_store *ss, const struct config *cfg)
     const struct strlist *dl = &cfg->directory.domains;
     struct sdom *doms = xcalloc(dl->n ? dl->n : 1, sizeof(*doms));
 
+    count_flush(ss);                /* to the keys of the old settings */
     snprintf(ss->prefix, sizeof(ss->prefix), "%s", cfg->redis.prefix ? cfg->redis.prefix : "");
     ss->action = cfg->siege.action;
     ss->rules.threshold = cfg->siege.threshold;
@@ -123,6 +138,7 @@ void siege_store_configure(struct siege_store *ss, const struct config *cfg)
     ss->retry_max_ms = cfg->siege.retry_max_ms;
     ss->delay_ms = cfg->siege.delay_ms;
     ss->established_after = cfg->siege.established_after;
+    ss->visit_ms = ss->retry_min_ms / ss->established_after;
     ss->established_ms = cfg->siege.established_days * 86400ULL * 1000;
     ss->tarpit_share = cfg->harvest.tarpit_share;
     /* a domain that stays keeps its state; the table is new either way */
@@ -305,7 +321,7 @@ static void poll_tick(uv_timer_t *t)
     poll_done(p);
 }
 
-/* ---- counting: one increment per unknown recipient ---- */
+/* ---- counting: one increment per domain per tick ---- */
 
 struct count_op {
     struct siege_store *ss;
@@ -314,9 +330,26 @@ struct count_op {
     uint64_t idx;
 };
 
+/* window_at - d's buckets as of bucket idx (not before d->idx): the last
+ * known counts, shifted */
+static void window_at(const struct sdom *d, uint64_t idx, long long *b)
+{
+    memset(b, 0, SIEGE_SLOTS * sizeof(*b));
+    for (uint64_t s = 0; s + (idx - d->idx) < SIEGE_SLOTS; s++)
+        b[s + (idx - d->idx)] = d->b[s];
+}
+
+static double rate_of(const struct siege_store *ss, const long long *b, uint64_t now)
+{
+    uint64_t bms = bucket_ms(ss);
+
+    return siege_window_rate(b, SIEGE_SLOTS, (double)(now % bms) / (double)bms,
+                             ss->window_ms);
+}
+
 /* counted - the reply gives the current bucket's fleet count: with the
- * older buckets of the last poll, the rate now, so a siege begins on the
- * request that crosses the trigger. */
+ * older buckets of the last poll, the rate now.  Kept as the last known
+ * counts, for siege_unknown's estimate. */
 static void counted(void *arg, int status, long long count, long long ttl_ms)
 {
     struct count_op *op = arg;
@@ -325,24 +358,54 @@ static void counted(void *arg, int status, long long count, long long ttl_ms)
 
     if (status == STORE_OK && !ss->closing && op->gen == ss->gen) {
         struct sdom *d = &ss->doms[op->dom];
-        uint64_t now = util_wall_ms(), bms = bucket_ms(ss);
-        long long b[SIEGE_SLOTS] = { 0 };
+        uint64_t now = util_wall_ms();
+        long long b[SIEGE_SLOTS];
 
         if (op->idx < d->idx)           /* a poll saw a later bucket already */
             goto out;
-        for (uint64_t s = 0; s + (op->idx - d->idx) < SIEGE_SLOTS; s++)
-            b[s + (op->idx - d->idx)] = d->b[s];
+        window_at(d, op->idx, b);
         if (count > b[0])
             b[0] = count;
-        events(ss, d, siege_observe(&ss->rules, &d->st,
-                                    siege_window_rate(b, SIEGE_SLOTS,
-                                                      (double)(now % bms) / (double)bms,
-                                                      ss->window_ms),
-                                    NULL, now), "rate");
+        memcpy(d->b, b, sizeof(d->b));
+        d->idx = op->idx;
+        events(ss, d, siege_observe(&ss->rules, &d->st, rate_of(ss, b, now), NULL, now),
+               "rate");
     }
 out:
     free(op);
     ss_unref(ss);
+}
+
+/* count_send - d's unsent count, to the store at once */
+static void count_send(struct siege_store *ss, struct sdom *d)
+{
+    struct count_op *op = xmalloc(sizeof(*op));
+    long long n = d->unsent;
+    char key[SIEGE_KEY_MAX];
+    size_t klen;
+
+    op->ss = ss;
+    op->gen = ss->gen;
+    op->dom = (size_t)(d - ss->doms);
+    op->idx = d->unsent_idx;
+    d->unsent = 0;
+    ss->refs++;
+    /* a bucket lives its window and one more, so a poll reads it whole */
+    klen = bucket_key(ss, key, d, op->idx);
+    ss->store->ops->incr(ss->store, key, klen, n, ss->window_ms + 2 * bucket_ms(ss), 0, 0,
+                         counted, op);
+}
+
+static void count_flush(struct siege_store *ss)
+{
+    for (size_t i = 0; i < ss->ndoms; i++)
+        if (ss->doms[i].unsent)
+            count_send(ss, &ss->doms[i]);
+}
+
+static void count_tick(uv_timer_t *t)
+{
+    count_flush(t->data);
 }
 
 /* ---- the request path ---- */
@@ -414,7 +477,7 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
     sc->siege = 0;
     sc->admitted = 0;
     sc->pending_ms = -1;
-    sc->pending_valid = 0;
+    sc->pending_visits = 0;
     sc->cb = cb;
     sc->arg = arg;
     sc->known = hc->trusted || !hc->nlevels ? KNOWN_EXEMPT : KNOWN_NO;
@@ -498,29 +561,38 @@ void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg)
 
     sc->cb = cb;
     sc->arg = arg;
-    ss->store->ops->incr(ss->store, key, klen, ss->retry_max_ms, 0, 0, retried, sc);
+    ss->store->ops->incr(ss->store, key, klen, 1, ss->retry_max_ms, 0, 0, retried, sc);
 }
 
 void siege_unknown(struct siege_client *sc)
 {
     struct siege_store *ss = sc->ss;
     struct sdom *d = dom_of(sc);
-    struct count_op *op;
-    char key[SIEGE_KEY_MAX];
-    size_t klen;
+    uint64_t now, idx;
 
     if (sc->known == KNOWN_EXEMPT || !d || ss->closing)
         return;                 /* established or not: see siege_store.h */
-    op = xmalloc(sizeof(*op));
-    op->ss = ss;
-    op->gen = ss->gen;
-    op->dom = (size_t)(d - ss->doms);
-    op->idx = util_wall_ms() / bucket_ms(ss);
-    ss->refs++;
-    /* a bucket lives its window and one more, so a poll reads it whole */
-    klen = bucket_key(ss, key, d, op->idx);
-    ss->store->ops->incr(ss->store, key, klen, ss->window_ms + 2 * bucket_ms(ss), 0, 0,
-                         counted, op);
+    now = util_wall_ms();
+    idx = now / bucket_ms(ss);
+    if (d->unsent && d->unsent_idx != idx)
+        count_send(ss, d);      /* its bucket is over: counted in it */
+    d->unsent_idx = idx;
+    d->unsent++;
+    /* the last known counts and ours cross the trigger: sent at once, so
+     * the siege begins on this request, not a tick of guesses later (a
+     * siege, or an operator's hold, ends the estimate) */
+    if (!d->st.m.on && d->st.m.hold_until_ms <= now && idx >= d->idx) {
+        long long b[SIEGE_SLOTS];
+
+        window_at(d, idx, b);
+        b[0] += d->unsent;
+        if (rate_of(ss, b, now) > siege_trigger(&ss->rules, &d->st)) {
+            count_send(ss, d);
+            return;
+        }
+    }
+    if (!uv_is_active((uv_handle_t *)&ss->count_timer))
+        uv_timer_start(&ss->count_timer, count_tick, SIEGE_COUNT_MS, 0);
 }
 
 /* ---- established networks: earned over retry_min, lost by guessing ---- */
@@ -550,23 +622,34 @@ struct pend_op {
     char net[EVIDENCE_NET_MAX];
 };
 
-/* pended - "p:" NET was counted: its count is the network's valid
- * recipients since its first, and its remaining life tells when that
- * was, on whichever policyd.  Established once they span retry_min: a
- * burst, however clean, is not an MTA. */
+/* pended - "p:" NET was counted: its count is the network's visits
+ * since its first, and its remaining life tells when that was, on
+ * whichever policyd.  Established once they span retry_min: a burst,
+ * however clean, is not an MTA. */
 static void pended(void *arg, int status, long long count, long long ttl_ms)
 {
     struct pend_op *op = arg;
     struct siege_store *ss = op->ss;
+    uint64_t age = age_of(ss->retry_max_ms, ttl_ms);
 
     if (status == STORE_OK && !ss->closing && op->clean &&
-        count >= (long long)ss->established_after &&
-        age_of(ss->retry_max_ms, ttl_ms) >= ss->retry_min_ms) {
+        count >= (long long)ss->established_after && age >= ss->retry_min_ms) {
         char key[SIEGE_KEY_MAX];
         size_t klen = key_of(ss, key, "s:", op->net, "");
 
         remember(ss, op->net, KNOWN_CLEAN, ss->established_ms);
         ss->store->ops->set(ss->store, key, klen, "c", 1, ss->established_ms);
+    } else if (status == STORE_OK && !ss->closing && op->clean &&
+               count + 1 >= (long long)ss->established_after && age < ss->retry_min_ms) {
+        /* one more visit establishes it once retry_min has passed: this
+         * visit ends then, so it is established at retry_min, not up to
+         * visit_ms later */
+        uint64_t now = util_now_ms(), ripe = now + (ss->retry_min_ms - age), exp;
+        size_t nlen = strlen(op->net);
+        int64_t v;
+
+        if (cache_get(ss->counted, op->net, nlen, now, &v, &exp) && ripe < exp)
+            cache_put(ss->counted, op->net, nlen, v, ripe);
     }
     free(op);
     ss_unref(ss);
@@ -579,11 +662,19 @@ void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
     struct score s;
     int known;
     char key[SIEGE_KEY_MAX];
-    size_t klen;
+    size_t klen, nlen = strlen(sc->net);
+    uint64_t now = util_now_ms(), exp;
+    int64_t v;
 
-    if (hc->exempt || ss->closing ||
-        (known_here(ss, sc->net, &known) && known == KNOWN_CLEAN))
+    if (hc->exempt || ss->closing)
+        return;
+    /* a visit counts once: its other recipients cost this lookup alone */
+    if (ss->visit_ms && cache_get(ss->counted, sc->net, nlen, now, &v, &exp))
+        return;
+    if (known_here(ss, sc->net, &known) && known == KNOWN_CLEAN)
         return;                     /* written less than SIEGE_REFRESH_MS ago */
+    if (ss->visit_ms)
+        cache_put(ss->counted, sc->net, nlen, 1, now + ss->visit_ms);
     s = with_this(hc, 1);
     op = xmalloc(sizeof(*op));
     op->ss = ss;
@@ -593,7 +684,7 @@ void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
     /* a new key lives retry_max: the sender comes back within it, or
      * starts over (and a /48 of /64s leaves nothing for weeks) */
     klen = key_of(ss, key, "p:", sc->net, "");
-    ss->store->ops->incr(ss->store, key, klen, ss->retry_max_ms, 0, 0, pended, op);
+    ss->store->ops->incr(ss->store, key, klen, 1, ss->retry_max_ms, 0, 0, pended, op);
 }
 
 struct revoke_op {
@@ -649,6 +740,7 @@ void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
     snprintf(op->domain, sizeof(op->domain), "%s", d ? d->name : "-");
     sc->known = KNOWN_NO;
     remember(ss, sc->net, KNOWN_NO, SIEGE_REFRESH_MS);
+    cache_del(ss->counted, sc->net, strlen(sc->net));  /* its next visit counts */
     /* fleet-wide, whichever policyd established it, and earned anew
      * over retry_min */
     ss->refs++;
@@ -676,7 +768,7 @@ static void est_pending(void *arg, int status, long long count, long long ttl_ms
 
     if (status == STORE_OK) {
         op->sc->pending_ms = (long long)age_of(op->sc->ss->retry_max_ms, ttl_ms);
-        op->sc->pending_valid = count;
+        op->sc->pending_visits = count;
     }
     est_done(op);
 }
@@ -723,16 +815,18 @@ void siege_established_text(const struct siege_client *sc, int json, struct sbuf
     if (json) {
         sbuf_printf(out, "\"established\":\"%s\"", word[sc->known]);
         if (sc->pending_ms >= 0)
-            sbuf_printf(out, ",\"pending_s\":%.1f,\"pending_valid\":%lld",
-                        sc->pending_ms / 1000.0, sc->pending_valid);
+            sbuf_printf(out, ",\"pending_s\":%.1f,\"pending_visits\":%lld",
+                        sc->pending_ms / 1000.0, sc->pending_visits);
         return;
     }
     sbuf_printf(out, "established: %s", text[sc->known]);
+    /* a visit: its valid recipients, counted once per visit_ms here */
     if (sc->pending_ms >= 0)
-        sbuf_printf(out, " (pending since %.0fs, %lld valid: needs %u valid recipients "
-                    "spanning %.0fs within %.0fs, under %u%% invalid)",
-                    sc->pending_ms / 1000.0, sc->pending_valid, ss->established_after,
-                    ss->retry_min_ms / 1000.0, ss->retry_max_ms / 1000.0, ss->tarpit_share);
+        sbuf_printf(out, " (pending since %.0fs, visits %lld of %u, spanning %.0fs "
+                    "within %.0fs, one counted per %.*fs, under %u%% invalid)",
+                    sc->pending_ms / 1000.0, sc->pending_visits, ss->established_after,
+                    ss->retry_min_ms / 1000.0, ss->retry_max_ms / 1000.0,
+                    ss->visit_ms < 10000 ? 1 : 0, ss->visit_ms / 1000.0, ss->tarpit_share);
 }
 
 int siege_force_domain(struct siege_store *ss, const char *domain, int on,

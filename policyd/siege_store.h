@@ -92,6 +92,7 @@
 #include "stats.h"
 
 #define SIEGE_POLL_MS 1000              /* each domain's rate and mark */
+#define SIEGE_COUNT_MS 50               /* unknown recipients, sent per domain */
 #define SIEGE_REFRESH_MS (300 * 1000)   /* an established network, re-written */
 /* invalid recipients (faded, to the nearest whole) a narrow standing needs
  * before its share can revoke: a single typo after a quiet hour never does */
@@ -113,10 +114,9 @@ struct siege_client {
     int known;                  /* established (or exempt), as far as known */
     int siege;                  /* the domain is under siege, action != off */
     int admitted;               /* defer: came back in time */
-    long long pending_ms;       /* siege_established: since the first valid
-                                 * recipient of a network not established;
-                                 * -1 none */
-    long long pending_valid;    /* and its valid recipients since */
+    long long pending_ms;       /* siege_established: since the first visit
+                                 * of a network not established; -1 none */
+    long long pending_visits;   /* and its visits since */
     char net[EVIDENCE_NET_MAX];
     siege_cb *cb;
     void *arg;

@@ -5,6 +5,7 @@ established senders feel nothing (issue 12).
 Windows are shortened ([siege] window, cooldown, retry_min); everything
 else keeps its default, the threshold included."""
 import json
+import re
 import statistics
 import subprocess
 import threading
@@ -13,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import POLICYD, Daemon, PolicyClient, wait_for
-from redis import RedisServer
+from harness import POLICYD, Daemon, PolicyClient, request, wait_for
+from redis import Resp, RedisServer
 
 UNKNOWN = "550 5.1.1 User unknown"
 SIEGE = "450 4.7.1 Service busy, try again later"
@@ -275,3 +276,36 @@ def test_config_checks(tmp_path):
     r = subprocess.run([POLICYD, "-t", "-c", str(conf)], capture_output=True, text=True)
     assert r.returncode != 0
     assert "p.conf:5: [siege] retry_min: 600s is not below retry_max (300s)\n" in r.stderr, r.stderr
+
+
+def test_unknown_recipients_are_counted_in_batches():
+    """200 unknown recipients of 200 networks, pipelined on one connection:
+    the domain's buckets in Redis sum to exactly 200 (each sent once, a tick
+    after), in far fewer increments than recipients: one per domain per
+    tick (SIEGE_COUNT_MS)."""
+    n = 200
+    with RedisServer() as r, \
+            Daemon(extra="\n[siege]\naction = off\n" + redis_conf(r)) as d, \
+            Resp("127.0.0.1", r.port) as rc:
+        d.wait_log("redis: up")
+        rc.call("CONFIG", "RESETSTAT")
+        with d.client() as c:
+            # sent from a thread: replies are read while it writes
+            t = threading.Thread(target=c.send_raw, daemon=True, args=(b"".join(
+                request(client_address=bot_ip(i), recipient="g%d@example.com" % i)
+                for i in range(n)),))
+            t.start()
+            answers = [c.read_reply() for _ in range(n)]
+            t.join(10)
+        assert answers == [b"action=%s\n\n" % UNKNOWN.encode()] * n
+
+        def counted():
+            return sum(int(rc.call("GET", k) or 0)
+                       for k in rc.call("KEYS", "policyd:r:example.com:*"))
+        wait_for(lambda: counted() >= n, 10, interval=0.05, what="the counts")
+        assert counted() == n
+        stats = rc.call("INFO", "commandstats").decode()
+        calls = sum(int(m) for m in re.findall(r"^cmdstat_incr(?:by)?:calls=(\d+),",
+                                               stats, re.M))
+        print("\n%d unknown recipients: %d increments" % (n, calls))
+        assert 1 <= calls <= n // 4, stats

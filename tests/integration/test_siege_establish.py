@@ -19,6 +19,7 @@ from test_siege import SIEGE, SIEGE_CONF, UNKNOWN, establish, redis_conf
 
 CLEAN = "established: yes (clean record)"
 RETRY_MIN = 2.0           # SIEGE_CONF's
+VISIT = RETRY_MIN / 3     # a visit counts once: retry_min / established_after
 
 
 def key(kind, ip):
@@ -68,7 +69,7 @@ def test_padding_with_valid_recipients_earns_nothing(shared):
     # may have revoked even that)
     for out in clients:
         assert out.endswith("\n\nestablished: no\n") or out.endswith(
-            " valid: needs 3 valid recipients spanning 300s within 14400s, "
+            "s, visits 1 of 3, spanning 300s within 14400s, one counted per 100s, "
             "under 25% invalid)\n"), out
 
 
@@ -131,10 +132,11 @@ def test_honest_sender_is_established_after_retry_min():
         # test's clock, which started before it): none could establish it
         if burst < RETRY_MIN:
             assert "\n\nestablished: no (pending since " in out, out
-            assert out.endswith("s, 10 valid: needs 3 valid recipients spanning 2s "
-                                "within 14400s, under 25% invalid)\n"), out
+            # ten recipients at once: one visit
+            assert out.endswith("s, visits 1 of 3, spanning 2s within 14400s, "
+                                "one counted per 0.7s, under 25% invalid)\n"), out
             assert js["established"] == "no" and 0 <= js["pending_s"] < RETRY_MIN + 1, js
-            assert js["pending_valid"] == 10, js
+            assert js["pending_visits"] == 1, js
         # b delivers the later ones; b says when it is established
         def established():
             assert b.ask(client_address=ip, recipient="alice@example.com") == "DUNNO"
@@ -159,16 +161,23 @@ def narrow_valid(d, ip):
     return client_json(d, ip)["levels"][0]["valid"]
 
 
-def establish_with_four(d, ip):
-    """Like an MTA: 3 valid recipients, and a 4th once retry_min has passed
-    since the first (polled on policyctl's pending_s): established with
-    exactly 4 valid recipients."""
-    with d.client() as c:
-        for _ in range(3):
-            assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
-    wait_for(lambda: client_json(d, ip)["pending_s"] > RETRY_MIN + 0.2, 30,
-             interval=0.1, what="retry_min")
+def visit_after(d, ip, age):
+    """One valid recipient once the network's first visit is age s old
+    (polled on policyctl's pending_s)."""
+    wait_for(lambda: client_json(d, ip)["pending_s"] > age, 30, interval=0.1,
+             what="pending for %gs" % age)
     assert d.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+
+
+def establish_with_four(d, ip):
+    """Like an MTA: 2 valid recipients (one visit), a 3rd once a visit
+    interval has passed, and a 4th once retry_min has passed since the
+    first: established with exactly 4 valid recipients in 3 visits."""
+    with d.client() as c:
+        for _ in range(2):
+            assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+    visit_after(d, ip, VISIT + 0.1)
+    visit_after(d, ip, RETRY_MIN + 0.2)
     assert client_json(d, ip)["established"] == "clean"
 
 
@@ -223,7 +232,7 @@ def test_planted_recipient_expires_after_retry_max():
             for _ in range(3):
                 assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
         js = client_json(d, ip)
-        assert js["established"] == "no" and js["pending_valid"] == 3, js
+        assert js["established"] == "no" and js["pending_visits"] == 1, js
         assert js["pending_s"] < RETRY_MIN, js
 
 
@@ -319,3 +328,61 @@ def test_store_down_in_a_siege_fails_open():
         assert answers == ["DUNNO", "DUNNO", UNKNOWN], answers
         assert b.read_log().count("siege: the store did not answer for "
                                   "net=198.51.100.90/32: taken as established") == 1
+
+
+# ---- establishment counts visits, not recipients (issue 11 point 8) ----
+
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
+def test_a_burst_of_recipients_is_one_visit(shared):
+    """50 valid recipients of one network within one visit interval
+    (retry_min / established_after: 100 s by default) count once toward
+    its establishment: "p:" NET is 1, in Redis and for policyctl."""
+    ip = "198.51.100.80"
+    with RedisServer() as r, Daemon(extra=redis_conf(r) if shared else "") as d:
+        if shared:
+            d.wait_log("redis: up")
+        with d.client() as c:
+            for k in range(50):
+                assert c.ask(client_address=ip, recipient="user@example.com" if k % 2
+                             else "alice@example.com") == "DUNNO"
+        # read on the store's connection after every count went out
+        js = client_json(d, ip)
+        assert js["established"] == "no" and js.get("pending_visits") == 1, js
+        if shared:
+            with Resp("127.0.0.1", r.port) as rc:
+                assert rc.call("GET", key("p", ip)) == b"1"
+
+
+def test_a_sender_that_comes_back_counts_again():
+    """Visits a visit interval apart (retry_min 2 s / 3) count again, each
+    however many recipients it has; the sender is established once its
+    visits span retry_min, not before: at retry_min, as when every
+    recipient counted."""
+    ip = "198.51.100.81"
+    with RedisServer() as r, Daemon(extra=SIEGE_CONF + redis_conf(r)) as d:
+        d.wait_log("redis: up")
+
+        def visit(after):
+            if after:
+                # (established already, on a slow machine: no pending_s)
+                wait_for(lambda: client_json(d, ip).get("pending_s", math.inf) > after, 30,
+                         interval=0.05, what="pending for %gs" % after)
+            with d.client() as c:
+                for _ in range(5):
+                    assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+            return client_json(d, ip)
+
+        def stored():
+            with Resp("127.0.0.1", r.port) as rc:
+                return rc.call("GET", key("p", ip))
+        t0 = time.monotonic()
+        assert visit(0)["pending_visits"] == 1 and stored() == b"1"
+        js = visit(VISIT + 0.1)
+        assert js["pending_visits"] == 2 and stored() == b"2", js
+        js = visit(2 * VISIT + 0.2)
+        assert stored() == b"3"
+        if time.monotonic() - t0 < RETRY_MIN:   # the test's clock started first
+            assert js["established"] == "no" and js["pending_visits"] == 3, js
+        js = visit(RETRY_MIN + 0.1)
+        assert js["established"] == "clean", js
+        assert time.monotonic() - t0 >= RETRY_MIN
