@@ -11,35 +11,53 @@
  * answer differently while a domain is under siege.  Keys in the store
  * (PREFIX = [redis] prefix):
  *
- *   PREFIX "r:" DOMAIN ":" N   incr: unknown recipients (of clients not
- *                              exempt) in bucket N (window/6 long); read
- *                              back with the other buckets of one window
+ *   PREFIX "r:" DOMAIN ":" N   incr by: unknown recipients (of clients
+ *                              not exempt) in bucket N (window/6 long);
+ *                              read back with the other buckets of one
+ *                              window
  *   PREFIX "siege:" DOMAIN     set/get: the fleet's mark (siege.h)
  *   PREFIX "s:" NET            set/get: an established network ("c": a
  *                              clean record, for established_days; "r":
  *                              retried during a siege, for retry_max)
- *   PREFIX "p:" NET            incr: the valid recipients of a network not
- *                              known as established; its remaining life
+ *   PREFIX "p:" NET            incr: the visits of a network not known
+ *                              as established; its remaining life
  *                              (retry_max) tells when the first was
  *   PREFIX "w:" NET            incr: first try during a siege; its
  *                              remaining life (retry_max) tells its age
  *
  * One uv timer polls every domain each SIEGE_POLL_MS: its window's buckets
- * and its mark, all gets and plain peeks, so one MGET to Redis.  The reply
- * to each count also feeds the state machine, so a siege begins on the
- * request that crosses the trigger, on whichever policyd asked it.
+ * and its mark, all gets and plain peeks, so one MGET to Redis.
+ *
+ * Unknown recipients are counted here first and sent as one increment
+ * per domain each SIEGE_COUNT_MS tick (and when their bucket ends), not
+ * one per recipient: a harvest costs Redis a few commands a second.  The
+ * reply to each increment feeds the state machine and is kept as the
+ * domain's last known counts; when those and the counts not sent yet
+ * cross the trigger (outside a siege), they are sent at once, so a siege
+ * begins on the request that crosses the trigger as this process knows
+ * it, and within a tick (or a poll) of the fleet's.  The counts not sent
+ * are sent before a reload's settings apply (to the keys of the old ones,
+ * a dropped domain's too) and at siege_store_free (they land as Redis
+ * writes left at close do: store_redis.c, CLOSE).
  *
  * Without Redis (store_mem) the counters live in process memory and the
  * marks and established networks in tables of this process.
  *
  * Established: a client's narrow network (harvest.h) that came back like
  * an MTA (like greylisting): its "p:" count reaches [siege]
- * established_after valid recipients at least [siege] retry_min after
- * the first, before [siege] retry_max has passed (else the count starts
- * over), and its narrow standing's invalid share is below [harvest]
- * tarpit_share at that recipient.  The count is the store's, not the
- * standing's, so a sender of one message an hour qualifies.  Exempt
- * clients (whitelisted, SASL) count as established.
+ * established_after visits at least [siege] retry_min after the first,
+ * before [siege] retry_max has passed (else the count starts over), and
+ * its narrow standing's invalid share is below [harvest] tarpit_share at
+ * that visit's first recipient.  A visit: the valid recipients of a
+ * network that this process counts once per visit interval, retry_min /
+ * established_after (100 s by default), so a network delivering all
+ * along has established_after visits before retry_min and is established
+ * at retry_min, a burst is one visit, and a sender of one message an
+ * hour counts each.  When one more visit would establish it, the visit
+ * interval ends at retry_min: its next visit, however soon, does.  A
+ * fleet of N policyd may count one visit up to N times: the span of
+ * retry_min still holds.  The count is the store's, not the standing's.
+ * Exempt clients (whitelisted, SASL) count as established.
  *
  * Revoked: at an unknown recipient (or trap) from which the narrow
  * standing has SIEGE_REVOKE_MIN_INVALID invalid recipients or more and a
@@ -47,7 +65,8 @@
  * whether or not this process knows the network as established (it may
  * have been established through another policyd, or before a restart),
  * at most once per network per SIEGE_REFRESH_MS by this process, which
- * then knows it as not established for as long.  Logged (event=revoke)
+ * then knows it as not established for as long, and counts its next
+ * visit at once.  Logged (event=revoke)
  * only when it was established, here or in the store: bots that never
  * were make no lines.
  *
@@ -65,11 +84,13 @@
  * A deferred RCPT is never looked up, so it counts in the rate as an
  * unknown recipient: a siege lasts as long as the guesses, not one window.
  *
- * Outside a siege a request costs nothing here but one counter increment
- * for an unknown recipient, and for a valid one from a network not known
- * here to be established, one increment of "p:" NET and, once it
- * qualifies, one write of "s:" NET; a revocation costs two deletes.  All
- * fire and forget.  Under a siege a not-established client costs one more
+ * Outside a siege a request costs nothing here but, for an unknown
+ * recipient, a clock read and the estimate (a sum of the window's
+ * buckets; the increment goes out once a tick), and for a valid one from
+ * a network not known here to be established, a table lookup and, once
+ * a visit, one increment of "p:" NET
+ * and, once it qualifies, one write of "s:" NET; a revocation costs two
+ * deletes.  All fire and forget.  Under a siege a not-established client costs one more
  * batched read (is it established?) and, with action = defer, one counter
  * increment (its retry) before the answer, the same for every recipient:
  * the directory is never asked for it.
@@ -80,7 +101,9 @@
  *	learns it anew (the threshold still holds meanwhile).  This
  *	process knows at most SIEGE_NETS_MAX networks (established, or
  *	revoked here lately; the least recently used go first: asked of
- *	the store again).
+ *	the store again), and SIEGE_COUNTED_MAX networks counted in their
+ *	visit interval (the least recently used go first: their next valid
+ *	recipient counts again).
  */
 
 #include <stdint.h>
@@ -145,9 +168,9 @@ void siege_admit(struct siege_client *sc, siege_cb *cb, void *arg);
 /* siege_unknown - an unknown recipient (or trap), or a deferred one, was
  * asked: counted toward the domain's rate unless the client is exempt. */
 void siege_unknown(struct siege_client *sc);
-/* siege_delivered - a valid recipient was asked; the network's valid
- * recipients since its first (their count and its age, in the store) and
- * hc's narrow share with this one decide whether it is now established. */
+/* siege_delivered - a valid recipient was asked; the network's visits
+ * since its first (their count and its age, in the store) and hc's
+ * narrow share with this one decide whether it is now established. */
 void siege_delivered(struct siege_client *sc, const struct harvest_client *hc);
 /* siege_invalid - an unknown recipient (or trap) was asked: a network
  * whose narrow standing (hc's, with this recipient) has
