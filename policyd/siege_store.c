@@ -28,8 +28,9 @@ struct sdom {
     char name[256];
     struct siege_domain st;
     uint64_t deferred, admitted;    /* clients, by this process */
-    uint64_t idx;                   /* bucket of b[0] at the last poll */
-    long long b[SIEGE_SLOTS];       /* the last poll's counts */
+    uint64_t idx;                   /* bucket of b[0] */
+    long long b[SIEGE_SLOTS];       /* the last known counts: of the last
+                                     * poll, or reply to an increment */
     long long unsent;               /* unknown recipients not sent yet, */
     uint64_t unsent_idx;            /* all of this bucket */
 };
