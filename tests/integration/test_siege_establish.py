@@ -387,3 +387,30 @@ def test_a_sender_that_comes_back_counts_again():
         js = visit(RETRY_MIN + 0.1)
         assert js["established"] == "clean", js
         assert time.monotonic() - t0 >= RETRY_MIN
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
+def test_revocation_starts_the_visits_over(shared):
+    """A visit (three valid recipients: counted once), two guesses (a share
+    of 40%: revoked, "p:" NET deleted), and a visit within the same visit
+    interval (100 s): counted at once, as the first of a new count."""
+    ip = "198.51.100.82"
+    with RedisServer() as r, Daemon(extra=redis_conf(r) if shared else "") as d:
+        if shared:
+            d.wait_log("redis: up")
+
+        def visit():
+            with d.client() as c:
+                for _ in range(3):
+                    assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+            return client_json(d, ip)   # after the counts went out
+        assert visit().get("pending_visits") == 1
+        with d.client() as c:
+            for k in range(2):
+                assert c.ask(client_address=ip, recipient="g%d@example.com" % k) == UNKNOWN
+        wait_for(lambda: "pending_s" not in client_json(d, ip), 10, what="p: deleted")
+        js = visit()
+        assert js["established"] == "no" and js.get("pending_visits") == 1, js
+        if shared:
+            with Resp("127.0.0.1", r.port) as rc:
+                assert rc.call("GET", key("p", ip)) == b"1"
