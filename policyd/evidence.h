@@ -23,18 +23,35 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS, but for valid recipients of a network with nothing
- * unfavourable on record (no invalid recipient, trap or block in its
- * view): those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable
- * evidence carries them along).  Such a network's share of invalid
- * recipients is 0 whatever its valid count, so the delay only makes the
- * rest of the fleet judge it a little harsher (siege mode's
- * established_after reached up to that much later), never softer; this
- * process counts its own valid recipients at once.  Once a network has
- * invalid evidence, its valid recipients move its share, and come as fast
- * as the invalid ones (late, they would make its share look too high
- * fleet-wide for as long as it keeps sending).  Merges go
- * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
+ * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
+ * stage: no trap or block in its view, and its share of invalid recipients
+ * (invalid / (invalid + valid), in the view before the change) below half
+ * of the lowest share anything acts on, S = the least of [harvest]
+ * tarpit_share and block_share (both levels use them; siege mode's
+ * establishment and revocation use tarpit_share), fixed at evidence_new.
+ * Those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable evidence
+ * carries them along); this process counts them at once.
+ *
+ * The skew: meanwhile the fleet has every invalid recipient but not all
+ * valid ones, so it sees a share too high (never too low: a harsher
+ * judgement, siege's established_after reached later, never a softer one).
+ * What it misses of a network is, per process, its valid recipients of
+ * the last EVIDENCE_VALID_FLUSH_MS or so (plus a merge's round trip), all
+ * recorded after that process's view, the store's copy plus its own
+ * records, last stood below S/2.  Missing only valid recipients, the
+ * store's copy shows a share no higher than when they began to wait: one
+ * process alone never lifts it to S/2, let alone a threshold.  In general, for the fleet to see a true share p as T it
+ * must miss (I + V)(1 - p/T) of the I + V recipients on record: with
+ * p < S/2 <= T/2, more than half.  For an established sender it cannot:
+ * its evidence spans the half-life ([harvest] window, 1 h by default, so
+ * a second holds about 1/5000 of a steady sender's faded count).  It can
+ * for a network whose whole record is about a second old: a burst of
+ * valid recipients through several daemons while an invalid one (merged
+ * at once) reaches the store, as it could already for a spotless network;
+ * tarpit_after, block_after and siege's minimum invalid count still
+ * apply, and within EVIDENCE_VALID_FLUSH_MS the fleet has it all.
+ *
+ * Merges go EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's
  * pending deltas; a refused one returns them to pending.  One that went
  * out and got no answer (a time-out, a lost connection: the store may
@@ -72,7 +89,7 @@
 #include "score.h"
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
-#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, spotless: waits at most */
+#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, far from a stage: waits at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:
                                  * 8 x 32 networks a round trip */
