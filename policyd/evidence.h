@@ -24,9 +24,10 @@
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
  * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
- * stage: no trap or block in its view, and its share of invalid recipients
- * (invalid / (invalid + valid), in the view before the change) below half
- * of the lowest share anything acts on, S = the least of [harvest]
+ * stage: no trap or block in its view, and the share of invalid
+ * recipients (invalid / (invalid + valid)) of the store's copy, as this
+ * process knows it (its view less its own deltas not yet answered), below
+ * half of the lowest share anything acts on, S = the least of [harvest]
  * tarpit_share and block_share (both levels use them; siege mode's
  * establishment and revocation use tarpit_share), fixed at evidence_new.
  * Those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable evidence
@@ -36,20 +37,22 @@
  * valid ones, so it sees a share too high (never too low: a harsher
  * judgement, siege's established_after reached later, never a softer one).
  * What it misses of a network is, per process, its valid recipients of
- * the last EVIDENCE_VALID_FLUSH_MS or so (plus a merge's round trip), all
- * recorded after that process's view, the store's copy plus its own
- * records, last stood below S/2.  Missing only valid recipients, the
- * store's copy shows a share no higher than when they began to wait: one
- * process alone never lifts it to S/2, let alone a threshold.  In general, for the fleet to see a true share p as T it
- * must miss (I + V)(1 - p/T) of the I + V recipients on record: with
- * p < S/2 <= T/2, more than half.  For an established sender it cannot:
- * its evidence spans the half-life ([harvest] window, 1 h by default, so
- * a second holds about 1/5000 of a steady sender's faded count).  It can
- * for a network whose whole record is about a second old: a burst of
- * valid recipients through several daemons while an invalid one (merged
- * at once) reaches the store, as it could already for a spotless network;
- * tarpit_after, block_after and siege's minimum invalid count still
- * apply, and within EVIDENCE_VALID_FLUSH_MS the fleet has it all.
+ * the last EVIDENCE_VALID_FLUSH_MS or so (plus a merge's round trip).
+ * The test is on the store's copy, not the view, because the waiting
+ * valid recipients push the view's share down and not the store's: a
+ * young network of 1 invalid and 2 valid on record, with 6 valid waiting
+ * here, is at 11% in the view and at 33% for everyone else.  So the copy
+ * everyone reads stands below S/2 whenever one process holds valid
+ * recipients back: no process's laziness lifts the fleet's share past
+ * S/2.  Several processes each holding some back see one another's
+ * copy too high by the others' waiting valid recipients: for the fleet to
+ * see a true share p as T it must miss (I + V)(1 - p/T) of the I + V
+ * recipients on record, with p < S/2 <= T/2 more than half, which only a
+ * network whose whole record is about a second old can (a burst of valid
+ * recipients through several daemons while an invalid one, merged at
+ * once, reaches the store); tarpit_after, block_after and siege's minimum
+ * invalid count still apply, and within EVIDENCE_VALID_FLUSH_MS the fleet
+ * has it all.
  *
  * Merges go EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's

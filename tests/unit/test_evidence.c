@@ -514,6 +514,28 @@ static void test_valid_goes_near_stage(void **state)
     evidence_free(ev);
 }
 
+/* Another daemon's invalid recipients reach the store while valid ones
+ * wait here: what everyone else reads is the store's copy (3 in 13, 23%),
+ * not this view (3 in 33, 9%, pushed down by the 20 waiting), so the next
+ * valid recipient goes on the next tick, the waiting ones with it. */
+static void test_valid_goes_when_store_share_near(void **state)
+{
+    struct fake f;
+    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    struct score d = delta(0, 20, 0);
+    (void)state;
+
+    evidence_record(ev, NET, &d);                   /* lazy: 1 in 30 */
+    f.val = delta(3, 10, 0);                        /* the other daemon's */
+    assert_float_equal(read_now(ev, NET).s.valid, 30, EPS);   /* 10 + 20 here */
+    d = delta(0, 1, 0);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.valid, 21, EPS);
+    evidence_free(ev);
+}
+
 /* An invalid recipient of a network far from every stage goes on the next
  * tick, taking the valid one waiting with it. */
 static void test_invalid_carries_waiting_valid(void **state)
@@ -999,6 +1021,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_valid_waits_invalid_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_far_from_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_goes_near_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_goes_when_store_share_near, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_carries_waiting_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
