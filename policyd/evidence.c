@@ -12,13 +12,13 @@
  *	dropping a network is O(1).
  *
  *	Dirty networks wait in one of two FIFOs: ready (merged on the next
- *	tick) and lazy (only valid recipients, of a network with nothing
- *	unfavourable in its view: moved to ready on the first tick at least
+ *	tick) and lazy (only valid recipients, of a network far from every
+ *	stage, see urgent(): moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
  *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  Unfavourable
  *	evidence for a lazy network moves it to ready, valid counts and all;
- *	so does a floor owed.  A clean sender's merges then come once a
- *	second, not every tick it is busy.
+ *	so does a floor owed.  A sender well below the shares that act on it
+ *	then has its merges once a second, not every tick it is busy.
  *
  *	One uv timer (unref'd: it never keeps the loop alive) ticks every
  *	EVIDENCE_FLUSH_MS while a network is dirty, and also while the table
@@ -167,6 +167,7 @@ struct evidence {
     size_t prefix_len;
     uint64_t half_life_ms, ttl_ms;
     size_t max_tracked;
+    unsigned lazy_share;            /* percent: lowest_share(); see urgent */
     uint64_t recorded;              /* evidence_record calls, ever */
 
     struct ev_entry **buckets;
@@ -345,15 +346,56 @@ static int unfavourable(const struct score *s)
     return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
 }
 
-/* urgent - e's change, with delta, must reach the fleet on the next tick:
- * the delta is unfavourable, or e has something unfavourable on record,
- * so that valid recipients move its share of invalid ones (a tarpit or
- * block share, a siege's revocation): were they late, the other daemons
- * would see the share too high, fleet-wide and for as long as the
- * network keeps sending (its recent valid recipients always missing). */
-static int urgent(const struct ev_entry *e, const struct score *delta)
+/* urgent - e's change, delta (not yet in e's view), must reach the fleet
+ * on the next tick: the delta is unfavourable, e has a trap or block on
+ * record, or the share of invalid recipients the other daemons can see
+ * is at least half of lazy_share.  Near a threshold, valid recipients
+ * late would make them see the share too high (a tarpit or block share,
+ * a siege's revocation), fleet-wide and for as long as the network keeps
+ * sending.  What they can see is the store's copy: the view less what
+ * this process has not had answered (pending and sent), not the view,
+ * which the waiting valid recipients themselves push down (a young
+ * network of 1 invalid in 3 with 6 valid waiting here is at 11% in the
+ * view and at 33% in the store).  Subtracting those counts unfaded takes
+ * away at least what they weigh now: the share is overstated, never
+ * understated (evidence.h). */
+static int urgent(const struct evidence *ev, const struct ev_entry *e,
+                  const struct score *delta)
 {
-    return unfavourable(delta) || unfavourable(&e->view);
+    const struct score *v = &e->view;
+    double valid;
+
+    if (unfavourable(delta) || v->traps > 0 || v->block_until_ms > 0)
+        return 1;
+    if (v->invalid <= 0)
+        return 0;                   /* spotless: no share to overstate */
+    valid = v->valid - e->pending.valid - e->sent.valid;
+    if (valid < 0)
+        valid = 0;
+    /* invalid / (invalid + valid) >= lazy_share / 200, without dividing;
+     * the slack as score.c's share_at_least: fading rounds */
+    return v->invalid * 200.0 + 1e-9 >= (double)ev->lazy_share * (v->invalid + valid);
+}
+
+/* lowest_share - the lowest invalid share (percent) at which anything acts
+ * on a network: either level's tarpit_share and block_share (score.h;
+ * harvest.c's wide-level "clean record" uses the narrow tarpit_share), and
+ * siege mode's establishment and revocation, which use [harvest]
+ * tarpit_share.  Counted whether or not a level's rule is on (its _after
+ * 0): simpler, and only ever lower. */
+static unsigned lowest_share(const struct config *cfg)
+{
+    unsigned low = 100;
+
+    for (int l = 0; l < SCORE_LEVELS; l++) {
+        struct score_rules r;
+        score_rules_of(cfg, (enum score_level)l, &r);
+        if (r.tarpit_share < low)
+            low = r.tarpit_share;
+        if (r.block_share < low)
+            low = r.block_share;
+    }
+    return low;
 }
 
 static int needs_floor(const struct evidence *ev, const struct ev_entry *e)
@@ -807,6 +849,7 @@ struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
     ev->half_life_ms = cfg->harvest.window_ms;
     ev->ttl_ms = cfg->harvest.window_ms * EVIDENCE_TTL_HALVES;
     ev->max_tracked = cfg->harvest.max_tracked ? cfg->harvest.max_tracked : 1;
+    ev->lazy_share = lowest_share(cfg);
     ev->nbuckets = EVIDENCE_BUCKETS_MIN;
     ev->buckets = xcalloc(ev->nbuckets, sizeof(*ev->buckets));
     ev->epoch = 1;
@@ -1006,14 +1049,16 @@ void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read
 static void record_in(struct evidence *ev, struct ev_entry *e, const struct score *delta)
 {
     uint64_t now = delta->t_ms;
+    int now_urgent;
 
     ev->recorded++;
     if (!e)
         return;
+    now_urgent = urgent(ev, e, delta);      /* by the view before delta */
     score_add(&e->view, delta, now, ev->half_life_ms);
     if (ev->store) {
         score_add(&e->pending, delta, now, ev->half_life_ms);
-        mark_dirty(ev, e, urgent(e, delta));
+        mark_dirty(ev, e, now_urgent);
     }
 }
 

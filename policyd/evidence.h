@@ -23,18 +23,38 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS, but for valid recipients of a network with nothing
- * unfavourable on record (no invalid recipient, trap or block in its
- * view): those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable
- * evidence carries them along).  Such a network's share of invalid
- * recipients is 0 whatever its valid count, so the delay only makes the
- * rest of the fleet judge it a little harsher (siege mode's
- * established_after reached up to that much later), never softer; this
- * process counts its own valid recipients at once.  Once a network has
- * invalid evidence, its valid recipients move its share, and come as fast
- * as the invalid ones (late, they would make its share look too high
- * fleet-wide for as long as it keeps sending).  Merges go
- * EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
+ * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
+ * stage: no trap or block in its view, and the share of invalid
+ * recipients (invalid / (invalid + valid)) of the store's copy, as this
+ * process knows it (its view less its own deltas not yet answered), below
+ * half of the lowest share anything acts on, S = the least of [harvest]
+ * tarpit_share and block_share (both levels use them; siege mode's
+ * establishment and revocation use tarpit_share), fixed at evidence_new.
+ * Those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable evidence
+ * carries them along); this process counts them at once.
+ *
+ * The skew: meanwhile the fleet has every invalid recipient but not all
+ * valid ones, so it sees a share too high (never too low: a harsher
+ * judgement, siege's established_after reached later, never a softer one).
+ * What it misses of a network is, per process, its valid recipients of
+ * the last EVIDENCE_VALID_FLUSH_MS or so (plus a merge's round trip).
+ * The test is on the store's copy, not the view, because the waiting
+ * valid recipients push the view's share down and not the store's: a
+ * young network of 1 invalid and 2 valid on record, with 6 valid waiting
+ * here, is at 11% in the view and at 33% for everyone else.  So the copy
+ * everyone reads stands below S/2 whenever one process holds valid
+ * recipients back: no process's laziness lifts the fleet's share past
+ * S/2.  Several processes each holding some back see one another's
+ * copy too high by the others' waiting valid recipients: for the fleet to
+ * see a true share p as T it must miss (I + V)(1 - p/T) of the I + V
+ * recipients on record, with p < S/2 <= T/2 more than half, which only a
+ * network whose whole record is about a second old can (a burst of valid
+ * recipients through several daemons while an invalid one, merged at
+ * once, reaches the store); tarpit_after, block_after and siege's minimum
+ * invalid count still apply, and within EVIDENCE_VALID_FLUSH_MS the fleet
+ * has it all.
+ *
+ * Merges go EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's
  * pending deltas; a refused one returns them to pending.  One that went
  * out and got no answer (a time-out, a lost connection: the store may
@@ -72,7 +92,7 @@
 #include "score.h"
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
-#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, spotless: waits at most */
+#define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, far from a stage: waits at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:
                                  * 8 x 32 networks a round trip */

@@ -433,6 +433,133 @@ static void test_valid_waits_invalid_goes(void **state)
     evidence_free(ev);
 }
 
+/* shares_new - an evidence with these [harvest] shares whose NET already
+ * has inv invalid and val valid recipients merged: lazy below half of the
+ * lower share. */
+static struct evidence *shares_new(struct fake *f, unsigned tarpit_share,
+                                   unsigned block_share, double inv, double val)
+{
+    struct evidence *ev;
+    struct score d = delta(inv, val, 0);
+
+    cfg.harvest.tarpit_share = tarpit_share;
+    cfg.harvest.block_share = block_share;
+    fake_init(f);
+    ev = evidence_new(&loop, &cfg, &f->base);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f->merges, 1);
+    return ev;
+}
+
+/* lazy_valid - record one valid recipient of NET and turn the loop three
+ * ticks; 1 when the loop stalled so long that the lazy deadline came. */
+static int lazy_valid(struct evidence *ev, uint64_t *t0)
+{
+    struct score d = delta(0, 1, 0);
+
+    uv_update_time(&loop);
+    *t0 = uv_now(&loop);
+    evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    return uv_now(&loop) >= *t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS;
+}
+
+/* A network at a 10% share, far below the tarpit's 25% (lazy below 12.5%;
+ * the defaults):
+ * a valid recipient waits, as for a spotless one, and goes within
+ * EVIDENCE_VALID_FLUSH_MS. */
+static void test_valid_waits_far_from_stage(void **state)
+{
+    struct fake f;
+    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    uint64_t t0;
+    (void)state;
+
+    if (!lazy_valid(ev, &t0))
+        assert_int_equal(f.merges, 1);              /* (unless the machine stalled) */
+    assert_float_equal(read_now(ev, NET).s.valid, 10, EPS);  /* counted here */
+    run_for(EVIDENCE_VALID_FLUSH_MS);
+    assert_int_equal(f.merges, 2);
+    assert_true(f.merged_at >= t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS);
+    assert_float_equal(f.last_delta.invalid, 0, EPS);
+    assert_float_equal(f.last_delta.valid, 1, EPS);
+    assert_float_equal(f.val.valid, 10, 0.01);    /* a second's fading: 0.002 */
+    evidence_free(ev);
+}
+
+/* At half the lowest share or above, a valid recipient goes on the next
+ * tick: 1 in 8 is 12.5%, at or above 24% / 2 (1 in 9, 11.1%, once it is
+ * counted: the view before the change decides); and a block_share of 16%
+ * makes 10% near (lazy below 8%). */
+static void test_valid_goes_near_stage(void **state)
+{
+    struct fake f;
+    struct evidence *ev = shares_new(&f, 24, 40, 1, 7);
+    struct score d = delta(0, 1, 0);
+    (void)state;
+
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.valid, 1, EPS);
+    evidence_free(ev);
+    run_for(1);
+
+    ev = shares_new(&f, 25, 16, 1, 9);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.valid, 1, EPS);
+    evidence_free(ev);
+}
+
+/* Another daemon's invalid recipients reach the store while valid ones
+ * wait here: what everyone else reads is the store's copy (3 in 13, 23%),
+ * not this view (3 in 33, 9%, pushed down by the 20 waiting), so the next
+ * valid recipient goes on the next tick, the waiting ones with it. */
+static void test_valid_goes_when_store_share_near(void **state)
+{
+    struct fake f;
+    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    struct score d = delta(0, 20, 0);
+    (void)state;
+
+    evidence_record(ev, NET, &d);                   /* lazy: 1 in 30 */
+    f.val = delta(3, 10, 0);                        /* the other daemon's */
+    assert_float_equal(read_now(ev, NET).s.valid, 30, EPS);   /* 10 + 20 here */
+    d = delta(0, 1, 0);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.valid, 21, EPS);
+    evidence_free(ev);
+}
+
+/* An invalid recipient of a network far from every stage goes on the next
+ * tick, taking the valid one waiting with it. */
+static void test_invalid_carries_waiting_valid(void **state)
+{
+    struct fake f;
+    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    struct score d = delta(1, 0, 0);
+    uint64_t t0;
+    int stalled = lazy_valid(ev, &t0);
+    (void)state;
+
+    if (!stalled)
+        assert_int_equal(f.merges, 1);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, stalled ? 3 : 2);
+    assert_float_equal(f.last_delta.invalid, 1, EPS);
+    if (!stalled)
+        assert_float_equal(f.last_delta.valid, 1, EPS);   /* carried along */
+    assert_float_equal(f.val.invalid, 2, EPS);
+    assert_float_equal(f.val.valid, 10, EPS);
+    evidence_free(ev);
+}
+
 static void test_refused_then_outage(void **state)
 {
     struct fake f;
@@ -892,6 +1019,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_invalid_goes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_waits_far_from_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_goes_near_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_goes_when_store_share_near, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_carries_waiting_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_then_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_before_floor_lands, setup, teardown),
