@@ -160,6 +160,34 @@ size_t score_encode(const struct score *s, char *buf, size_t cap)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+/* exact_decimal - the n bytes at p (DIGITS[.[DIGITS]]) as strtod reads
+ * them, when that is one IEEE division: at most 15 digits in all make an
+ * integer mantissa exact in a double, and 10^k (k <= 15) is exact too, so
+ * their quotient is the correctly rounded value strtod gives.  0 for
+ * anything longer (strtod then).  Every standing read from Redis is
+ * decoded: strtod's general path was a tenth of a Redis hit's CPU. */
+static int exact_decimal(const char *p, size_t n, double *out)
+{
+    static const double pow10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+    uint64_t m = 0;
+    size_t digits = 0, frac = 0;
+    int dot = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '.') {
+            dot = 1;
+            continue;
+        }
+        if (++digits > 15)
+            return 0;
+        m = m * 10 + (uint64_t)(p[i] - '0');
+        frac += dot;
+    }
+    *out = (double)m / pow10[frac];
+    return 1;
+}
+
 /* field - one non-negative decimal, DIGITS[.[DIGITS]] and nothing else
  * (no sign, exponent, hex, inf or nan): the grammar the merge script's
  * pattern accepts, so C and Lua read any stored value alike.  Advances *p
@@ -176,9 +204,11 @@ static int field(const char **p, const char *end, double *out, int last)
             ;
     if (digits == 0 || n >= sizeof(tmp))
         return -1;
-    memcpy(tmp, *p, n);
-    tmp[n] = '\0';
-    *out = strtod(tmp, NULL);
+    if (!exact_decimal(*p, n, out)) {
+        memcpy(tmp, *p, n);
+        tmp[n] = '\0';
+        *out = strtod(tmp, NULL);
+    }
     if (!isfinite(*out))
         return -1;
     *p += n;

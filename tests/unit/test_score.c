@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -254,6 +256,37 @@ static void test_wire_round_trip(void **state)
     assert_true(d.block_until_ms == 5);
 }
 
+/* Decoding gives exactly what strtod gives, bit for bit, for short and
+ * long digit runs alike (the short ones take a faster path). */
+static void test_wire_decode_as_strtod(void **state)
+{
+    uint64_t x = 88172645463325252ull;          /* xorshift64: fixed, repeatable */
+    (void)state;
+
+    for (int i = 0; i < 200000; i++) {
+        char num[40], buf[SCORE_WIRE_MAX];
+        size_t n = 0;
+        int ilen, flen;
+        struct score d;
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ilen = 1 + (int)(x % 12);
+        flen = (int)((x >> 8) % 10) - 1;            /* -1: no dot */
+        for (int k = 0; k < ilen; k++)
+            num[n++] = (char)('0' + (x >> (16 + 3 * k)) % 10);
+        if (flen >= 0) {
+            num[n++] = '.';
+            for (int k = 0; k < flen; k++)
+                num[n++] = (char)('0' + ((x >> (2 * k)) ^ (uint64_t)i) % 10);
+        }
+        num[n] = '\0';
+        n = (size_t)snprintf(buf, sizeof(buf), "%s 0 0 0 0", num);
+        assert_int_equal(score_decode(buf, n, &d), 0);
+        if (d.invalid != strtod(num, NULL))
+            fail_msg("\"%s\": %.17g, strtod %.17g", num, d.invalid, strtod(num, NULL));
+    }
+}
+
 static void test_wire_malformed(void **state)
 {
     static const char *bad[] = {
@@ -313,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_recent_counts_stay_whole),
         cmocka_unit_test(test_block_due),
         cmocka_unit_test(test_wire_round_trip),
+        cmocka_unit_test(test_wire_decode_as_strtod),
         cmocka_unit_test(test_wire_malformed),
         cmocka_unit_test(test_rules_of),
     };
