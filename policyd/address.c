@@ -300,6 +300,50 @@ static size_t ipv4_text(const uint8_t *a, char *text)
     return n;
 }
 
+/* ipv6_text - a[0..16) as inet_ntop(AF_INET6) writes it (lowercase hex,
+ * the first longest run of two or more zero words as "::", the IPv4
+ * forms ::a.b.c.d and ::ffff:a.b.c.d) at text (INET6_ADDRSTRLEN); its
+ * length.  Without printf, for the same reason as ipv4_text. */
+static size_t ipv6_text(const uint8_t *a, char *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned w[8];
+    int     i, run = -1, runlen = 0;
+    size_t  n = 0;
+
+    for (i = 0; i < 8; i++)
+        w[i] = (unsigned) a[2 * i] << 8 | a[2 * i + 1];
+    for (i = 0; i < 8;) {
+        int     j = i;
+
+        while (j < 8 && w[j] == 0)
+            j++;
+        if (j - i > runlen && j - i >= 2) {
+            run = i;
+            runlen = j - i;
+        }
+        i = j > i ? j : i + 1;
+    }
+    for (i = 0; i < 8; i++) {
+        if (i == run) {
+            text[n++] = ':';
+            if (i + runlen == 8)
+                text[n++] = ':';
+            i += runlen - 1;
+            continue;
+        }
+        if (i)
+            text[n++] = ':';
+        if (i == 6 && run == 0 && (runlen == 6 || (runlen == 5 && w[5] == 0xffff)))
+            return n + ipv4_text(a + 12, text + n);
+        for (int shift = 12; shift >= 0; shift -= 4)
+            if ((w[i] >> shift) || shift == 0)
+                text[n++] = hex[(w[i] >> shift) & 15];
+    }
+    text[n] = '\0';
+    return n;
+}
+
 int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
                     unsigned v6prefix, char *out, size_t outlen)
 {
@@ -322,12 +366,7 @@ int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
         return -1;
     memcpy(buf, addr, 16);
     addr_mask(buf, bytes, prefix);
-    if (family == AF_INET)
-        tlen = ipv4_text(buf, text);
-    else if (inet_ntop(family, buf, text, sizeof(text)) != NULL)
-        tlen = strlen(text);
-    else
-        return -1;
+    tlen = family == AF_INET ? ipv4_text(buf, text) : ipv6_text(buf, text);
     nlen = util_fmt_u(num, prefix);
     if (tlen + 1 + nlen >= outlen)
         return -1;

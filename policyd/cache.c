@@ -48,13 +48,16 @@ static uint64_t hash_key(uint64_t seed, const char *key, size_t klen)
     return h;
 }
 
+/* The bucket array follows the entries (at most one per bucket on
+ * average), not max_entries: a big cache holding few entries keeps its
+ * buckets in a few cache lines instead of megabytes of scattered ones. */
+#define BUCKETS_MIN 16
+#define BUCKETS_MAX ((size_t)1 << 24)
+
 struct cache *cache_new(size_t max_entries)
 {
     struct cache *c = xcalloc(1, sizeof(*c));
-    size_t want = max_entries ? max_entries : 64;
-    c->nbuckets = 16;
-    while (c->nbuckets < want && c->nbuckets < ((size_t)1 << 24))
-        c->nbuckets <<= 1;
+    c->nbuckets = BUCKETS_MIN;
     c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
     c->max = max_entries;
     if (getrandom(&c->seed, sizeof(c->seed), GRND_NONBLOCK) != sizeof(c->seed))
@@ -163,7 +166,7 @@ void cache_put(struct cache *c, const char *key, size_t klen, int64_t val,
     if (c->max && c->count >= c->max) {
         struct entry *old = c->tail;
         remove_entry(c, find_slot(c, old->key, old->klen, old->hash));
-    } else if (!c->max && c->count >= c->nbuckets) {
+    } else if (c->count >= c->nbuckets && c->nbuckets < BUCKETS_MAX) {
         grow(c);
     }
     e = xmalloc(sizeof(*e) + klen);

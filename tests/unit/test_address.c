@@ -3,6 +3,7 @@
  */
 
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -408,6 +409,44 @@ static void test_client_net(void **state)
     assert_int_equal(addr_client_net(AF_UNIX, a, 24, 64, out, sizeof(out)), -1);
 }
 
+/* IPv6 networks are written as inet_ntop writes them: compared on
+ * addresses made of zero, 0xffff, small and random words (zero runs of
+ * every length and place, ties, the IPv4 forms), at every prefix. */
+static void test_client_net_v6_text(void **state)
+{
+    static const unsigned pick[] = {0, 0, 0, 0xffff, 1, 0x10, 0xab, 0xfff};
+    unsigned long seed = 12345;
+    uint8_t a[16], m[16];
+    char    out[64], want[INET6_ADDRSTRLEN + 8];
+    int     round, i;
+
+    (void) state;
+    for (round = 0; round < 20000; round++) {
+        for (i = 0; i < 8; i++) {
+            unsigned w;
+
+            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+            w = (unsigned) (seed >> 33);
+            w = (w & 7) == 7 ? (w >> 3) & 0xffff : pick[(w >> 3) & 7];
+            a[2 * i] = (uint8_t) (w >> 8);
+            a[2 * i + 1] = (uint8_t) w;
+        }
+        for (unsigned prefix = 0; prefix <= 128; prefix += round % 2 ? 16 : 61) {
+            memcpy(m, a, 16);
+            for (i = 0; i < 16; i++) {
+                unsigned keep = prefix > 8u * (unsigned) i ? prefix - 8u * (unsigned) i : 0;
+
+                if (keep < 8)
+                    m[i] &= (uint8_t) (0xff00u >> keep);
+            }
+            assert_non_null(inet_ntop(AF_INET6, m, want, INET6_ADDRSTRLEN));
+            snprintf(want + strlen(want), 8, "/%u", prefix);
+            assert_int_equal(addr_client_net(AF_INET6, a, 24, prefix, out, sizeof(out)), 0);
+            assert_string_equal(out, want);
+        }
+    }
+}
+
 static void test_cidr_parse(void **state)
 {
     struct cidr c;
@@ -530,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_parse_ip),
         cmocka_unit_test(test_client_net),
+        cmocka_unit_test(test_client_net_v6_text),
         cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_match),
     };
