@@ -293,7 +293,13 @@ static size_t ipv4_text(const uint8_t *a, char *text)
     int     i;
 
     for (i = 0; i < 4; i++) {
-        n += util_fmt_u(text + n, a[i]);
+        unsigned v = a[i];
+
+        if (v >= 100)
+            text[n++] = (char) ('0' + v / 100);
+        if (v >= 10)
+            text[n++] = (char) ('0' + v / 10 % 10);
+        text[n++] = (char) ('0' + v % 10);
         text[n++] = '.';
     }
     text[--n] = '\0';

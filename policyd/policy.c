@@ -289,8 +289,8 @@ static void copy_clean(char *dst, size_t cap, const char *src)
     /* blanks, quotes and angle brackets too: a quoted local part must not
      * forge fields of the key=value line */
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && !strchr("\"<>\\", src[i]))
-                 ? src[i] : '?';
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && src[i] != '"' && src[i] != '<'
+                  && src[i] != '>' && src[i] != '\\') ? src[i] : '?';
     dst[i] = '\0';
 }
 

@@ -100,39 +100,56 @@ int proto_attr(const char *name, size_t len)
     default:
         return -1;
     }
-    return memcmp(name, proto_attrs[k].name, len) == 0 ? k : -1;
+    /* the last byte first: most names of a kept one's length end apart */
+    return name[len - 1] == proto_attrs[k].name[len - 1]
+           && memcmp(name, proto_attrs[k].name, len) == 0 ? k : -1;
 }
 
 /*
- * line_stop - the first '\n' or NUL in buf[from..end), or end.  A word at
- * a time: lines are short, and this is the only pass over the bytes.
+ * line_stop - the first '\n' or NUL in buf[from..end), or end; on the way,
+ * while *eq is 0, the first '=' (its offset + 1 into *eq).  Eight bytes at
+ * a time: this is the only pass over a request's bytes.
  */
-static size_t line_stop(const char *buf, size_t from, size_t end)
+static size_t line_stop(const char *buf, size_t from, size_t end, size_t *eq)
 {
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-    const uint64_t nls = ones * '\n';
-    size_t  i = from;
+    const uint64_t nls = ones * '\n', eqs = ones * '=';
+    size_t  i = from, p;
 
-    for (; i + 8 <= end; i += 8) {
-        uint64_t w, x, hit;
+    for (;;) {
+        uint64_t hit = 0;
 
-        memcpy(&w, buf + i, 8);
-        x = w ^ nls;
-        /* a high bit for each zero byte of w or of x; bits above the
-         * lowest may be false, the lowest is exact (little-endian) */
-        hit = ((w - ones) & ~w & highs) | ((x - ones) & ~x & highs);
-        if (hit) {
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-            return i + (size_t) (__builtin_ctzll(hit) >> 3);
-#else
-            break;
-#endif
+        for (; i + 8 <= end; i += 8) {
+            uint64_t w, x, y;
+
+            memcpy(&w, buf + i, 8);
+            x = w ^ nls;
+            y = w ^ eqs;
+            /* a high bit for each zero byte of w, x or y; bits above the
+             * lowest may be false, the lowest is exact */
+            hit = ((w - ones) & ~w) | ((x - ones) & ~x);
+            if (!*eq)
+                hit |= (y - ones) & ~y;
+            hit &= highs;
+            if (hit)
+                break;
         }
+#endif
+        if (hit) {
+            p = i + (size_t) (__builtin_ctzll(hit) >> 3);
+        } else {
+            for (p = i; p < end; p++)
+                if (buf[p] == '\n' || buf[p] == '\0' || (buf[p] == '=' && !*eq))
+                    break;
+            if (p == end)
+                return end;
+        }
+        if (buf[p] != '=')
+            return p;
+        *eq = p + 1;
+        i = p + 1;
     }
-    for (; i < end; i++)
-        if (buf[i] == '\n' || buf[i] == '\0')
-            return i;
-    return end;
 }
 
 /*
@@ -207,8 +224,8 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
                 size_t *consumed)
 {
     while (scan->off < len) {
-        size_t  end = line_stop(buf, scan->off, len);
-        size_t  linelen, eq;
+        size_t  end = line_stop(buf, scan->off, len, &scan->eq);
+        size_t  linelen, eq = scan->eq;
         int     rc = first_error(buf, scan->off, end, len, scan->line_start, lim);
         int     k;
 
@@ -232,10 +249,8 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
                 scan->off = scan->line_start = end + 1;
             return rc;
         }
-        for (eq = scan->line_start; eq < scan->line_start + linelen; eq++)
-            if (buf[eq] == '=')
-                break;
-        if (eq == scan->line_start + linelen || eq == scan->line_start)
+        /* '=' is not '\r': one found is inside the line */
+        if (eq-- == 0 || eq == scan->line_start)
             return PROTO_ENOEQ;
         scan->nattrs++;
         if (scan->nattrs > lim->attr_limit)
@@ -247,6 +262,7 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
         }
         scan->line_start = end + 1;
         scan->off = end + 1;
+        scan->eq = 0;
     }
     return PROTO_MORE;
 }

@@ -36,6 +36,7 @@ struct proto_scan {
     size_t off;             /* bytes already scanned */
     size_t line_start;      /* offset where the current line began */
     size_t nattrs;          /* complete attribute lines so far */
+    size_t eq;              /* 1 + offset of the line's first '=', or 0 */
     size_t val[PROTO_NKEPT];    /* offset of each kept value; 0: absent */
 };
 

@@ -409,7 +409,7 @@ static void test_client_net(void **state)
     assert_int_equal(addr_client_net(AF_UNIX, a, 24, 64, out, sizeof(out)), -1);
 }
 
-/* IPv6 networks are written as inet_ntop writes them: compared on
+/* Networks are written as inet_ntop writes them.  IPv6: compared on
  * addresses made of zero, 0xffff, small and random words (zero runs of
  * every length and place, ties, the IPv4 forms), at every prefix. */
 static void test_client_net_v6_text(void **state)
@@ -444,6 +444,16 @@ static void test_client_net_v6_text(void **state)
             assert_int_equal(addr_client_net(AF_INET6, a, 24, prefix, out, sizeof(out)), 0);
             assert_string_equal(out, want);
         }
+    }
+    /* IPv4: every byte value in every place, at /32 */
+    for (i = 0; i < 256 * 4; i++) {
+        memset(a, 0, sizeof(a));
+        memset(a, 0x5a, 4);
+        a[i / 256] = (uint8_t) i;
+        assert_non_null(inet_ntop(AF_INET, a, want, INET_ADDRSTRLEN));
+        strcat(want, "/32");
+        assert_int_equal(addr_client_net(AF_INET, a, 32, 64, out, sizeof(out)), 0);
+        assert_string_equal(out, want);
     }
 }
 
