@@ -248,12 +248,41 @@ static const uint8_t addr_v4mapped[12] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 };
 
+/* parse_ipv4 - a dotted quad as inet_pton(AF_INET) takes it (four
+ * decimal octets of at most 255, no leading zeros, nothing else): 0 and
+ * out[0..4), or -1.  Its own: most clients are IPv4, and every request
+ * parses one. */
+static int parse_ipv4(const char *s, uint8_t out[4])
+{
+    unsigned octets = 0, v = 0;
+    int     digits = 0;
+
+    for (;; s++) {
+        if (*s >= '0' && *s <= '9') {
+            if (digits && v == 0)               /* a leading zero */
+                return -1;
+            v = v * 10 + (unsigned) (*s - '0');
+            if (v > 255)
+                return -1;
+            digits = 1;
+        } else if ((*s == '.' || *s == '\0') && digits && octets < 4) {
+            out[octets++] = (uint8_t) v;
+            if (*s == '\0')
+                return octets == 4 ? 0 : -1;
+            v = 0;
+            digits = 0;
+        } else {
+            return -1;
+        }
+    }
+}
+
 int addr_parse_ip(const char *s, int *family, uint8_t addr[16])
 {
     uint8_t buf[16];
 
     memset(buf, 0, sizeof(buf));
-    if (inet_pton(AF_INET, s, buf) == 1) {
+    if (parse_ipv4(s, buf) == 0) {
         *family = AF_INET;
     } else if (inet_pton(AF_INET6, s, buf) == 1) {
         if (memcmp(buf, addr_v4mapped, sizeof(addr_v4mapped)) == 0) {

@@ -365,6 +365,51 @@ static void test_parse_ip(void **state)
     assert_int_equal(fam, 12345);
 }
 
+/* Dotted quads are taken exactly as inet_pton(AF_INET) takes them. */
+static void test_parse_ipv4_as_inet_pton(void **state)
+{
+    static const char *const odd[] = {
+        "0.0.0.0", "255.255.255.255", "1.2.3.4", "01.2.3.4", "1.2.3.04",
+        "1.2.3.0", "1.2.3.00", "1.2.3", "1.2.3.4.", ".1.2.3.4", "1..2.3",
+        "1.2.3.4.5", "256.1.1.1", "1.2.3.256", "1.2.3.2555", "1.2.3.-1",
+        "1.2.3.4 ", "1.2.3.4x", "+1.2.3.4", "1.2.3.4\n", "0x1.2.3.4", "1,2,3,4",
+        "999.1.1.1", "1.2.3.4/32", "", ".", "....", "0", "00.0.0.0", "1.2.3.\xd9\xa3",
+    };
+    unsigned long seed = 777;
+    char    s[32];
+    uint8_t want[4], a[16];
+    int     fam, i;
+
+    (void) state;
+    for (i = 0; i < (int) (sizeof(odd) / sizeof(odd[0])) + 20000; i++) {
+        const char *t = s;
+
+        if (i < (int) (sizeof(odd) / sizeof(odd[0]))) {
+            t = odd[i];
+        } else {
+            /* random bytes from a small alphabet: digits, dots, junk */
+            static const char alpha[] = "0123456789....0012x ";
+            size_t  n, k;
+
+            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+            n = (size_t) (seed >> 59) + 1;
+            for (k = 0; k < n; k++) {
+                seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+                s[k] = alpha[(seed >> 40) % (sizeof(alpha) - 1)];
+            }
+            s[n] = '\0';
+        }
+        if (inet_pton(AF_INET, t, want) == 1) {
+            assert_int_equal(addr_parse_ip(t, &fam, a), 0);
+            assert_int_equal(fam, AF_INET);
+            assert_memory_equal(a, want, 4);
+        } else if (addr_parse_ip(t, &fam, a) == 0) {
+            /* only as IPv6, never as a dotted quad */
+            assert_int_equal(fam, AF_INET6);
+        }
+    }
+}
+
 static void net(const char *ip, unsigned p4, unsigned p6, const char *want)
 {
     uint8_t a[16];
@@ -578,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_parse_ip),
+        cmocka_unit_test(test_parse_ipv4_as_inet_pton),
         cmocka_unit_test(test_client_net),
         cmocka_unit_test(test_client_net_v6_text),
         cmocka_unit_test(test_cidr_parse),
