@@ -376,7 +376,7 @@ static void test_parse_ipv4_as_inet_pton(void **state)
         "999.1.1.1", "1.2.3.4/32", "", ".", "....", "0", "00.0.0.0", "1.2.3.\xd9\xa3",
     };
     unsigned long seed = 777;
-    char    s[32];
+    char    s[40];              /* up to 32 bytes and the NUL */
     uint8_t want[4], a[16];
     int     fam, i;
 
