@@ -226,7 +226,10 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
     while (scan->off < len) {
         size_t  end = line_stop(buf, scan->off, len, &scan->eq);
         size_t  linelen, eq = scan->eq;
-        int     rc = first_error(buf, scan->off, end, len, scan->line_start, lim);
+        /* most lines end within both limits, with no NUL: no error to place */
+        int     rc = end - scan->line_start <= lim->line_limit
+                     && end <= lim->request_limit && (end == len || buf[end] == '\n')
+                     ? 0 : first_error(buf, scan->off, end, len, scan->line_start, lim);
         int     k;
 
         if (rc)
