@@ -49,10 +49,9 @@
 #include "proto.h"
 
 /* The attributes we keep, and where they go, in enum proto_attr order. */
-#define ATTR(name, field) { name, sizeof(name) - 1, offsetof(struct proto_request, field) }
+#define ATTR(name, field) { name, offsetof(struct proto_request, field) }
 static const struct {
     const char *name;
-    size_t len;
     size_t off;
 } proto_attrs[PROTO_NKEPT] = {
     [PROTO_A_REQUEST] = ATTR("request", request),

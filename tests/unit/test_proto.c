@@ -181,6 +181,34 @@ static void test_every_split(void **state)
     }
 }
 
+/* The server moves a partial request (the loop's read buffer to the
+ * connection's own) between reads: what the first call wrote in place
+ * moves with it, and the request comes out whole at every split. */
+static void test_moved_between_reads(void **state)
+{
+    size_t  n = strlen(full_req), k, consumed;
+
+    (void) state;
+    for (k = 0; k < n; k++) {
+        struct proto_scan scan = {0};
+        struct proto_request req;
+        char   *first = dup(full_req, k), *moved = malloc(n);
+
+        assert_non_null(moved);
+        assert_int_equal(proto_parse(&scan, first, k, &big, &req, &consumed),
+                         PROTO_MORE);
+        memcpy(moved, first, k);
+        memset(first, 'x', k);                  /* the old place is reused */
+        memcpy(moved + k, full_req + k, n - k);
+        assert_int_equal(proto_parse(&scan, moved, n, &big, &req, &consumed),
+                         PROTO_OK);
+        assert_int_equal(consumed, n);
+        check_full(&req);
+        free(first);
+        free(moved);
+    }
+}
+
 static void test_three_in_one_buffer(void **state)
 {
     const char *s =
@@ -564,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_absent_attributes_are_null),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_moved_between_reads),
         cmocka_unit_test(test_three_in_one_buffer),
         cmocka_unit_test(test_crlf),
         cmocka_unit_test(test_repeated_and_unknown),
