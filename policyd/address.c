@@ -41,7 +41,8 @@
  *	IPv6 /64 by the harvest counters.
  *
  *	addr_client_net() renders the masked address and prefix, e.g.
- *	"192.0.2.0/24".  addr_cidr_parse() takes "addr/prefix" or a bare
+ *	"192.0.2.0/24", the address as inet_ntop() writes it (but without
+ *	printf: every request renders one or two).  addr_cidr_parse() takes "addr/prefix" or a bare
  *	address and stores the address masked; addr_cidr_match() returns 1
  *	when family and the first prefix bits agree, else 0.
  */
