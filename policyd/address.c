@@ -41,7 +41,8 @@
  *	IPv6 /64 by the harvest counters.
  *
  *	addr_client_net() renders the masked address and prefix, e.g.
- *	"192.0.2.0/24".  addr_cidr_parse() takes "addr/prefix" or a bare
+ *	"192.0.2.0/24", the address as inet_ntop() writes it (but without
+ *	printf: every request renders one or two).  addr_cidr_parse() takes "addr/prefix" or a bare
  *	address and stores the address masked; addr_cidr_match() returns 1
  *	when family and the first prefix bits agree, else 0.
  */
@@ -248,12 +249,41 @@ static const uint8_t addr_v4mapped[12] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
 };
 
+/* parse_ipv4 - a dotted quad as inet_pton(AF_INET) takes it (four
+ * decimal octets of at most 255, no leading zeros, nothing else): 0 and
+ * out[0..4), or -1.  Its own: most clients are IPv4, and every request
+ * parses one. */
+static int parse_ipv4(const char *s, uint8_t out[4])
+{
+    unsigned octets = 0, v = 0;
+    int     digits = 0;
+
+    for (;; s++) {
+        if (*s >= '0' && *s <= '9') {
+            if (digits && v == 0)               /* a leading zero */
+                return -1;
+            v = v * 10 + (unsigned) (*s - '0');
+            if (v > 255)
+                return -1;
+            digits = 1;
+        } else if ((*s == '.' || *s == '\0') && digits && octets < 4) {
+            out[octets++] = (uint8_t) v;
+            if (*s == '\0')
+                return octets == 4 ? 0 : -1;
+            v = 0;
+            digits = 0;
+        } else {
+            return -1;
+        }
+    }
+}
+
 int addr_parse_ip(const char *s, int *family, uint8_t addr[16])
 {
     uint8_t buf[16];
 
     memset(buf, 0, sizeof(buf));
-    if (inet_pton(AF_INET, s, buf) == 1) {
+    if (parse_ipv4(s, buf) == 0) {
         *family = AF_INET;
     } else if (inet_pton(AF_INET6, s, buf) == 1) {
         if (memcmp(buf, addr_v4mapped, sizeof(addr_v4mapped)) == 0) {
@@ -293,10 +323,60 @@ static size_t ipv4_text(const uint8_t *a, char *text)
     int     i;
 
     for (i = 0; i < 4; i++) {
-        n += util_fmt_u(text + n, a[i]);
+        unsigned v = a[i];
+
+        if (v >= 100)
+            text[n++] = (char) ('0' + v / 100);
+        if (v >= 10)
+            text[n++] = (char) ('0' + v / 10 % 10);
+        text[n++] = (char) ('0' + v % 10);
         text[n++] = '.';
     }
     text[--n] = '\0';
+    return n;
+}
+
+/* ipv6_text - a[0..16) as inet_ntop(AF_INET6) writes it (lowercase hex,
+ * the first longest run of two or more zero words as "::", the IPv4
+ * forms ::a.b.c.d and ::ffff:a.b.c.d) at text (INET6_ADDRSTRLEN); its
+ * length.  Without printf, for the same reason as ipv4_text. */
+static size_t ipv6_text(const uint8_t *a, char *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned w[8];
+    int     i, run = -1, runlen = 0;
+    size_t  n = 0;
+
+    for (i = 0; i < 8; i++)
+        w[i] = (unsigned) a[2 * i] << 8 | a[2 * i + 1];
+    for (i = 0; i < 8;) {
+        int     j = i;
+
+        while (j < 8 && w[j] == 0)
+            j++;
+        if (j - i > runlen && j - i >= 2) {
+            run = i;
+            runlen = j - i;
+        }
+        i = j > i ? j : i + 1;
+    }
+    for (i = 0; i < 8; i++) {
+        if (i == run) {
+            text[n++] = ':';
+            if (i + runlen == 8)
+                text[n++] = ':';
+            i += runlen - 1;
+            continue;
+        }
+        if (i)
+            text[n++] = ':';
+        if (i == 6 && run == 0 && (runlen == 6 || (runlen == 5 && w[5] == 0xffff)))
+            return n + ipv4_text(a + 12, text + n);
+        for (int shift = 12; shift >= 0; shift -= 4)
+            if ((w[i] >> shift) || shift == 0)
+                text[n++] = hex[(w[i] >> shift) & 15];
+    }
+    text[n] = '\0';
     return n;
 }
 
@@ -322,12 +402,7 @@ int addr_client_net(int family, const uint8_t addr[16], unsigned v4prefix,
         return -1;
     memcpy(buf, addr, 16);
     addr_mask(buf, bytes, prefix);
-    if (family == AF_INET)
-        tlen = ipv4_text(buf, text);
-    else if (inet_ntop(family, buf, text, sizeof(text)) != NULL)
-        tlen = strlen(text);
-    else
-        return -1;
+    tlen = family == AF_INET ? ipv4_text(buf, text) : ipv6_text(buf, text);
     nlen = util_fmt_u(num, prefix);
     if (tlen + 1 + nlen >= outlen)
         return -1;

@@ -34,27 +34,43 @@ struct cache {
     struct entry *head, *tail;
 };
 
+/* hash_key - seeded; eight bytes a step (keys are addresses and network
+ * names, 10 to 60 bytes), each step a multiply and a shift, the length
+ * mixed in, then the finalizer. */
 static uint64_t hash_key(uint64_t seed, const char *key, size_t klen)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-    for (size_t i = 0; i < klen; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ULL;
+    const uint64_t k = 0x9e3779b97f4a7c15ULL;
+    uint64_t h = seed ^ (klen * k), w;
+    size_t i = 0;
+
+    for (; i + 8 <= klen; i += 8) {
+        memcpy(&w, key + i, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
     }
-    /* finalizer: spread FNV's weak low bits */
+    if (i < klen) {
+        w = 0;
+        memcpy(&w, key + i, klen - i);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
+    }
+    /* finalizer: every input bit reaches the low bits the mask keeps */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     return h;
 }
 
+/* The bucket array follows the entries (at most one per bucket on
+ * average), not max_entries: a big cache holding few entries keeps its
+ * buckets in a few cache lines instead of megabytes of scattered ones. */
+#define BUCKETS_MIN 16
+#define BUCKETS_MAX ((size_t)1 << 24)
+
 struct cache *cache_new(size_t max_entries)
 {
     struct cache *c = xcalloc(1, sizeof(*c));
-    size_t want = max_entries ? max_entries : 64;
-    c->nbuckets = 16;
-    while (c->nbuckets < want && c->nbuckets < ((size_t)1 << 24))
-        c->nbuckets <<= 1;
+    c->nbuckets = BUCKETS_MIN;
     c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
     c->max = max_entries;
     if (getrandom(&c->seed, sizeof(c->seed), GRND_NONBLOCK) != sizeof(c->seed))
@@ -163,7 +179,7 @@ void cache_put(struct cache *c, const char *key, size_t klen, int64_t val,
     if (c->max && c->count >= c->max) {
         struct entry *old = c->tail;
         remove_entry(c, find_slot(c, old->key, old->klen, old->hash));
-    } else if (!c->max && c->count >= c->nbuckets) {
+    } else if (c->count >= c->nbuckets && c->nbuckets < BUCKETS_MAX) {
         grow(c);
     }
     e = xmalloc(sizeof(*e) + klen);

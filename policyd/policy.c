@@ -79,7 +79,6 @@ struct policy_job {
     int cancelled;
     int outstanding;                /* STEP_STATE: reads not yet back */
     enum dir_status cached;         /* STEP_STATE: the cache's answer */
-    struct address addr;
     struct harvest_client client;
     struct harvest_decision harvest;    /* from the standing before this request */
     struct siege_client siege;      /* siege: the domain's state, the client's */
@@ -88,10 +87,13 @@ struct policy_job {
     uint64_t delay_ms;
     const char *action;
     enum stats_verdict verdict;
+    struct policy_job *next_free;
+    /* from here on written before they are read: job_get does not clear
+     * them (more than half of the job) */
+    struct address addr;
     char client_ip[64];
     char queue_id[32];
     char dry[512];                  /* [actions] dry_run: "WARN action" */
-    struct policy_job *next_free;
 };
 
 /* ---- runtimes ---- */
@@ -258,7 +260,7 @@ static struct policy_job *job_get(struct policy *p)
         j = xmalloc(sizeof(*j));
         uv_timer_init(p->loop, &j->timer);
     }
-    memset(&j->p, 0, sizeof(*j) - offsetof(struct policy_job, p));
+    memset(&j->p, 0, offsetof(struct policy_job, addr) - offsetof(struct policy_job, p));
     j->p = p;
     p->refs++;
     j->rt = p->rt;
@@ -289,8 +291,8 @@ static void copy_clean(char *dst, size_t cap, const char *src)
     /* blanks, quotes and angle brackets too: a quoted local part must not
      * forge fields of the key=value line */
     for (; src && src[i] && i + 1 < cap; i++)
-        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && !strchr("\"<>\\", src[i]))
-                 ? src[i] : '?';
+        dst[i] = (src[i] > 0x20 && src[i] < 0x7f && src[i] != '"' && src[i] != '<'
+                  && src[i] != '>' && src[i] != '\\') ? src[i] : '?';
     dst[i] = '\0';
 }
 

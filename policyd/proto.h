@@ -22,11 +22,22 @@ struct proto_limits {
     size_t request_limit;   /* bytes in one request, newlines included */
 };
 
+/* The attributes policyd keeps (struct proto_request's fields). */
+enum proto_attr {
+    PROTO_A_REQUEST, PROTO_A_PROTOCOL_STATE, PROTO_A_PROTOCOL_NAME,
+    PROTO_A_CLIENT_ADDRESS, PROTO_A_CLIENT_NAME, PROTO_A_HELO_NAME,
+    PROTO_A_SENDER, PROTO_A_RECIPIENT, PROTO_A_QUEUE_ID,
+    PROTO_A_SASL_USERNAME, PROTO_A_INSTANCE,
+    PROTO_NKEPT
+};
+
 /* Scan state carried across reads; zero it for each new request. */
 struct proto_scan {
     size_t off;             /* bytes already scanned */
     size_t line_start;      /* offset where the current line began */
     size_t nattrs;          /* complete attribute lines so far */
+    size_t eq;              /* 1 + offset of the line's first '=', or 0 */
+    size_t val[PROTO_NKEPT];    /* offset of each kept value; 0: absent */
 };
 
 /* The attributes policyd uses; NULL when absent.  A repeated attribute
@@ -68,6 +79,10 @@ int proto_parse(struct proto_scan *scan, char *buf, size_t len,
                 size_t *consumed);
 
 const char *proto_strerror(int code);
+
+/* proto_attr - the enum proto_attr of the name's len bytes, or -1 for a
+ * name policyd does not keep. */
+int proto_attr(const char *name, size_t len);
 
 /* proto_format - "action=ACTION\n\n" and a NUL into out; returns the length
  * without the NUL, or 0 if it does not fit in cap or ACTION contains a

@@ -126,8 +126,10 @@ enum stats_state stats_state_of(const char *s)
 
     if (s == NULL)
         return STATE_OTHER;
+    /* the first letter, in either case, before the call (every
+     * request asks; RCPT is the fifth name) */
     for (i = 0; i < STATE_OTHER; i++)
-        if (strcasecmp(s, state_names[i]) == 0)
+        if ((s[0] | 0x20) == (state_names[i][0] | 0x20) && strcasecmp(s, state_names[i]) == 0)
             return (enum stats_state) i;
     return STATE_OTHER;
 }

@@ -3,6 +3,7 @@
  */
 
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -364,6 +365,51 @@ static void test_parse_ip(void **state)
     assert_int_equal(fam, 12345);
 }
 
+/* Dotted quads are taken exactly as inet_pton(AF_INET) takes them. */
+static void test_parse_ipv4_as_inet_pton(void **state)
+{
+    static const char *const odd[] = {
+        "0.0.0.0", "255.255.255.255", "1.2.3.4", "01.2.3.4", "1.2.3.04",
+        "1.2.3.0", "1.2.3.00", "1.2.3", "1.2.3.4.", ".1.2.3.4", "1..2.3",
+        "1.2.3.4.5", "256.1.1.1", "1.2.3.256", "1.2.3.2555", "1.2.3.-1",
+        "1.2.3.4 ", "1.2.3.4x", "+1.2.3.4", "1.2.3.4\n", "0x1.2.3.4", "1,2,3,4",
+        "999.1.1.1", "1.2.3.4/32", "", ".", "....", "0", "00.0.0.0", "1.2.3.\xd9\xa3",
+    };
+    unsigned long seed = 777;
+    char    s[40];              /* up to 32 bytes and the NUL */
+    uint8_t want[4], a[16];
+    int     fam, i;
+
+    (void) state;
+    for (i = 0; i < (int) (sizeof(odd) / sizeof(odd[0])) + 20000; i++) {
+        const char *t = s;
+
+        if (i < (int) (sizeof(odd) / sizeof(odd[0]))) {
+            t = odd[i];
+        } else {
+            /* random bytes from a small alphabet: digits, dots, junk */
+            static const char alpha[] = "0123456789....0012x ";
+            size_t  n, k;
+
+            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+            n = (size_t) (seed >> 59) + 1;
+            for (k = 0; k < n; k++) {
+                seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+                s[k] = alpha[(seed >> 40) % (sizeof(alpha) - 1)];
+            }
+            s[n] = '\0';
+        }
+        if (inet_pton(AF_INET, t, want) == 1) {
+            assert_int_equal(addr_parse_ip(t, &fam, a), 0);
+            assert_int_equal(fam, AF_INET);
+            assert_memory_equal(a, want, 4);
+        } else if (addr_parse_ip(t, &fam, a) == 0) {
+            /* only as IPv6, never as a dotted quad */
+            assert_int_equal(fam, AF_INET6);
+        }
+    }
+}
+
 static void net(const char *ip, unsigned p4, unsigned p6, const char *want)
 {
     uint8_t a[16];
@@ -406,6 +452,54 @@ static void test_client_net(void **state)
     assert_string_equal(out, "192.0.2.0/24");
     assert_int_equal(addr_client_net(fam, a, 24, 64, out, 12), -1);
     assert_int_equal(addr_client_net(AF_UNIX, a, 24, 64, out, sizeof(out)), -1);
+}
+
+/* Networks are written as inet_ntop writes them.  IPv6: compared on
+ * addresses made of zero, 0xffff, small and random words (zero runs of
+ * every length and place, ties, the IPv4 forms), at every prefix. */
+static void test_client_net_v6_text(void **state)
+{
+    static const unsigned pick[] = {0, 0, 0, 0xffff, 1, 0x10, 0xab, 0xfff};
+    unsigned long seed = 12345;
+    uint8_t a[16], m[16];
+    char    out[64], want[INET6_ADDRSTRLEN + 8];
+    int     round, i;
+
+    (void) state;
+    for (round = 0; round < 20000; round++) {
+        for (i = 0; i < 8; i++) {
+            unsigned w;
+
+            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+            w = (unsigned) (seed >> 33);
+            w = (w & 7) == 7 ? (w >> 3) & 0xffff : pick[(w >> 3) & 7];
+            a[2 * i] = (uint8_t) (w >> 8);
+            a[2 * i + 1] = (uint8_t) w;
+        }
+        for (unsigned prefix = 0; prefix <= 128; prefix += round % 2 ? 16 : 61) {
+            memcpy(m, a, 16);
+            for (i = 0; i < 16; i++) {
+                unsigned keep = prefix > 8u * (unsigned) i ? prefix - 8u * (unsigned) i : 0;
+
+                if (keep < 8)
+                    m[i] &= (uint8_t) (0xff00u >> keep);
+            }
+            assert_non_null(inet_ntop(AF_INET6, m, want, INET6_ADDRSTRLEN));
+            snprintf(want + strlen(want), 8, "/%u", prefix);
+            assert_int_equal(addr_client_net(AF_INET6, a, 24, prefix, out, sizeof(out)), 0);
+            assert_string_equal(out, want);
+        }
+    }
+    /* IPv4: every byte value in every place, at /32 */
+    for (i = 0; i < 256 * 4; i++) {
+        memset(a, 0, sizeof(a));
+        memset(a, 0x5a, 4);
+        a[i / 256] = (uint8_t) i;
+        assert_non_null(inet_ntop(AF_INET, a, want, INET_ADDRSTRLEN));
+        strcat(want, "/32");
+        assert_int_equal(addr_client_net(AF_INET, a, 32, 64, out, sizeof(out)), 0);
+        assert_string_equal(out, want);
+    }
 }
 
 static void test_cidr_parse(void **state)
@@ -529,7 +623,9 @@ int main(void)
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_parse_ip),
+        cmocka_unit_test(test_parse_ipv4_as_inet_pton),
         cmocka_unit_test(test_client_net),
+        cmocka_unit_test(test_client_net_v6_text),
         cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_match),
     };

@@ -67,7 +67,7 @@ static char *dup(const char *s, size_t n)
 static int parse(const char *s, size_t n, const struct proto_limits *lim,
                  struct proto_request *req, size_t *consumed, char **bufp)
 {
-    struct proto_scan scan = {0, 0, 0};
+    struct proto_scan scan = {0};
     char   *buf = dup(s, n);
     int     rc = proto_parse(&scan, buf, n, lim, req, consumed);
 
@@ -139,7 +139,7 @@ static void test_byte_by_byte(void **state)
 {
     size_t  n = strlen(full_req), i, consumed = 0;
     char   *buf = malloc(n);
-    struct proto_scan scan = {0, 0, 0};
+    struct proto_scan scan = {0};
     struct proto_request req;
 
     (void) state;
@@ -166,7 +166,7 @@ static void test_every_split(void **state)
 
     (void) state;
     for (k = 0; k <= n; k++) {
-        struct proto_scan scan = {0, 0, 0};
+        struct proto_scan scan = {0};
         struct proto_request req;
         char   *buf = dup(full_req, n);
         int     rc = proto_parse(&scan, buf, k, &big, &req, &consumed);
@@ -178,6 +178,34 @@ static void test_every_split(void **state)
         assert_int_equal(consumed, n);
         check_full(&req);
         free(buf);
+    }
+}
+
+/* The server moves a partial request (the loop's read buffer to the
+ * connection's own) between reads: what the first call wrote in place
+ * moves with it, and the request comes out whole at every split. */
+static void test_moved_between_reads(void **state)
+{
+    size_t  n = strlen(full_req), k, consumed;
+
+    (void) state;
+    for (k = 0; k < n; k++) {
+        struct proto_scan scan = {0};
+        struct proto_request req;
+        char   *first = dup(full_req, k), *moved = malloc(n);
+
+        assert_non_null(moved);
+        assert_int_equal(proto_parse(&scan, first, k, &big, &req, &consumed),
+                         PROTO_MORE);
+        memcpy(moved, first, k);
+        memset(first, 'x', k);                  /* the old place is reused */
+        memcpy(moved + k, full_req + k, n - k);
+        assert_int_equal(proto_parse(&scan, moved, n, &big, &req, &consumed),
+                         PROTO_OK);
+        assert_int_equal(consumed, n);
+        check_full(&req);
+        free(first);
+        free(moved);
     }
 }
 
@@ -196,7 +224,7 @@ static void test_three_in_one_buffer(void **state)
 
     (void) state;
     for (i = 0; i < 3; i++) {
-        struct proto_scan scan = {0, 0, 0};
+        struct proto_scan scan = {0};
         struct proto_request req;
 
         assert_int_equal(proto_parse(&scan, buf + pos, n - pos, &big, &req,
@@ -211,7 +239,7 @@ static void test_three_in_one_buffer(void **state)
         pos += consumed;
     }
     {
-        struct proto_scan scan = {0, 0, 0};
+        struct proto_scan scan = {0};
         struct proto_request req;
 
         assert_int_equal(proto_parse(&scan, buf + pos, n - pos, &big, &req,
@@ -433,7 +461,7 @@ static void test_request_limit(void **state)
 /* A long trickle stays linear: each call only scans new bytes. */
 static void test_incremental_off(void **state)
 {
-    struct proto_scan scan = {0, 0, 0};
+    struct proto_scan scan = {0};
     struct proto_request req;
     size_t  consumed;
     char    buf[64];
@@ -492,6 +520,71 @@ static void test_strerror(void **state)
     assert_string_equal(proto_strerror(-99), "unknown protocol error");
 }
 
+/* proto_attr: every kept name, and names that are near them (Postfix's
+ * other names of the same length, one byte off, a prefix, one byte longer,
+ * over-long) are not kept. */
+static void test_attr_names(void **state)
+{
+    static const char *const kept[PROTO_NKEPT] = {
+        [PROTO_A_REQUEST] = "request",
+        [PROTO_A_PROTOCOL_STATE] = "protocol_state",
+        [PROTO_A_PROTOCOL_NAME] = "protocol_name",
+        [PROTO_A_CLIENT_ADDRESS] = "client_address",
+        [PROTO_A_CLIENT_NAME] = "client_name",
+        [PROTO_A_HELO_NAME] = "helo_name",
+        [PROTO_A_SENDER] = "sender",
+        [PROTO_A_RECIPIENT] = "recipient",
+        [PROTO_A_QUEUE_ID] = "queue_id",
+        [PROTO_A_SASL_USERNAME] = "sasl_username",
+        [PROTO_A_INSTANCE] = "instance",
+    };
+    static const char *const other[] = {
+        "client_port", "reverse_client_name", "server_address",
+        "server_port", "recipient_count", "size", "etrn_domain", "stress",
+        "sasl_method", "sasl_sender", "ccert_subject", "ccert_issuer",
+        "ccert_fingerprint", "ccert_pubkey_fingerprint",
+        "encryption_protocol", "encryption_cipher", "encryption_keysize",
+        "policy_context", "compatibility_level", "mail_version",
+        "Request", "REQUEST", "requesT", "sendex", "xender", "queue_iD",
+        "instanc_", "Instance", "helo_namE", "hecipient", "relo_name",
+        "client_namx", "protocol_namf", "sasl_usernamx", "pasl_username",
+        "protocol_statf", "client_addresz", "crotocol_state",
+        "p", "s", "", "request_", "requestrequest", "protocol_states",
+        "recipient=", "sender\r", "client_address_and_then_some_more_bytes",
+    };
+    char    buf[64];
+    size_t  i;
+
+    (void) state;
+    for (i = 0; i < PROTO_NKEPT; i++) {
+        size_t  n = strlen(kept[i]);
+
+        /* not NUL-terminated: the name is len bytes of a line */
+        memcpy(buf, kept[i], n);
+        memset(buf + n, '=', sizeof(buf) - n);
+        assert_int_equal(proto_attr(buf, n), (int) i);
+        /* every proper prefix, and one byte more, is another name */
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(proto_attr(kept[i], k), -1);
+        assert_int_equal(proto_attr(buf, n + 1), -1);
+        /* one byte changed anywhere */
+        for (size_t k = 0; k < n; k++) {
+            memcpy(buf, kept[i], n);
+            buf[k] ^= 0x20;
+            assert_int_equal(proto_attr(buf, n), -1);
+        }
+    }
+    for (i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_int_equal(proto_attr(other[i], strlen(other[i])), -1);
+    /* a long line's name: only its length is looked at first */
+    {
+        char    longname[5000];
+
+        memset(longname, 'r', sizeof(longname));
+        assert_int_equal(proto_attr(longname, sizeof(longname)), -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_absent_attributes_are_null),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_moved_between_reads),
         cmocka_unit_test(test_three_in_one_buffer),
         cmocka_unit_test(test_crlf),
         cmocka_unit_test(test_repeated_and_unknown),
@@ -511,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_incremental_off),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_attr_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
