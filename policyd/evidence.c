@@ -11,18 +11,14 @@
  *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
  *
- *	Dirty networks wait in one of three FIFOs, by haste(): ready (merged
- *	on the next tick), spaced (merged when EVIDENCE_MERGE_GAP_MS have
- *	passed since the network's last merge: moved to ready on the last
- *	tick before that) and lazy (only valid recipients, of a network far
- *	from every stage: moved to ready on the first tick at least
+ *	Dirty networks wait in one of two FIFOs: ready (merged on the next
+ *	tick) and lazy (only valid recipients, of a network far from every
+ *	stage, see urgent(): moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
- *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  A change that
- *	needs more haste moves its network to a faster FIFO, with what was
- *	waiting; so does a floor owed.  A busy network then costs the store
- *	at most one merge per gap (a sender well below the shares that act on
- *	it, one a second), not one every tick it is busy; the first change
- *	after a quiet gap, a trap and a block still go on the next tick.
+ *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  Unfavourable
+ *	evidence for a lazy network moves it to ready, valid counts and all;
+ *	so does a floor owed.  A sender well below the shares that act on it
+ *	then has its merges once a second, not every tick it is busy.
  *
  *	One uv timer (unref'd: it never keeps the loop alive) ticks every
  *	EVIDENCE_FLUSH_MS while a network is dirty, and also while the table
@@ -113,10 +109,7 @@
 
 struct ev_merge;
 
-enum ev_queue_id { Q_NONE, Q_READY, Q_SPACED, Q_LAZY };   /* fastest first */
-
-/* How soon a change must reach the store (see haste). */
-enum ev_haste { H_LAZY, H_SOON, H_NOW };
+enum ev_queue_id { Q_NONE, Q_READY, Q_LAZY };
 
 struct ev_entry {
     struct ev_entry *hnext;         /* hash chain */
@@ -126,7 +119,6 @@ struct ev_entry {
     struct score view, pending, sent;
     uint64_t hash;
     uint64_t dirty_ms;              /* loop time it became dirty */
-    uint64_t merged_ms;             /* loop time of its last merge sent; 0 none */
     unsigned synced;                /* the epoch its store copy is good for */
     int queue;                      /* enum ev_queue_id: which FIFO, if any */
     int stage;                      /* last noted; -1 none */
@@ -175,14 +167,14 @@ struct evidence {
     size_t prefix_len;
     uint64_t half_life_ms, ttl_ms;
     size_t max_tracked;
-    unsigned lazy_share;            /* percent: lowest_share(); see haste */
+    unsigned lazy_share;            /* percent: lowest_share(); see urgent */
     uint64_t recorded;              /* evidence_record calls, ever */
 
     struct ev_entry **buckets;
     size_t nbuckets;                /* a power of two */
     size_t count;
     struct ev_entry *lru_head, *lru_tail;
-    struct ev_queue ready, spaced, lazy;    /* dirty networks (see DESCRIPTION) */
+    struct ev_queue ready, lazy;    /* dirty networks (see DESCRIPTION) */
     struct ev_merge *merges;
     size_t nmerges;                 /* in ev->merges: waiting for the store */
     struct ev_merge *unsure_head, *unsure_tail;     /* unanswered: sent again */
@@ -279,7 +271,7 @@ static void touch(struct evidence *ev, struct ev_entry *e)
 
 static struct ev_queue *queue_of(struct evidence *ev, int id)
 {
-    return id == Q_READY ? &ev->ready : id == Q_SPACED ? &ev->spaced : &ev->lazy;
+    return id == Q_READY ? &ev->ready : &ev->lazy;
 }
 
 static void queue_push(struct ev_queue *q, struct ev_entry *e)
@@ -317,7 +309,7 @@ static void dirty_unlink(struct evidence *ev, struct ev_entry *e)
 
 static size_t ndirty(const struct evidence *ev)
 {
-    return ev->ready.n + ev->spaced.n + ev->lazy.n;
+    return ev->ready.n + ev->lazy.n;
 }
 
 static void arm(struct evidence *ev)
@@ -328,71 +320,61 @@ static void arm(struct evidence *ev)
 
 static int needs_floor(const struct evidence *ev, const struct ev_entry *e);
 
-/* mark_dirty - queue e for a flush (only with a store to flush to), by
- * haste: H_NOW (or a floor owed) the next tick; H_SOON the next tick too,
- * unless e was merged less than EVIDENCE_MERGE_GAP_MS ago (then when the
- * gap ends); H_LAZY within EVIDENCE_VALID_FLUSH_MS.  Queued already: moved
- * to a faster queue if this change needs it, keeping the time it became
- * dirty. */
-static void mark_dirty(struct evidence *ev, struct ev_entry *e, int haste)
+/* mark_dirty - queue e for a flush (only with a store to flush to): the
+ * next tick when urgent (or a floor is owed), else within
+ * EVIDENCE_VALID_FLUSH_MS.  Already lazy and now urgent: moved to ready,
+ * keeping the time it became dirty. */
+static void mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
 {
-    uint64_t now;
-    int q;
-
     if (!ev->store || ev->closing)
         return;
-    now = uv_now(ev->loop);
-    if (haste == H_NOW || needs_floor(ev, e))
-        q = Q_READY;
-    else if (haste == H_SOON)
-        q = e->merged_ms && e->merged_ms + EVIDENCE_MERGE_GAP_MS > now + EVIDENCE_FLUSH_MS
-            ? Q_SPACED : Q_READY;
-    else
-        q = Q_LAZY;
-    if (e->queue != Q_NONE && e->queue <= q)
+    urgent = urgent || needs_floor(ev, e);
+    if (e->queue == Q_READY || (e->queue == Q_LAZY && !urgent))
         return;
-    if (e->queue != Q_NONE)
+    if (e->queue == Q_LAZY)
         dirty_unlink(ev, e);
     else
-        e->dirty_ms = now;
-    e->queue = q;
-    queue_push(queue_of(ev, q), e);
+        e->dirty_ms = uv_now(ev->loop);
+    e->queue = urgent ? Q_READY : Q_LAZY;
+    queue_push(queue_of(ev, e->queue), e);
     arm(ev);
 }
 
-/* haste - how soon e's change, delta (not yet in e's view), must reach
- * the fleet.  H_NOW: the delta carries a trap or a block, which every MTA
- * must apply at once.  H_SOON: an invalid recipient, or e has a trap or
- * block on record, or the share of invalid recipients the other daemons
- * can see is at least half of lazy_share.  Near a threshold, valid
- * recipients late would make them see the share too high (a tarpit or
- * block share, a siege's revocation), fleet-wide and for as long as the
- * network keeps sending.  What they can see is the store's copy: the view
- * less what this process has not had answered (pending and sent), not the
- * view, which the waiting valid recipients themselves push down (a young
+/* unfavourable - s holds evidence against a network. */
+static int unfavourable(const struct score *s)
+{
+    return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
+}
+
+/* urgent - e's change, delta (not yet in e's view), must reach the fleet
+ * on the next tick: the delta is unfavourable, e has a trap or block on
+ * record, or the share of invalid recipients the other daemons can see
+ * is at least half of lazy_share.  Near a threshold, valid recipients
+ * late would make them see the share too high (a tarpit or block share,
+ * a siege's revocation), fleet-wide and for as long as the network keeps
+ * sending.  What they can see is the store's copy: the view less what
+ * this process has not had answered (pending and sent), not the view,
+ * which the waiting valid recipients themselves push down (a young
  * network of 1 invalid in 3 with 6 valid waiting here is at 11% in the
  * view and at 33% in the store).  Subtracting those counts unfaded takes
  * away at least what they weigh now: the share is overstated, never
- * understated (evidence.h).  Else H_LAZY. */
-static int haste(const struct evidence *ev, const struct ev_entry *e,
-                 const struct score *delta)
+ * understated (evidence.h). */
+static int urgent(const struct evidence *ev, const struct ev_entry *e,
+                  const struct score *delta)
 {
     const struct score *v = &e->view;
     double valid;
 
-    if (delta->traps > 0 || delta->block_until_ms > 0)
-        return H_NOW;
-    if (delta->invalid > 0 || v->traps > 0 || v->block_until_ms > 0)
-        return H_SOON;
+    if (unfavourable(delta) || v->traps > 0 || v->block_until_ms > 0)
+        return 1;
     if (v->invalid <= 0)
-        return H_LAZY;              /* spotless: no share to overstate */
+        return 0;                   /* spotless: no share to overstate */
     valid = v->valid - e->pending.valid - e->sent.valid;
     if (valid < 0)
         valid = 0;
     /* invalid / (invalid + valid) >= lazy_share / 200, without dividing;
      * the slack as score.c's share_at_least: fading rounds */
-    return v->invalid * 200.0 + 1e-9 >= (double)ev->lazy_share * (v->invalid + valid)
-           ? H_SOON : H_LAZY;
+    return v->invalid * 200.0 + 1e-9 >= (double)ev->lazy_share * (v->invalid + valid);
 }
 
 /* lowest_share - the lowest invalid share (percent) at which anything acts
@@ -490,7 +472,7 @@ static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor
     score_add(&e->pending, &e->sent, now, ev->half_life_ms);
     memset(&e->sent, 0, sizeof(e->sent));
     e->synced = 0;
-    mark_dirty(ev, e, H_NOW);
+    mark_dirty(ev, e, 1);
 }
 
 static struct ev_merge *unsure_pop(struct evidence *ev)
@@ -520,7 +502,7 @@ static void give_up(struct evidence *ev, struct ev_merge *m)
         e->inflight = NULL;
         memset(&e->sent, 0, sizeof(e->sent));
         e->synced = 0;
-        mark_dirty(ev, e, H_NOW);
+        mark_dirty(ev, e, 1);
     }
     free(m);
 }
@@ -696,7 +678,6 @@ static void send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int d
             sl->floor_epoch = it->floor ? ev->epoch : 0;
             e[i]->inflight = m;
             e[i]->sent = e[i]->pending;
-            e[i]->merged_ms = m->first_ms;
         }
         memset(&e[i]->pending, 0, sizeof(e[i]->pending));
         dirty_unlink(ev, e[i]);
@@ -754,7 +735,7 @@ static void check_store(struct evidence *ev)
         ev->away = 0;
         for (struct ev_entry *e = ev->lru_head; e; e = e->lnext)
             if (needs_floor(ev, e))
-                mark_dirty(ev, e, H_NOW);
+                mark_dirty(ev, e, 1);
         if (ev->ready.n)
             log_info("evidence: the store is back; merging %zu network(s)",
                      ev->ready.n);
@@ -769,15 +750,6 @@ static void tick(uv_timer_t *t)
 
     check_store(ev);
     resend_unsure(ev);
-    /* networks whose gap ends before the next tick (a network waits
-     * behind an older one at the head, but never past its own push plus
-     * EVIDENCE_MERGE_GAP_MS: the head's gap ends no later) */
-    while ((e = ev->spaced.head)
-           && e->merged_ms + EVIDENCE_MERGE_GAP_MS <= now + EVIDENCE_FLUSH_MS) {
-        dirty_unlink(ev, e);
-        e->queue = Q_READY;
-        queue_push(&ev->ready, e);
-    }
     /* valid-only changes old enough: this tick is the last before
      * EVIDENCE_VALID_FLUSH_MS runs out */
     while ((e = ev->lazy.head)
@@ -927,8 +899,7 @@ void evidence_free(struct evidence *ev)
         struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
         size_t n = 0;
 
-        for (struct ev_entry *e = ev->ready.head ? ev->ready.head
-                                  : ev->spaced.head ? ev->spaced.head : ev->lazy.head;
+        for (struct ev_entry *e = ev->ready.head ? ev->ready.head : ev->lazy.head;
              e && n < EVIDENCE_MERGE_BATCH; e = e->dnext)
             batch[n++] = e;
         send_merge(ev, batch, n, 1);
@@ -1078,16 +1049,16 @@ void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read
 static void record_in(struct evidence *ev, struct ev_entry *e, const struct score *delta)
 {
     uint64_t now = delta->t_ms;
-    int how;
+    int now_urgent;
 
     ev->recorded++;
     if (!e)
         return;
-    how = haste(ev, e, delta);              /* by the view before delta */
+    now_urgent = urgent(ev, e, delta);      /* by the view before delta */
     score_add(&e->view, delta, now, ev->half_life_ms);
     if (ev->store) {
         score_add(&e->pending, delta, now, ev->half_life_ms);
-        mark_dirty(ev, e, how);
+        mark_dirty(ev, e, now_urgent);
     }
 }
 

@@ -23,13 +23,8 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS, if the network was last merged EVIDENCE_MERGE_GAP_MS
- * ago or more, else when that gap ends (a trap or a block: the next tick
- * whatever the gap), so a busy network costs the store at most one merge
- * per gap; the fleet then sees its invalid recipients up to
- * EVIDENCE_MERGE_GAP_MS + EVIDENCE_FLUSH_MS late, each process counting
- * its own at once.  Valid recipients of a network far from every
- * stage wait longer: no trap or block in its view, and the share of invalid
+ * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
+ * stage: no trap or block in its view, and the share of invalid
  * recipients (invalid / (invalid + valid)) of the store's copy, as this
  * process knows it (its view less its own deltas not yet answered), below
  * half of the lowest share anything acts on, S = the least of [harvest]
@@ -97,8 +92,6 @@
 #include "score.h"
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
-#define EVIDENCE_MERGE_GAP_MS 250   /* a network merged again no sooner, but
-                                     * for a trap, a block or a floor */
 #define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, far from a stage: waits at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:

@@ -424,46 +424,12 @@ static void test_valid_waits_invalid_goes(void **state)
     assert_float_equal(f.val.valid, 3, EPS);
     assert_float_equal(read_now(ev, NET).s.valid, 3, EPS);  /* not twice */
     /* an invalid recipient on record: valid ones move the share now, and
-     * go as soon as the network's gap since its last merge ends */
+     * go on the next tick too */
     d = delta(0, 1, 0);
     evidence_record(ev, NET, &d);
-    run_for(EVIDENCE_MERGE_GAP_MS + EVIDENCE_FLUSH_MS);
+    run_for(EVIDENCE_FLUSH_MS + 1);
     assert_int_equal(f.merges, 3);
     assert_float_equal(f.last_delta.valid, 1, EPS);
-    evidence_free(ev);
-}
-
-/* A busy network is merged at most every EVIDENCE_MERGE_GAP_MS: what
- * comes meanwhile goes together when the gap ends; a trap goes on the
- * next tick whatever the gap. */
-static void test_merge_gap(void **state)
-{
-    struct fake f;
-    struct evidence *ev;
-    struct score d = delta(1, 0, 0);
-    uint64_t first;
-    (void)state;
-
-    fake_init(&f);
-    ev = evidence_new(&loop, &cfg, &f.base);
-    evidence_record(ev, NET, &d);
-    run_for(EVIDENCE_FLUSH_MS + 1);
-    assert_int_equal(f.merges, 1);
-    first = f.merged_at;
-    evidence_record(ev, NET, &d);
-    evidence_record(ev, NET, &d);
-    run_for(EVIDENCE_FLUSH_MS + 1);
-    if (uv_now(&loop) < first + EVIDENCE_MERGE_GAP_MS - EVIDENCE_FLUSH_MS)
-        assert_int_equal(f.merges, 1);              /* (unless the machine stalled) */
-    run_for(EVIDENCE_MERGE_GAP_MS);
-    assert_int_equal(f.merges, 2);
-    assert_true(f.merged_at >= first + EVIDENCE_MERGE_GAP_MS - EVIDENCE_FLUSH_MS);
-    assert_float_equal(f.last_delta.invalid, 2, EPS);   /* both, in one */
-    d = delta(0, 0, 1);
-    evidence_record(ev, NET, &d);                   /* a trap: at once */
-    run_for(EVIDENCE_FLUSH_MS + 1);
-    assert_int_equal(f.merges, 3);
-    assert_float_equal(f.last_delta.traps, 1, EPS);
     evidence_free(ev);
 }
 
@@ -483,7 +449,6 @@ static struct evidence *shares_new(struct fake *f, unsigned tarpit_share,
     evidence_record(ev, NET, &d);
     run_for(EVIDENCE_FLUSH_MS + 1);
     assert_int_equal(f->merges, 1);
-    run_for(EVIDENCE_MERGE_GAP_MS);                 /* its gap is over */
     return ev;
 }
 
@@ -1054,7 +1019,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_invalid_goes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_merge_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_far_from_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_goes_near_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_goes_when_store_share_near, setup, teardown),
