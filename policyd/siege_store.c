@@ -661,19 +661,19 @@ void siege_delivered(struct siege_client *sc, const struct harvest_client *hc)
     struct siege_store *ss = sc->ss;
     struct pend_op *op;
     struct score s;
-    int known;
     char key[SIEGE_KEY_MAX];
     size_t klen, nlen = strlen(sc->net);
-    uint64_t now = util_now_ms(), exp;
+    uint64_t now, exp;
     int64_t v;
 
-    if (hc->exempt || ss->closing)
+    /* established: siege_check found it here (written less than
+     * SIEGE_REFRESH_MS ago) or in the store */
+    if (hc->exempt || ss->closing || sc->known == KNOWN_CLEAN)
         return;
     /* a visit counts once: its other recipients cost this lookup alone */
+    now = util_now_ms();
     if (ss->visit_ms && cache_get(ss->counted, sc->net, nlen, now, &v, &exp))
         return;
-    if (known_here(ss, sc->net, &known) && known == KNOWN_CLEAN)
-        return;                     /* written less than SIEGE_REFRESH_MS ago */
     if (ss->visit_ms)
         cache_put(ss->counted, sc->net, nlen, 1, now + ss->visit_ms);
     s = with_this(hc, 1);
