@@ -836,6 +836,11 @@ static struct ev_entry *entry(struct evidence *ev, const char *net)
 
 /* ---- the interface ------------------------------------------------------ */
 
+void evidence_configure(struct evidence *ev, const struct config *cfg)
+{
+    ev->lazy_share = lowest_share(cfg);
+}
+
 struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
                               struct store *store)
 {
@@ -849,7 +854,7 @@ struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
     ev->half_life_ms = cfg->harvest.window_ms;
     ev->ttl_ms = cfg->harvest.window_ms * EVIDENCE_TTL_HALVES;
     ev->max_tracked = cfg->harvest.max_tracked ? cfg->harvest.max_tracked : 1;
-    ev->lazy_share = lowest_share(cfg);
+    evidence_configure(ev, cfg);
     ev->nbuckets = EVIDENCE_BUCKETS_MIN;
     ev->buckets = xcalloc(ev->nbuckets, sizeof(*ev->buckets));
     ev->epoch = 1;

@@ -29,7 +29,8 @@
  * process knows it (its view less its own deltas not yet answered), below
  * half of the lowest share anything acts on, S = the least of [harvest]
  * tarpit_share and block_share (both levels use them; siege mode's
- * establishment and revocation use tarpit_share), fixed at evidence_new.
+ * establishment and revocation use tarpit_share), set at evidence_new and
+ * again at each reload (evidence_configure).
  * Those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable evidence
  * carries them along); this process counts them at once.
  *
@@ -121,6 +122,10 @@ struct evidence_read {
 /* store NULL: this process only.  Neither cfg nor store is owned. */
 struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
                               struct store *store);
+/* evidence_configure - the settings a reload may change while the table
+ * lives on (the lazy bound S, from the shares); evidence_new applies them
+ * too.  cfg is not kept. */
+void evidence_configure(struct evidence *ev, const struct config *cfg);
 /* evidence_free - sends what is pending (fire and forget) and frees; the
  * loop must run afterwards to close the timer. */
 void evidence_free(struct evidence *ev);

@@ -183,6 +183,7 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
     rt->lookup = lookup_new(cfg, rt->dir,
                             store_is_shared(cfg) ? rt->store->store : NULL);
     rt->harvest = harvest_new(cfg, rt->store->evidence);
+    evidence_configure(rt->store->evidence, cfg);
     siege_store_configure(rt->store->siege, cfg);
     return rt;
 }
