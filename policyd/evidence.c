@@ -363,18 +363,16 @@ static int urgent(const struct evidence *ev, const struct ev_entry *e,
                   const struct score *delta)
 {
     const struct score *v = &e->view;
-    double valid;
+    struct score stored = *v;
 
     if (unfavourable(delta) || v->traps > 0 || v->block_until_ms > 0)
         return 1;
     if (v->invalid <= 0)
         return 0;                   /* spotless: no share to overstate */
-    valid = v->valid - e->pending.valid - e->sent.valid;
-    if (valid < 0)
-        valid = 0;
-    /* invalid / (invalid + valid) >= lazy_share / 200, without dividing;
-     * the slack as score.c's share_at_least: fading rounds */
-    return v->invalid * 200.0 + 1e-9 >= (double)ev->lazy_share * (v->invalid + valid);
+    stored.valid = v->valid - e->pending.valid - e->sent.valid;
+    if (stored.valid < 0)
+        stored.valid = 0;
+    return score_share_at_least(&stored, ev->lazy_share / 2.0);
 }
 
 /* lowest_share - the lowest invalid share (percent) at which anything acts

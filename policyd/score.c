@@ -91,10 +91,10 @@ static double share_of(const struct score *s)
     return total > 0 ? s->invalid / total : 0;
 }
 
-static int share_at_least(const struct score *s, unsigned pct)
+int score_share_at_least(const struct score *s, double pct)
 {
     /* invalid/(invalid+valid) >= pct/100, without dividing */
-    return s->invalid * 100.0 + 1e-9 >= (double)pct * (s->invalid + s->valid);
+    return s->invalid * 100.0 + 1e-9 >= pct * (s->invalid + s->valid);
 }
 
 void score_judge(const struct score_rules *r, const struct score *s,
@@ -120,7 +120,7 @@ void score_judge(const struct score_rules *r, const struct score *s,
         out->why = WHY_FEW;
         return;
     }
-    if (!share_at_least(s, r->tarpit_share)) {
+    if (!score_share_at_least(s, r->tarpit_share)) {
         out->why = WHY_SHARE;
         return;
     }
@@ -145,7 +145,7 @@ int score_block_due(const struct score_rules *r, const struct score *s,
     else if (r->block_ceiling && inv >= r->block_ceiling)
         *why = WHY_BLOCK_CEILING;
     else if (r->block_after && inv >= r->block_after
-             && share_at_least(s, r->block_share))
+             && score_share_at_least(s, r->block_share))
         *why = WHY_BLOCK_SHARE;
     else
         return 0;

@@ -101,6 +101,9 @@ void score_max(struct score *s, const struct score *o, uint64_t now_ms,
 /* score_judge - the stage a standing (already faded to now) earns now. */
 void score_judge(const struct score_rules *r, const struct score *s,
                  uint64_t now_ms, struct score_verdict *out);
+/* score_share_at_least - s's invalid share, invalid / (invalid + valid),
+ * is pct percent or more (a little slack: fading rounds). */
+int score_share_at_least(const struct score *s, double pct);
 /* score_block_due - after evidence was added: 1 and *why when the standing
  * now earns a block that is not already in force. */
 int score_block_due(const struct score_rules *r, const struct score *s,
