@@ -170,7 +170,8 @@ static struct runtime *runtime_new(uv_loop_t *loop, struct config *cfg,
         rt->store->sig = sig;
         /* standings are shared through the store only when it is Redis */
         rt->store->evidence = evidence_new(loop, cfg, store_is_shared(cfg) ? st : NULL);
-        rt->store->siege = siege_store_new(loop, st, store_is_shared(cfg));
+        rt->store->siege = siege_store_new(loop, st, store_is_shared(cfg),
+                                            rt->store->evidence);
     }
     rt->dir = directory_new(loop, cfg, err, errlen);
     if (!rt->dir) {

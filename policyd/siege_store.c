@@ -11,6 +11,7 @@
 
 #include "cache.h"
 #include "log.h"
+#include "settle.h"
 #include "siege.h"
 #include "util.h"
 
@@ -49,6 +50,8 @@ struct siege_store {
                                      * not (revoked here) */
     struct cache *counted;          /* networks whose visit was counted
                                      * lately (for visit_ms) */
+    struct settle *settle;          /* suspected networks (with Redis) */
+    uint64_t cleared;               /* suspicions the verdict cleared */
     struct log_limiter store_rl;    /* store errors in a siege */
     /* settings, copied from the config */
     char prefix[CONFIG_PREFIX_MAX + 1];
@@ -82,8 +85,10 @@ static void timer_closed(uv_handle_t *h)
 
 static void poll_tick(uv_timer_t *t);
 static void count_flush(struct siege_store *ss);
+static settle_judge settled;
 
-struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared)
+struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared,
+                                    struct evidence *ev)
 {
     struct siege_store *ss = xcalloc(1, sizeof(*ss));
 
@@ -93,6 +98,10 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->refs = 3;                   /* owner and timers */
     ss->nets = cache_new(SIEGE_NETS_MAX);
     ss->counted = cache_new(SIEGE_COUNTED_MAX);
+    /* alone (no Redis) a process sees every recipient at once: nothing
+     * to wait for */
+    if (shared)
+        ss->settle = settle_new(loop, ev, SIEGE_SETTLE_MS, SIEGE_SUSPECTS_MAX, settled, ss);
     ss->store_rl = (struct log_limiter)LOG_LIMITER_INIT(SIEGE_STORE_LOG_MS);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
@@ -108,6 +117,7 @@ void siege_store_free(struct siege_store *ss)
         return;
     count_flush(ss);                /* sent: lands if the store lingers */
     ss->closing = 1;
+    settle_free(ss->settle);        /* suspicions unjudged: they stay */
     uv_close((uv_handle_t *)&ss->timer, timer_closed);
     uv_close((uv_handle_t *)&ss->count_timer, timer_closed);
     ss_unref(ss);
@@ -487,6 +497,11 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
         memcpy(sc->net, hc->lv[SCORE_NARROW].net, EVIDENCE_NET_MAX);
 }
 
+static void suspicion_over(void *arg)
+{
+    read_established(arg);
+}
+
 void siege_check(struct siege_store *ss, const char *domain,
                  const struct harvest_client *hc, struct siege_client *sc,
                  siege_cb *cb, void *arg)
@@ -504,6 +519,12 @@ void siege_check(struct siege_store *ss, const char *domain,
         cb(arg);
         return;
     }
+    /* suspected of guessing: no answer before the verdict (it could be
+     * the siege's) */
+    sc->wait.cb = suspicion_over;
+    sc->wait.arg = sc;
+    if (ss->settle && settle_wait(ss->settle, sc->net, &sc->wait))
+        return;
     read_established(sc);
 }
 
@@ -715,38 +736,87 @@ static void forgotten(void *arg, int status, long long count, long long ttl_ms)
     (void)arg, (void)status, (void)count, (void)ttl_ms;
 }
 
+/* guessing - s, a narrow standing with an unknown recipient, is a
+ * harvest's: enough invalid recipients (whole, as score.c counts: a typo
+ * is not a harvest) at a share of tarpit_share or more */
+static int guessing(const struct siege_store *ss, const struct score *s)
+{
+    return s->invalid + 0.5 >= SIEGE_REVOKE_MIN_INVALID && share_of(s) * 100 >= ss->tarpit_share;
+}
+
+/* revoke - net is not established, fleet-wide, whichever policyd
+ * established it, and earns it anew over retry_min (its next visit
+ * counts); was: known as established by the caller.  s revoked it. */
+static void revoke(struct siege_store *ss, const char *net, const struct sdom *d,
+                   const struct score *s, int was)
+{
+    struct revoke_op *op = xmalloc(sizeof(*op));
+    char key[SIEGE_KEY_MAX];
+
+    op->ss = ss;
+    op->was = was;
+    op->s = *s;
+    snprintf(op->net, sizeof(op->net), "%s", net);
+    snprintf(op->domain, sizeof(op->domain), "%s", d ? d->name : "-");
+    remember(ss, net, KNOWN_NO, SIEGE_REFRESH_MS);
+    cache_del(ss->counted, net, strlen(net));
+    ss->refs++;
+    ss->store->ops->del(ss->store, key, key_of(ss, key, "s:", net, ""), revoked, op);
+    ss->store->ops->del(ss->store, key, key_of(ss, key, "p:", net, ""), forgotten, NULL);
+}
+
+static int was_established(int known)
+{
+    return known == KNOWN_CLEAN || known == KNOWN_RETRIED;
+}
+
+/* settled - the verdict on a suspected network (settle.h): its standing
+ * once every policyd has merged what it had seen.  tag: the suspicion's
+ * domain and the table it indexes. */
+static void settled(void *owner, const char *net, uint64_t tag, const struct score *s,
+                    int from_store)
+{
+    struct siege_store *ss = owner;
+    unsigned gen = (unsigned)(tag >> 32);
+    uint32_t dom = (uint32_t)tag;
+    int here;
+    (void)from_store;
+
+    if (ss->closing)
+        return;
+    if (!guessing(ss, s)) {
+        ss->cleared++;              /* the fleet had more valid recipients */
+        return;
+    }
+    if (known_here(ss, net, &here) && here == KNOWN_NO)
+        return;                     /* revoked here meanwhile */
+    revoke(ss, net, gen == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL, s,
+           was_established(here));
+}
+
 void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
 {
     struct siege_store *ss = sc->ss;
-    const struct sdom *d = dom_of(sc);
-    struct revoke_op *op;
     struct score s;
-    int here;
-    char key[SIEGE_KEY_MAX];
+    int here, was;
 
     if (sc->known == KNOWN_EXEMPT || ss->closing)
         return;
     s = with_this(hc, 0);
-    /* whole recipients, as score.c counts: a typo is not a harvest */
-    if (s.invalid + 0.5 < SIEGE_REVOKE_MIN_INVALID || share_of(&s) * 100 < ss->tarpit_share)
+    if (!guessing(ss, &s))
         return;
     if (known_here(ss, sc->net, &here) && here == KNOWN_NO)
         return;                     /* revoked here less than SIEGE_REFRESH_MS ago */
-    op = xmalloc(sizeof(*op));
-    op->ss = ss;
-    op->was = here == KNOWN_CLEAN || here == KNOWN_RETRIED ||
-        sc->known == KNOWN_CLEAN || sc->known == KNOWN_RETRIED;
-    op->s = s;
-    memcpy(op->net, sc->net, sizeof(op->net));
-    snprintf(op->domain, sizeof(op->domain), "%s", d ? d->name : "-");
+    was = was_established(here) || was_established(sc->known);
+    /* other policyd may hold valid recipients of it that the store has
+     * not had yet: the verdict waits for them (settle.h), but for a
+     * network a siege's read just found not established (nothing to
+     * lose: its visits start over at once) */
+    if (ss->settle && !(sc->siege && sc->known == KNOWN_NO) &&
+        settle_add(ss->settle, sc->net, (uint64_t)sc->gen << 32 | (uint32_t)sc->dom) >= 0)
+        return;
     sc->known = KNOWN_NO;
-    remember(ss, sc->net, KNOWN_NO, SIEGE_REFRESH_MS);
-    cache_del(ss->counted, sc->net, strlen(sc->net));  /* its next visit counts */
-    /* fleet-wide, whichever policyd established it, and earned anew
-     * over retry_min */
-    ss->refs++;
-    ss->store->ops->del(ss->store, key, key_of(ss, key, "s:", sc->net, ""), revoked, op);
-    ss->store->ops->del(ss->store, key, key_of(ss, key, "p:", sc->net, ""), forgotten, NULL);
+    revoke(ss, sc->net, dom_of(sc), &s, was);
 }
 
 /* ---- the operator ---- */
@@ -847,8 +917,11 @@ void siege_info(struct siege_store *ss, int json, struct sbuf *out)
     const char *action = ss->action == SIEGE_ACT_DEFER ? "defer"
         : ss->action == SIEGE_ACT_TARPIT ? "tarpit" : "off";
 
+    size_t suspects = ss->settle ? settle_count(ss->settle) : 0;
+
     if (json)
-        sbuf_printf(out, "{\"action\":\"%s\",\"domains\":[", action);
+        sbuf_printf(out, "{\"action\":\"%s\",\"suspects\":%zu,\"suspects_cleared\":%llu,"
+                    "\"domains\":[", action, suspects, (unsigned long long)ss->cleared);
     for (size_t i = 0; i < ss->ndoms; i++) {
         const struct sdom *d = &ss->doms[i];
         double trigger = siege_trigger(&ss->rules, &d->st);
@@ -884,6 +957,9 @@ void siege_info(struct siege_store *ss, int json, struct sbuf *out)
     }
     if (json)
         sbuf_printf(out, "]}");
+    else
+        sbuf_printf(out, "\nsuspects: %zu (awaiting a verdict; cleared so far: %llu)\n",
+                    suspects, (unsigned long long)ss->cleared);
 }
 
 void siege_stats(struct siege_store *ss, struct stats_extra *x)

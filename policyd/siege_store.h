@@ -66,10 +66,20 @@
  * have been established through another policyd, or before a restart),
  * at most once per network per SIEGE_REFRESH_MS by this process, which
  * then knows it as not established for as long, and counts its next
- * visit at once.  Logged (event=revoke)
- * only when it was established, here or in the store: bots that never
- * were make no lines.
+ * visit at once.  Logged (event=revoke, with the standing that revoked
+ * it) only when it was established, here or in the store: bots that
+ * never were make no lines.
  *
+ * With Redis the standing seen at that recipient lacks what the other
+ * policyd have not merged yet (their valid recipients wait up to
+ * EVIDENCE_VALID_FLUSH_MS, evidence.h), so it only makes the network a
+ * suspect: the verdict is taken on its standing read SIEGE_SETTLE_MS
+ * later (settle.h), and meanwhile, in a siege, its requests wait for the
+ * verdict before they are answered (no guess gets an answer the verdict
+ * would have changed).  A network a siege's read found not established
+ * is revoked at once (its visits start over; nothing else is lost), as
+ * is any without Redis or beyond SIEGE_SUSPECTS_MAX suspects.
+
  * Every unknown recipient counts toward its domain's rate, an established
  * client's too (a botnet that earned establishment first still makes a
  * siege), but an exempt client's: the operator trusts those.  The response spares established clients: they are never
@@ -90,7 +100,8 @@
  * a network not known here to be established, a table lookup and, once
  * a visit, one increment of "p:" NET
  * and, once it qualifies, one write of "s:" NET; a revocation costs two
- * deletes.  All fire and forget.  Under a siege a not-established client costs one more
+ * deletes (with Redis, and a read once the suspicion settles).  All fire
+ * and forget.  Under a siege a not-established client costs one more
  * batched read (is it established?) and, with action = defer, one counter
  * increment (its retry) before the answer, the same for every recipient:
  * the directory is never asked for it.
@@ -112,6 +123,7 @@
 #include "../backends/store.h"
 #include "config.h"
 #include "harvest.h"
+#include "settle.h"
 #include "stats.h"
 
 #define SIEGE_POLL_MS 1000              /* each domain's rate and mark */
@@ -121,6 +133,11 @@
  * before its share can revoke: a single typo after a quiet hour never does */
 #define SIEGE_REVOKE_MIN_INVALID 2
 #define SIEGE_STORE_LOG_MS 10000        /* store errors in a siege: a line per */
+/* a revocation's verdict waits for the fleet's valid recipients: twice
+ * the longest a lazy one waits (its tick and its merge, on a loaded
+ * machine too) */
+#define SIEGE_SETTLE_MS (2 * EVIDENCE_VALID_FLUSH_MS)
+#define SIEGE_SUSPECTS_MAX 10000        /* awaiting their verdict at once */
 
 struct siege_store;
 
@@ -141,13 +158,15 @@ struct siege_client {
                                  * of a network not established; -1 none */
     long long pending_visits;   /* and its visits since */
     char net[EVIDENCE_NET_MAX];
+    struct settle_wait wait;    /* for a suspect's verdict */
     siege_cb *cb;
     void *arg;
 };
 
-/* store: not owned; shared: 1 when it is Redis (marks and established
- * networks go through it). */
-struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared);
+/* store, ev: not owned; shared: 1 when it is Redis (marks and established
+ * networks go through it; ev's standings are then the fleet's). */
+struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int shared,
+                                    struct evidence *ev);
 /* siege_store_configure - the settings of cfg (copied: cfg may go first);
  * state of domains that stay is kept. */
 void siege_store_configure(struct siege_store *ss, const struct config *cfg);
@@ -155,8 +174,8 @@ void siege_store_configure(struct siege_store *ss, const struct config *cfg);
 void siege_store_free(struct siege_store *ss);
 
 /* siege_check - before the recipient's status is known: is the domain under
- * siege, and, if so, is the client established?  cb(arg) once, possibly
- * before it returns. */
+ * siege, and, if so, is the client established (a suspect's verdict
+ * awaited first)?  cb(arg) once, possibly before it returns. */
 void siege_check(struct siege_store *ss, const char *domain,
                  const struct harvest_client *hc, struct siege_client *sc,
                  siege_cb *cb, void *arg);
@@ -175,8 +194,8 @@ void siege_delivered(struct siege_client *sc, const struct harvest_client *hc);
 /* siege_invalid - an unknown recipient (or trap) was asked: a network
  * whose narrow standing (hc's, with this recipient) has
  * SIEGE_REVOKE_MIN_INVALID invalid recipients and reaches [harvest]
- * tarpit_share is not established, fleet-wide (see above), and sc no
- * longer counts it as established. */
+ * tarpit_share is not established, fleet-wide, at once or once its
+ * suspicion is confirmed (see above). */
 void siege_invalid(struct siege_client *sc, const struct harvest_client *hc);
 
 /* For the operator. */
