@@ -13,8 +13,10 @@
  *	KEYS[1..N] are the standings' keys, KEYS[N+1] the offenders index,
  *	KEYS[N+2] the call's id key; ARGV is now_ms, half_life_ms, ttl_ms,
  *	the index's bound, the id's life (STORE_MERGE_ID_MS), then for each
- *	key its delta and its floor in the wire form of policyd/score.h
- *	(the floor "" when there is none).  One call for many networks
+ *	key its delta, as the five fields of the wire form of
+ *	policyd/score.h one word each (the script reads them with tonumber:
+ *	a pattern match per delta cost a tenth of the key's time in Redis),
+ *	and its floor in the wire form ("" when there is none).  One call for many networks
  *	spares Redis the command and script-call overhead of each (and the
  *	index's trim and expiry are done once per call, not once per key).
  *
@@ -54,7 +56,13 @@
  *	approximate, never upside down by orders of magnitude).  A
  *	standing below half a recipient and not blocked leaves the index;
  *	beyond the bound (STORE_RANK_MAX) entries the lowest go.  The index
- *	lives as long as the longest-lived standing it was given.  Its
+ *	lives as long as the longest-lived standing it was given.  A key
+ *	whose delta has only valid recipients and no floor leaves the index
+ *	as it is (most merges: half a merge's cost in Redis is the index):
+ *	its weight did not grow, and on that scale a fading standing's rank
+ *	does not move at the default half-life (approximately at another;
+ *	one below half a recipient stays until its next invalid one, or the
+ *	bound, or a reader's walk finds its key gone).  Its
  *	commands are pcalls: a corrupted index is not a reason to refuse the
  *	standings, already written by then.
  *
@@ -79,6 +87,7 @@
 #include "../policyd/util.h"
 
 #define MERGE_SHARED 5          /* ARGV: now, half-life, ttl, rank max, id life */
+#define MERGE_PER_KEY 6         /* ARGV: the delta's five fields, the floor */
 #define MERGE_HEAD 3            /* EVALSHA SHA NUMKEYS */
 
 const char sr_merge_lua[] =
@@ -122,11 +131,13 @@ const char sr_merge_lua[] =
     "  if type(g) == 'table' and g.err then\n"
     "    out[k] = false\n"
     "  else\n"
+    "    local a = 6 * k\n"
     "    local s = fade(dec(g) or {0, 0, 0, 0, 0})\n"
-    "    local d = fade(dec(ARGV[4 + 2 * k]) or {0, 0, 0, 0, 0})\n"
+    "    local d = fade({tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),\n"
+    "                    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])})\n"
     "    for i = 1, 3 do s[i] = s[i] + d[i] end\n"
     "    s[5] = math.max(s[5], d[5])\n"
-    "    local fl = dec(ARGV[5 + 2 * k])\n"
+    "    local fl = ARGV[a + 5] ~= '' and dec(ARGV[a + 5])\n"
     "    if fl then\n"
     "      fade(fl)\n"
     "      for i = 1, 3 do s[i] = math.max(s[i], fl[i]) end\n"
@@ -138,7 +149,8 @@ const char sr_merge_lua[] =
     "    redis.call('SET', key, v, 'PX', string.format('%.0f', px))\n"
     "    out[k] = v\n"
     "    local w = s[1] + s[3]\n"
-    "    if w >= 0.5 or s[5] > now then\n"
+    "    if d[1] <= 0 and d[3] <= 0 and d[5] <= 0 and not fl then\n"
+    "    elseif w >= 0.5 or s[5] > now then\n"
     "      add[#add + 1] = math.log(math.max(w, 0.5)) / math.log(2) + s[4] / 3600000\n"
     "      add[#add + 1] = key\n"
     "      life = math.max(life, px)\n"
@@ -185,7 +197,7 @@ static struct merge_args *merge_args(const struct store_redis *sr,
 {
     char num[MERGE_SHARED][UTIL_FMT_U_MAX], wire[2][SCORE_WIRE_MAX];
     size_t nlen[MERGE_SHARED];
-    int argc = MERGE_HEAD + (int)m->n + 2 + MERGE_SHARED + 2 * (int)m->n;
+    int argc = MERGE_HEAD + (int)m->n + 2 + MERGE_SHARED + MERGE_PER_KEY * (int)m->n;
     size_t bytes = sr->rank_klen + m->id_klen + 2 * m->n * SCORE_WIRE_MAX;
     struct merge_args *a;
     char *o;
@@ -214,7 +226,17 @@ static struct merge_args *merge_args(const struct store_redis *sr,
         o = put(a, o, num[i], nlen[i]);
     for (size_t i = 0; i < m->n; i++) {
         const struct store_merge_item *it = &m->items[i];
-        o = put(a, o, wire[0], score_encode(&it->delta, wire[0], sizeof(wire[0])));
+        size_t len = score_encode(&it->delta, wire[0], sizeof(wire[0]));
+        const char *w = wire[0], *end = wire[0] + len;
+
+        /* the wire form's fields are separated by one blank each */
+        for (int f = 0; f < SCORE_WIRE_FIELDS; f++) {
+            const char *sp = memchr(w, ' ', (size_t)(end - w));
+            size_t flen = sp ? (size_t)(sp - w) : (size_t)(end - w);
+
+            o = put(a, o, w, flen);
+            w += flen + (sp != NULL);
+        }
         o = put(a, o, wire[1], it->floor ? score_encode(it->floor, wire[1],
                                                         sizeof(wire[1])) : 0);
     }

@@ -223,13 +223,13 @@ static int field(const char **p, const char *end, double *out, int last)
 int score_decode(const char *buf, size_t len, struct score *s)
 {
     const char *p = buf, *end = buf + len;
-    double v[5];
+    double v[SCORE_WIRE_FIELDS];
 
     memset(s, 0, sizeof(*s));
     if (len >= SCORE_WIRE_MAX)
         return -1;
-    for (int i = 0; i < 5; i++)
-        if (field(&p, end, &v[i], i == 4) < 0)
+    for (int i = 0; i < SCORE_WIRE_FIELDS; i++)
+        if (field(&p, end, &v[i], i == SCORE_WIRE_FIELDS - 1) < 0)
             return -1;
     if (v[3] > 1e15 || v[4] > 1e15)
         return -1;

@@ -38,6 +38,7 @@
 #include "config.h"
 
 #define SCORE_WIRE_MAX 128      /* encoded standing, with its NUL */
+#define SCORE_WIRE_FIELDS 5     /* of the wire form */
 
 struct score {
     double invalid;             /* as of t_ms */

@@ -183,7 +183,8 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
             for at in range(0, len(idx), 32):
                 part = idx[at:at + 32]
                 keys = ["t:e:case%d" % i for i in part]
-                argv = [x for i in part for x in (cases[i][1], cases[i][2])]
+                # the delta as its five fields, the floor whole
+                argv = [x for i in part for x in cases[i][1].split() + [cases[i][2]]]
                 got = r.call("EVALSHA", sha, len(part) + 2, *keys, "t:offenders",
                              "t:m:%d:%d:%d" % (n, h, at), n, h, 600000, 1000, 300000, *argv)
                 assert len(got) == len(part)
@@ -199,8 +200,8 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
         # a key of another type is refused alone: nil for it, its neighbours merged
         r.call("LPUSH", "t:e:list", "x")
         call = ("EVALSHA", sha, 4, "t:e:list", "t:e:next", "t:offenders", "t:m:list",
-                now, 1000, 1000, 1000, 300000, wire(1, 0, 0, now, 0), "",
-                wire(2, 0, 0, now, 0), "")
+                now, 1000, 1000, 1000, 300000, *wire(1, 0, 0, now, 0).split(), "",
+                *wire(2, 0, 0, now, 0).split(), "")
         got = r.call(*call)
         assert got[0] is None and got[1].decode() == wire(2, 0, 0, now, 0), got
         assert r.call("LRANGE", "t:e:list", 0, -1) == [b"x"]
@@ -213,6 +214,20 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
         got = r.call(*call[:4], "t:e:gone", *call[5:])
         assert got[1].decode() == "0 0 0 %d 0" % now, got  # absent: empty
         assert r.call("GET", "t:e:gone") is None
+        # the offenders index: an invalid recipient ranks the key; valid
+        # ones alone leave the index as it is (at the default half-life its
+        # rank would not move; at a half-life of 1 s it would have faded
+        # out, and is kept until its next invalid one); an invalid one
+        # ranks it anew
+        def merge(key, delta, at, t):
+            r.call("EVALSHA", sha, 3, key, "t:offenders", "t:m:rank%d" % at, t, 1000,
+                   600000, 1000, 300000, *delta.split(), "")
+            return r.call("ZSCORE", "t:offenders", key)
+        first = merge("t:e:ranked", wire(4, 0, 0, now, 0), 1, now)
+        assert first is not None
+        assert merge("t:e:ranked", wire(0, 5, 0, now + 60000, 0), 2, now + 60000) == first
+        assert merge("t:e:ranked", wire(1, 0, 0, now + 61000, 0), 3, now + 61000) != first
+        assert merge("t:e:clean", wire(0, 5, 0, now, 0), 4, now) is None
 
 
 # ---- evidence.c over a real Redis -----------------------------------------
