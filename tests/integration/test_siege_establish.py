@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -281,6 +282,12 @@ def test_revoked_through_any_policyd():
                     ("alice@example.com", "guess9@example.com")] == [SIEGE, SIEGE]
 
 
+def stored_valid(rc, ip):
+    """The valid recipients of ip's narrow standing in Redis (0 if none)."""
+    v = rc.call("GET", key("e", ip))
+    return float(v.split()[1]) if v else 0.0
+
+
 def siege_json(d):
     return json.loads(d.ctl("siege", "--json").stdout)
 
@@ -297,12 +304,23 @@ def test_verdict_waits_for_the_other_daemons_valid_recipients():
     standing."""
     ip = "198.51.100.78"
     with established_through_a(ip) as (r, a, b):
+        with Resp("127.0.0.1", r.port) as rc:
+            wait_for(lambda: stored_valid(rc, ip) > 3.99, 10,
+                     what="a's 4 valid recipients in Redis")
         with b.client() as c:
             for _ in range(8):
                 assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
-        with a.client() as c:
-            assert [c.ask(client_address=ip, recipient="guess%d@example.com" % k)
-                    for k in range(2)] == [UNKNOWN] * 2
+        # b holds them: stopped, it cannot merge them however slow this
+        # machine is, until the guesses have been judged through a
+        b.signal(signal.SIGSTOP)
+        try:
+            with a.client() as c:
+                assert [c.ask(client_address=ip, recipient="guess%d@example.com" % k)
+                        for k in range(2)] == [UNKNOWN] * 2
+            with Resp("127.0.0.1", r.port) as rc:
+                assert stored_valid(rc, ip) < 4.01      # none of b's
+        finally:
+            b.signal(signal.SIGCONT)
         wait_for(lambda: (siege_json(a)["suspects"], siege_json(a)["suspects_cleared"])
                  == (0, 1), 10, what="the verdict: cleared")
         assert a.ctl("client", ip).stdout.endswith("\n\n" + CLEAN + "\n")
