@@ -998,6 +998,7 @@ static void read_done(void *arg, int status, const char *val, size_t len)
     /* an unparsable value reads as empty, as the merge script sees it */
     if (status != STORE_OK || score_decode(val, len, &s) < 0)
         memset(&s, 0, sizeof(s));
+    r->stored_t_ms = s.t_ms;
     score_decay(&s, now, ev->half_life_ms);
     e = hold(r, status == STORE_OK ? entry(ev, r->net) : find(ev, r->net));
     add_local(ev, e, &s, now);
@@ -1028,6 +1029,7 @@ void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read
 
     r->ev = ev;
     r->e = NULL;
+    r->stored_t_ms = 0;
     r->cb = cb;
     r->arg = arg;
     if (nlen >= sizeof(r->net)) {
@@ -1083,6 +1085,13 @@ uint64_t evidence_recorded(const struct evidence *ev)
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out)
 {
     return view_of(r->ev, entry_via(r, 0), now_ms, out);
+}
+
+int evidence_unmerged_via(struct evidence_read *r)
+{
+    const struct ev_entry *e = entry_via(r, 0);
+
+    return e && (e->queue != Q_NONE || e->inflight);
 }
 
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,

@@ -115,6 +115,10 @@ struct evidence_read {
     struct ev_entry *e;         /* the entry last found, or NULL */
     uint64_t drops;             /* ev's drop count then: e is good while equal */
     char net[EVIDENCE_NET_MAX];
+    uint64_t stored_t_ms;       /* after a read: the time of the store's copy
+                                 * (its last merge, by whichever process,
+                                 * wall clock); 0 when the store did not
+                                 * answer or had none */
     evidence_cb *cb;
     void *arg;
 };
@@ -150,6 +154,9 @@ uint64_t evidence_recorded(const struct evidence *ev);
  * standing read plus what was recorded here since), faded to now_ms; 0 and
  * an empty standing when it has none.  Synchronous: no store round trip. */
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out);
+/* evidence_unmerged_via - 1 when this process holds deltas of r's network
+ * that the store has not acknowledged (pending, or a merge in flight). */
+int evidence_unmerged_via(struct evidence_read *r);
 /* evidence_forget - remove the standing here and in the store (operator
  * unblock); cb gets the store's answer (count = keys removed). */
 void evidence_forget(struct evidence *ev, const char *net, store_count_cb *cb,

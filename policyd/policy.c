@@ -478,6 +478,27 @@ static void siege_admitted(void *arg)
     recipient_known(j);
 }
 
+/* siege_known - the client's standing in the siege, if any, is known */
+static void siege_known(struct policy_job *j)
+{
+    /* siege, action = defer: has the client come back in time? */
+    if (siege_response(&j->siege) == SIEGE_DEFER) {
+        j->step = STEP_SIEGE;
+        siege_admit(&j->siege, siege_admitted, j);
+        return;
+    }
+    recipient_known(j);
+}
+
+static void suspect_judged(void *arg)
+{
+    struct policy_job *j = arg;
+
+    if (drop_if_cancelled(j))
+        return;
+    siege_known(j);
+}
+
 /* state_known - the reads of STEP_STATE are back */
 static void state_known(struct policy_job *j)
 {
@@ -489,13 +510,13 @@ static void state_known(struct policy_job *j)
         finish(j, VERDICT_BLOCKED, j->rt->cfg->actions.blocked);
         return;
     }
-    /* siege, action = defer: has the client come back in time? */
-    if (siege_response(&j->siege) == SIEGE_DEFER) {
+    /* siege: an established client suspected of guessing is answered
+     * after the verdict on it */
+    if (siege_suspect(&j->siege, &j->client, suspect_judged, j)) {
         j->step = STEP_SIEGE;
-        siege_admit(&j->siege, siege_admitted, j);
         return;
     }
-    recipient_known(j);
+    siege_known(j);
 }
 
 static void client_state(void *arg)

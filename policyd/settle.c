@@ -3,8 +3,8 @@
  *
  * Each network queued is one entry, allocated (the read in flight holds
  * its address), found by name through a cache (the entry's address as its
- * value), and kept in a FIFO: every entry waits the same delay_ms, so the
- * order they came is the order they fall due.  One uv timer, armed for the
+ * value), and kept in a list by due time (a new entry goes at the tail, a
+ * postponed one where its time puts it).  One uv timer, armed for the
  * head.  Due times are of the monotonic clock, not the loop's (which may
  * be a loop turn old): a timer that fires early is armed again.
  */
@@ -19,8 +19,9 @@
 
 struct st_entry {
     struct settle *st;
-    struct st_entry *next;          /* the FIFO */
+    struct st_entry *next;          /* the list, by due time */
     uint64_t due_ms;                /* util_now_ms() */
+    uint64_t last_ms;               /* judged then at the latest */
     uint64_t tag;
     struct settle_wait *head, *tail;
     struct evidence_read rd;        /* the read of the verdict */
@@ -31,7 +32,7 @@ struct settle {
     uv_loop_t *loop;
     uv_timer_t timer;
     struct evidence *ev;
-    uint64_t delay_ms;
+    uint64_t delay_ms, quiet_ms, max_ms;
     size_t max;
     settle_judge *judge;
     void *owner;
@@ -55,14 +56,17 @@ static void timer_closed(uv_handle_t *h)
     unref(h->data);
 }
 
-struct settle *settle_new(uv_loop_t *loop, struct evidence *ev, uint64_t delay_ms,
-                          size_t max, settle_judge *judge, void *owner)
+struct settle *settle_new(uv_loop_t *loop, struct evidence *ev,
+                          const struct settle_times *t, size_t max,
+                          settle_judge *judge, void *owner)
 {
     struct settle *st = xcalloc(1, sizeof(*st));
 
     st->loop = loop;
     st->ev = ev;
-    st->delay_ms = delay_ms;
+    st->delay_ms = t->delay_ms;
+    st->quiet_ms = t->quiet_ms;
+    st->max_ms = t->max_ms;
     st->max = max;
     st->judge = judge;
     st->owner = owner;
@@ -106,13 +110,56 @@ void settle_free(struct settle *st)
     unref(st);
 }
 
-/* judged - e's standing, read delay_ms after it was queued */
+static void arm(struct settle *st, uint64_t now);
+
+/* enqueue - e in the list at its due time (most often the tail's) */
+static void enqueue(struct settle *st, struct st_entry *e)
+{
+    struct st_entry **pp = st->tail && st->tail->due_ms <= e->due_ms
+        ? &st->tail->next : &st->head;
+
+    while (*pp && (*pp)->due_ms <= e->due_ms)
+        pp = &(*pp)->next;
+    e->next = *pp;
+    *pp = e;
+    if (!e->next)
+        st->tail = e;
+    if (st->head == e)
+        arm(st, util_now_ms());
+}
+
+/* unsettled - ms until e's standing has been still for quiet_ms: the
+ * store's copy merged since (by any process), or deltas here not merged
+ * yet; 0 when it is still, or its time is up */
+static uint64_t unsettled(const struct settle *st, struct st_entry *e, int from_store)
+{
+    uint64_t wall = util_wall_ms(), now = util_now_ms(), wait = 0;
+
+    if (!from_store || now >= e->last_ms)
+        return 0;                   /* no fleet to wait for, or no more time */
+    if (e->rd.stored_t_ms + st->quiet_ms > wall)
+        wait = e->rd.stored_t_ms + st->quiet_ms - wall;
+    if (evidence_unmerged_via(&e->rd))
+        wait = st->quiet_ms;
+    return wait && now + wait > e->last_ms ? e->last_ms - now : wait;
+}
+
+/* judged - e's standing, read at its due time: judged when it has been
+ * still for quiet_ms (whatever any process recorded before its last merge
+ * has had time to follow it), else read again then */
 static void judged(void *arg, const struct score *standing, int from_store)
 {
     struct st_entry *e = arg;
     struct settle *st = e->st;
     struct settle_wait *w, *next;
+    uint64_t wait = st->closing ? 0 : unsettled(st, e, from_store);
 
+    if (wait) {
+        e->due_ms = util_now_ms() + wait;
+        enqueue(st, e);
+        unref(st);
+        return;
+    }
     unindex(st, e);                 /* a waiter may queue it anew */
     if (!st->closing)
         st->judge(st->owner, e->net, e->tag, standing, from_store);
@@ -162,17 +209,12 @@ int settle_add(struct settle *st, const char *net, uint64_t tag)
     e = xcalloc(1, sizeof(*e));
     e->st = st;
     e->due_ms = util_now_ms() + st->delay_ms;
+    e->last_ms = util_now_ms() + st->max_ms;
     e->tag = tag;
     memcpy(e->net, net, len + 1);
-    if (st->tail)
-        st->tail->next = e;
-    else
-        st->head = e;
-    st->tail = e;
     cache_put(st->index, net, len, (int64_t)(intptr_t)e, 0);
     st->n++;
-    if (!uv_is_active((uv_handle_t *)&st->timer))
-        arm(st, util_now_ms());
+    enqueue(st, e);
     return 1;
 }
 

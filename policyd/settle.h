@@ -17,10 +17,22 @@
  *
  * settle_add(net) queues a network (once: one already queued keeps its
  * turn); delay_ms later its standing is read (evidence_read: the store's
- * copy and this process's own deltas, faded to then) and judge(owner,
- * net, standing) is called, then every waiter of that network
- * (settle_wait) in the order they came.  A request that waits gets no
- * answer the verdict could change before the verdict.
+ * copy and this process's own deltas, faded to then).  The verdict needs
+ * a standing that has been still for quiet_ms: no merge into the store's
+ * copy by any process (its time, the last merge's), and nothing here
+ * that the store has not had.  Then whatever any process recorded before
+ * that last merge has followed it (quiet_ms is chosen to cover a lazy
+ * valid recipient's wait and its merge), so the valid and the invalid
+ * recipients are counted to the same moment.  A standing that moved is
+ * read again once it may have been still for quiet_ms; at max_ms after
+ * settle_add it is judged as it is.  Then judge(owner, net, tag,
+ * standing) is called, and every waiter of that network (settle_wait) in
+ * the order they came.  A request that waits gets no answer the verdict
+ * could change before the verdict.
+ *
+ * What this cannot see: a process stalled longer than quiet_ms (stopped,
+ * swapping) with valid recipients not merged; their absence looks like
+ * stillness.
  *
  * LIMITS
  *	At most max networks queued: settle_add answers -1 beyond (the
@@ -52,9 +64,16 @@ struct settle_wait {
 typedef void settle_judge(void *owner, const char *net, uint64_t tag,
                           const struct score *standing, int from_store);
 
+struct settle_times {
+    uint64_t delay_ms;          /* the first read, after settle_add */
+    uint64_t quiet_ms;          /* still for this long: judged */
+    uint64_t max_ms;            /* after settle_add: judged as it is */
+};
+
 /* ev: not owned, must outlive the settle (or its reads). */
-struct settle *settle_new(uv_loop_t *loop, struct evidence *ev, uint64_t delay_ms,
-                          size_t max, settle_judge *judge, void *owner);
+struct settle *settle_new(uv_loop_t *loop, struct evidence *ev,
+                          const struct settle_times *t, size_t max,
+                          settle_judge *judge, void *owner);
 /* settle_free - judge is not called again; the loop must run afterwards. */
 void settle_free(struct settle *st);
 /* settle_add - 1: queued, with tag for judge; 0: queued already (its tag

@@ -100,8 +100,10 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->counted = cache_new(SIEGE_COUNTED_MAX);
     /* alone (no Redis) a process sees every recipient at once: nothing
      * to wait for */
-    if (shared)
-        ss->settle = settle_new(loop, ev, SIEGE_SETTLE_MS, SIEGE_SUSPECTS_MAX, settled, ss);
+    if (shared) {
+        const struct settle_times t = { SIEGE_SETTLE_MS, SIEGE_QUIET_MS, SIEGE_SETTLE_MAX_MS };
+        ss->settle = settle_new(loop, ev, &t, SIEGE_SUSPECTS_MAX, settled, ss);
+    }
     ss->store_rl = (struct log_limiter)LOG_LIMITER_INIT(SIEGE_STORE_LOG_MS);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
@@ -497,11 +499,6 @@ static void client_init(struct siege_store *ss, const struct harvest_client *hc,
         memcpy(sc->net, hc->lv[SCORE_NARROW].net, EVIDENCE_NET_MAX);
 }
 
-static void suspicion_over(void *arg)
-{
-    read_established(arg);
-}
-
 void siege_check(struct siege_store *ss, const char *domain,
                  const struct harvest_client *hc, struct siege_client *sc,
                  siege_cb *cb, void *arg)
@@ -519,12 +516,6 @@ void siege_check(struct siege_store *ss, const char *domain,
         cb(arg);
         return;
     }
-    /* suspected of guessing: no answer before the verdict (it could be
-     * the siege's) */
-    sc->wait.cb = suspicion_over;
-    sc->wait.arg = sc;
-    if (ss->settle && settle_wait(ss->settle, sc->net, &sc->wait))
-        return;
     read_established(sc);
 }
 
@@ -770,6 +761,28 @@ static int was_established(int known)
     return known == KNOWN_CLEAN || known == KNOWN_RETRIED;
 }
 
+static uint64_t tag_of(const struct siege_client *sc)
+{
+    return (uint64_t)sc->gen << 32 | (uint32_t)sc->dom;
+}
+
+/* dom_of_tag - the domain of a tag, unless a reload changed the table */
+static const struct sdom *dom_of_tag(const struct siege_store *ss, uint64_t tag)
+{
+    uint32_t dom = (uint32_t)tag;
+
+    return (unsigned)(tag >> 32) == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL;
+}
+
+/* suspect - net's verdict waits for the fleet (settle.h); a full table
+ * judges at once, on s */
+static void suspect(struct siege_store *ss, const char *net, uint64_t tag,
+                    const struct score *s)
+{
+    if (settle_add(ss->settle, net, tag) < 0)
+        revoke(ss, net, dom_of_tag(ss, tag), s, 1);
+}
+
 /* settled - the verdict on a suspected network (settle.h): its standing
  * once every policyd has merged what it had seen.  tag: the suspicion's
  * domain and the table it indexes. */
@@ -777,8 +790,6 @@ static void settled(void *owner, const char *net, uint64_t tag, const struct sco
                     int from_store)
 {
     struct siege_store *ss = owner;
-    unsigned gen = (unsigned)(tag >> 32);
-    uint32_t dom = (uint32_t)tag;
     int here;
     (void)from_store;
 
@@ -790,15 +801,44 @@ static void settled(void *owner, const char *net, uint64_t tag, const struct sco
     }
     if (known_here(ss, net, &here) && here == KNOWN_NO)
         return;                     /* revoked here meanwhile */
-    revoke(ss, net, gen == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL, s,
-           was_established(here));
+    revoke(ss, net, dom_of_tag(ss, tag), s, was_established(here));
+}
+
+struct probe_op {
+    struct siege_store *ss;
+    uint64_t tag;
+    struct score s;
+    char net[EVIDENCE_NET_MAX];
+};
+
+/* probed - is a guessing network, not known here, established?  Then a
+ * suspect; else nothing is lost by revoking at once (its visits start
+ * over).  A store that did not answer: a suspect (the verdict reads it
+ * again). */
+static void probed(void *arg, int status, const char *val, size_t len)
+{
+    struct probe_op *op = arg;
+    struct siege_store *ss = op->ss;
+    int here;
+
+    if (!ss->closing && !(known_here(ss, op->net, &here) && here == KNOWN_NO)) {
+        if (status == STORE_ERR || (status == STORE_OK && len == 1 &&
+                                    (val[0] == 'c' || val[0] == 'r')))
+            suspect(ss, op->net, op->tag, &op->s);
+        else
+            revoke(ss, op->net, dom_of_tag(ss, op->tag), &op->s, 0);
+    }
+    ss_unref(ss);
+    free(op);
 }
 
 void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
 {
     struct siege_store *ss = sc->ss;
+    struct probe_op *op;
     struct score s;
-    int here, was;
+    int here;
+    char key[SIEGE_KEY_MAX];
 
     if (sc->known == KNOWN_EXEMPT || ss->closing)
         return;
@@ -807,16 +847,62 @@ void siege_invalid(struct siege_client *sc, const struct harvest_client *hc)
         return;
     if (known_here(ss, sc->net, &here) && here == KNOWN_NO)
         return;                     /* revoked here less than SIEGE_REFRESH_MS ago */
-    was = was_established(here) || was_established(sc->known);
-    /* other policyd may hold valid recipients of it that the store has
-     * not had yet: the verdict waits for them (settle.h), but for a
-     * network a siege's read just found not established (nothing to
-     * lose: its visits start over at once) */
-    if (ss->settle && !(sc->siege && sc->known == KNOWN_NO) &&
-        settle_add(ss->settle, sc->net, (uint64_t)sc->gen << 32 | (uint32_t)sc->dom) >= 0)
+    if (!ss->settle || (sc->siege && sc->known == KNOWN_NO)) {
+        /* alone, no other policyd holds anything back; or a siege's read
+         * just found it not established */
+        sc->known = KNOWN_NO;
+        revoke(ss, sc->net, dom_of(sc), &s, was_established(here));
         return;
+    }
+    /* other policyd may hold valid recipients of it that the store has
+     * not had yet: an established network's verdict waits for them */
+    if (was_established(here) || was_established(sc->known) || sc->known == KNOWN_ASSUMED) {
+        suspect(ss, sc->net, tag_of(sc), &s);
+        return;
+    }
+    op = xmalloc(sizeof(*op));
+    op->ss = ss;
+    op->tag = tag_of(sc);
+    op->s = s;
+    memcpy(op->net, sc->net, sizeof(op->net));
+    ss->refs++;
+    ss->store->ops->get(ss->store, key, key_of(ss, key, "s:", sc->net, ""), probed, op);
+}
+
+/* suspicion_over - the verdict: the siege's answer if it revoked */
+static void suspicion_over(void *arg)
+{
+    struct siege_client *sc = arg;
+    int here;
+
+    if (known_here(sc->ss, sc->net, &here) && here == KNOWN_NO)
+        sc->known = KNOWN_NO;
+    sc->cb(sc->arg);
+}
+
+int siege_suspect(struct siege_client *sc, const struct harvest_client *hc,
+                  siege_cb *cb, void *arg)
+{
+    struct siege_store *ss = sc->ss;
+
+    if (!ss->settle || ss->closing || !sc->siege ||
+        !(was_established(sc->known) || sc->known == KNOWN_ASSUMED))
+        return 0;
+    sc->wait.cb = suspicion_over;
+    sc->wait.arg = sc;
+    sc->cb = cb;
+    sc->arg = arg;
+    if (settle_wait(ss->settle, sc->net, &sc->wait))
+        return 1;
+    if (!guessing(ss, &hc->lv[SCORE_NARROW].before))
+        return 0;
+    if (settle_add(ss->settle, sc->net, tag_of(sc)) > 0 &&
+        settle_wait(ss->settle, sc->net, &sc->wait))
+        return 1;
+    /* the table is full: judged at once, as it stands here */
     sc->known = KNOWN_NO;
-    revoke(ss, sc->net, dom_of(sc), &s, was);
+    revoke(ss, sc->net, dom_of(sc), &hc->lv[SCORE_NARROW].before, 1);
+    return 0;
 }
 
 /* ---- the operator ---- */

@@ -72,13 +72,20 @@
  *
  * With Redis the standing seen at that recipient lacks what the other
  * policyd have not merged yet (their valid recipients wait up to
- * EVIDENCE_VALID_FLUSH_MS, evidence.h), so it only makes the network a
- * suspect: the verdict is taken on its standing read SIEGE_SETTLE_MS
- * later (settle.h), and meanwhile, in a siege, its requests wait for the
- * verdict before they are answered (no guess gets an answer the verdict
- * would have changed).  A network a siege's read found not established
- * is revoked at once (its visits start over; nothing else is lost), as
- * is any without Redis or beyond SIEGE_SUSPECTS_MAX suspects.
+ * EVIDENCE_VALID_FLUSH_MS, evidence.h, while the invalid ones go at
+ * once), so for a network that is established (known here, or read from
+ * "s:" NET) it only makes the network a suspect: the verdict is taken on
+ * its standing once that has been still for SIEGE_QUIET_MS (settle.h: no
+ * merge by any policyd, nothing unmerged here), first read
+ * SIEGE_SETTLE_MS after the suspicion, at the latest SIEGE_SETTLE_MAX_MS
+ * after it.  During a siege, a request of an established network for a
+ * domain under siege waits for the verdict before it is answered when the
+ * network is a suspect here or when its standing, as read for this
+ * request, already has SIEGE_REVOKE_MIN_INVALID invalid recipients at
+ * tarpit_share (so another policyd's guesses make it wait here too, and
+ * a suspicion lost with a restart is raised again).  A network not
+ * established is revoked at once (its visits start over; nothing else is
+ * lost), as is any without Redis, or beyond SIEGE_SUSPECTS_MAX suspects.
 
  * Every unknown recipient counts toward its domain's rate, an established
  * client's too (a botnet that earned establishment first still makes a
@@ -133,10 +140,12 @@
  * before its share can revoke: a single typo after a quiet hour never does */
 #define SIEGE_REVOKE_MIN_INVALID 2
 #define SIEGE_STORE_LOG_MS 10000        /* store errors in a siege: a line per */
-/* a revocation's verdict waits for the fleet's valid recipients: twice
- * the longest a lazy one waits (its tick and its merge, on a loaded
- * machine too) */
-#define SIEGE_SETTLE_MS (2 * EVIDENCE_VALID_FLUSH_MS)
+/* a revocation's verdict waits for the fleet's valid recipients: a
+ * standing still for the longest a lazy one waits and two ticks (its
+ * merge) has them all; first read a tick after that could be so; judged
+ * as it is at SIEGE_SETTLE_MAX_MS (config.h, for postfix_timeout) */
+#define SIEGE_QUIET_MS (EVIDENCE_VALID_FLUSH_MS + 2 * EVIDENCE_FLUSH_MS)
+#define SIEGE_SETTLE_MS (SIEGE_QUIET_MS + 2 * EVIDENCE_FLUSH_MS)
 #define SIEGE_SUSPECTS_MAX 10000        /* awaiting their verdict at once */
 
 struct siege_store;
@@ -174,8 +183,8 @@ void siege_store_configure(struct siege_store *ss, const struct config *cfg);
 void siege_store_free(struct siege_store *ss);
 
 /* siege_check - before the recipient's status is known: is the domain under
- * siege, and, if so, is the client established (a suspect's verdict
- * awaited first)?  cb(arg) once, possibly before it returns. */
+ * siege, and, if so, is the client established?  cb(arg) once, possibly
+ * before it returns. */
 void siege_check(struct siege_store *ss, const char *domain,
                  const struct harvest_client *hc, struct siege_client *sc,
                  siege_cb *cb, void *arg);
@@ -191,6 +200,12 @@ void siege_unknown(struct siege_client *sc);
  * since its first (their count and its age, in the store) and hc's
  * narrow share with this one decide whether it is now established. */
 void siege_delivered(struct siege_client *sc, const struct harvest_client *hc);
+/* siege_suspect - after siege_check and the reads of hc's standings: in a
+ * siege, an established client that is a suspect (see above) waits for
+ * the verdict.  1: cb(arg) once it is known (sc then knows the client as
+ * not established if it was revoked); 0: nothing to wait for. */
+int siege_suspect(struct siege_client *sc, const struct harvest_client *hc,
+                  siege_cb *cb, void *arg);
 /* siege_invalid - an unknown recipient (or trap) was asked: a network
  * whose narrow standing (hc's, with this recipient) has
  * SIEGE_REVOKE_MIN_INVALID invalid recipients and reaches [harvest]

@@ -49,12 +49,22 @@ def timed(c, **attrs):
     return a, time.monotonic() - t0, t0
 
 
+def redis_up(d):
+    """A daemon with a [redis] section has connected: its first answers
+    would otherwise count visits and standings in memory only."""
+    with open(d.conf) as f:
+        if "\n[redis]\n" in f.read():
+            d.wait_log("redis: up")
+
+
 def establish(pairs, n=3):
     """Each (daemon, ip) of pairs asks n valid recipients at once, then one
     more at a time until its policyd says it is established: like an MTA's,
     its deliveries must span [siege] retry_min.  Returns {ip: valid
     recipients asked}."""
     asked = {}
+    for d, _ in pairs:
+        redis_up(d)
     for d, ip in pairs:
         with d.client() as c:
             for _ in range(n):

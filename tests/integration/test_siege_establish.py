@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Daemon, wait_for
+from harness import Daemon, PolicyClient, request, wait_for
 from redis import Resp, RedisServer
-from test_siege import SIEGE, SIEGE_CONF, UNKNOWN, establish, redis_conf
+from test_siege import SIEGE, SIEGE_CONF, UNKNOWN, establish, redis_conf, redis_up
 
 CLEAN = "established: yes (clean record)"
 RETRY_MIN = 2.0           # SIEGE_CONF's
@@ -175,6 +175,7 @@ def establish_with_four(d, ip):
     """Like an MTA: 2 valid recipients (one visit), a 3rd once a visit
     interval has passed, and a 4th once retry_min has passed since the
     first: established with exactly 4 valid recipients in 3 visits."""
+    redis_up(d)
     with d.client() as c:
         for _ in range(2):
             assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
@@ -340,6 +341,76 @@ def test_verdict_waits_for_the_other_daemons_valid_recipients():
         assert "siege: event=revoke domain=example.com net=198.51.100.78/32 " \
             "invalid=4 valid=12 share=0.25\n" in log, log[-2000:]
         assert a.ctl("client", ip).stdout.endswith("\n\nestablished: no\n")
+
+
+def narrow_of(d, ip):
+    return json.loads(d.ctl("client", ip, "--json").stdout)["levels"][0]
+
+
+@pytest.mark.timing
+def test_verdict_counts_both_sides_to_the_same_moment():
+    """Review 8: an honest sender at 20% whose valid recipients through B
+    (held back there: B's copy of its share is below half of 25%) come
+    while a suspicion raised through A is pending, with 5 more stale
+    addresses through A, which count at once.  A verdict read at a fixed
+    time (a8abc98: 2 s) saw "invalid=7 valid=20 share=0.26"; the verdict
+    waits until the standing has been still for SIEGE_QUIET_MS, so B's
+    valid recipients have followed: 7 against 28, cleared."""
+    ip = "198.51.100.91"
+    with established_through_a(ip) as (r, a, b):
+        with b.client() as cb, a.client() as ca:
+            for _ in range(16):
+                assert cb.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+            for k in range(2):       # A sees 2 against its 4: the suspicion
+                assert ca.ask(client_address=ip, recipient="old%d@example.com" % k) == UNKNOWN
+            t = time.monotonic()
+            wait_for(lambda: narrow_of(a, ip)["valid"] >= 19.5, 5, what="B's first 16")
+            # the scenario's timing: the rest within the suspicion's window,
+            # late enough that B still holds them when a fixed verdict reads
+            time.sleep(max(0.0, t + 1.2 - time.monotonic()))
+            for _ in range(8):
+                assert cb.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+            for k in range(2, 7):
+                assert ca.ask(client_address=ip, recipient="old%d@example.com" % k) == UNKNOWN
+        wait_for(lambda: siege_json(a)["suspects"] == 0, 15, what="the verdict")
+        assert siege_json(a)["suspects_cleared"] == 1
+        assert "event=revoke" not in a.read_log(), a.read_log()[-2000:]
+        with Resp("127.0.0.1", r.port) as rc:
+            assert rc.call("GET", key("s", ip)) == b"c"
+
+
+def test_another_policyd_waits_for_the_verdict_too():
+    """Review 8: B read the network as established (and trusts that read for
+    minutes); guesses through A make it a suspect there.  A burst to B in the
+    siege (half valid, half guesses, all sent before any answer is read)
+    must not be answered truthfully: B sees the guesses in the standing it
+    reads for each request and waits for its own verdict, which revokes.
+    Before: 16 of 16 truthful (a1cb714 and a8abc98 alike)."""
+    ip = "198.51.100.90"
+    n = 16
+    with established_through_a(ip) as (r, a, b):
+        for d in (a, b):
+            d.ctl("siege", "start", "example.com", "60")
+        assert b.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+        with a.client() as c:        # 2 invalid against 4 valid: 33%
+            assert [c.ask(client_address=ip, recipient="guess%d@example.com" % k)
+                    for k in range(2)] == [UNKNOWN] * 2
+        wait_for(lambda: narrow_of(b, ip)["invalid"] >= 1.99, 10, what="the guesses merged")
+        rcpts = ["user@example.com" if i % 2 == 0 else "bguess%d@example.com" % i
+                 for i in range(n)]
+        conns = [PolicyClient(b.host, b.port) for _ in range(n)]
+        try:
+            for c, rcpt in zip(conns, rcpts):
+                c.send_raw(request(client_address=ip, recipient=rcpt))
+            answers = [c.read_reply().decode().strip() for c in conns]
+        finally:
+            for c in conns:
+                c.close()
+        assert answers == ["action=" + SIEGE] * n, answers
+        with Resp("127.0.0.1", r.port) as rc:
+            wait_for(lambda: rc.call("EXISTS", key("s", ip), key("p", ip)) == 0, 10,
+                     what="revoked")
+        assert b.ctl("client", ip).stdout.endswith("\n\nestablished: no\n")
 
 
 LOW_VOLUME = SIEGE_CONF + "\n[harvest]\nwindow = 2\n"     # a half-life of 2 s

@@ -20,6 +20,7 @@
 #define DELAY_MS 40
 
 static struct config cfg;
+static const struct settle_times times = { DELAY_MS, DELAY_MS / 2, 10 * DELAY_MS };
 static uv_loop_t loop;
 
 struct verdicts {
@@ -95,7 +96,7 @@ static void test_judged_later_on_the_later_standing(void **state)
 {
     struct evidence *ev = evidence_new(&loop, &cfg, NULL);
     struct verdicts v = { 0 };
-    struct settle *st = settle_new(&loop, ev, DELAY_MS, 10, judge, &v);
+    struct settle *st = settle_new(&loop, ev, &times, 10, judge, &v);
     struct waiter a, b;
     uint64_t t0 = util_now_ms();
     (void)state;
@@ -129,7 +130,7 @@ static void test_full_and_in_order(void **state)
 {
     struct evidence *ev = evidence_new(&loop, &cfg, NULL);
     struct verdicts v = { 0 };
-    struct settle *st = settle_new(&loop, ev, DELAY_MS, 2, judge, &v);
+    struct settle *st = settle_new(&loop, ev, &times, 2, judge, &v);
     char longnet[EVIDENCE_NET_MAX + 1];
     (void)state;
 
