@@ -25,9 +25,6 @@ enum log_target { LOG_TO_STDERR, LOG_TO_SYSLOG };
 enum ldap_scope_cfg { SCOPE_BASE, SCOPE_ONE, SCOPE_SUB };
 enum ldap_referrals_cfg { REFERRALS_IGNORE, REFERRALS_TEMPFAIL };
 enum siege_action_cfg { SIEGE_ACT_DEFER, SIEGE_ACT_TARPIT, SIEGE_ACT_OFF };
-/* the longest a request of a network suspected of guessing waits for the
- * verdict in a siege, with Redis (siege_store.h), before its store read */
-#define SIEGE_SETTLE_MAX_MS 10000
 
 #define CONFIG_PREFIX_MAX 64    /* [redis] prefix, bytes */
 

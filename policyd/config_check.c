@@ -140,12 +140,8 @@ int config_cross_check(struct config_ctx *c)
         uint64_t before = 0, worst;
         char d[32];
 
-        if (cfg->redis.address || cfg->redis.sentinels.n) {
+        if (cfg->redis.address || cfg->redis.sentinels.n)
             before += cfg->redis.timeout_ms;
-            /* a suspect's wait for its verdict, and the verdict's read */
-            if (cfg->siege.action != SIEGE_ACT_OFF)
-                before += SIEGE_SETTLE_MAX_MS + cfg->redis.timeout_ms;
-        }
         if (strcmp(cfg->directory.backend, "ldap") == 0)
             before += cfg->ldap.timeout_ms;
         worst = cfg->harvest.tarpit_max_ms + before;
@@ -164,8 +160,7 @@ int config_cross_check(struct config_ctx *c)
                                config_secs(cfg->harvest.postfix_timeout_ms, b,
                                            sizeof(b)),
                                before ? " (the plus: [redis] timeout and [ldap] "
-                               "timeout, and in a siege a suspect's wait for its "
-                               "verdict, spent before the delay)" : "");
+                               "timeout, spent before the delay)" : "");
         }
         /* [siege] action = tarpit: the siege's delay comes after the same
          * reads as the harvest's */

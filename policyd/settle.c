@@ -56,17 +56,13 @@ static void timer_closed(uv_handle_t *h)
     unref(h->data);
 }
 
-struct settle *settle_new(uv_loop_t *loop, struct evidence *ev,
-                          const struct settle_times *t, size_t max,
+struct settle *settle_new(uv_loop_t *loop, struct evidence *ev, size_t max,
                           settle_judge *judge, void *owner)
 {
     struct settle *st = xcalloc(1, sizeof(*st));
 
     st->loop = loop;
     st->ev = ev;
-    st->delay_ms = t->delay_ms;
-    st->quiet_ms = t->quiet_ms;
-    st->max_ms = t->max_ms;
     st->max = max;
     st->judge = judge;
     st->owner = owner;
@@ -75,6 +71,13 @@ struct settle *settle_new(uv_loop_t *loop, struct evidence *ev,
     uv_timer_init(loop, &st->timer);
     st->timer.data = st;
     return st;
+}
+
+void settle_times(struct settle *st, const struct settle_times *t)
+{
+    st->delay_ms = t->delay_ms;
+    st->quiet_ms = t->quiet_ms;
+    st->max_ms = t->max_ms;
 }
 
 static struct st_entry *find(struct settle *st, const char *net, size_t len)

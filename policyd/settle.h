@@ -70,10 +70,12 @@ struct settle_times {
     uint64_t max_ms;            /* after settle_add: judged as it is */
 };
 
-/* ev: not owned, must outlive the settle (or its reads). */
-struct settle *settle_new(uv_loop_t *loop, struct evidence *ev,
-                          const struct settle_times *t, size_t max,
+/* ev: not owned, must outlive the settle (or its reads).  Times are set
+ * by settle_times before the first settle_add. */
+struct settle *settle_new(uv_loop_t *loop, struct evidence *ev, size_t max,
                           settle_judge *judge, void *owner);
+/* settle_times - for the networks queued from now on (a reload). */
+void settle_times(struct settle *st, const struct settle_times *t);
 /* settle_free - judge is not called again; the loop must run afterwards. */
 void settle_free(struct settle *st);
 /* settle_add - 1: queued, with tag for judge; 0: queued already (its tag

@@ -100,10 +100,8 @@ struct siege_store *siege_store_new(uv_loop_t *loop, struct store *store, int sh
     ss->counted = cache_new(SIEGE_COUNTED_MAX);
     /* alone (no Redis) a process sees every recipient at once: nothing
      * to wait for */
-    if (shared) {
-        const struct settle_times t = { SIEGE_SETTLE_MS, SIEGE_QUIET_MS, SIEGE_SETTLE_MAX_MS };
-        ss->settle = settle_new(loop, ev, &t, SIEGE_SUSPECTS_MAX, settled, ss);
-    }
+    if (shared)
+        ss->settle = settle_new(loop, ev, SIEGE_SUSPECTS_MAX, settled, ss);
     ss->store_rl = (struct log_limiter)LOG_LIMITER_INIT(SIEGE_STORE_LOG_MS);
     uv_timer_init(loop, &ss->timer);
     ss->timer.data = ss;
@@ -133,6 +131,24 @@ static struct sdom *dom_find(struct siege_store *ss, const char *name)
     return NULL;
 }
 
+/* verdict_times - a suspect's wait for its verdict fits in what Postfix
+ * waits for an answer ([harvest] postfix_timeout), less the reads around
+ * it (the standings before, the verdict's own, the directory after) and
+ * a second: at most SIEGE_SETTLE_MAX_MS.  (A tarpit delay runs from the
+ * request's arrival, so it covers the wait; policyd -t checks it.) */
+static void verdict_times(const struct config *cfg, struct settle_times *t)
+{
+    uint64_t around = 2 * cfg->redis.timeout_ms + 1000, room = 0;
+
+    if (strcmp(cfg->directory.backend, "ldap") == 0)
+        around += cfg->ldap.timeout_ms;
+    if (cfg->harvest.postfix_timeout_ms > around)
+        room = cfg->harvest.postfix_timeout_ms - around;
+    t->max_ms = room < SIEGE_SETTLE_MAX_MS ? room : SIEGE_SETTLE_MAX_MS;
+    t->quiet_ms = SIEGE_QUIET_MS;
+    t->delay_ms = SIEGE_SETTLE_MS < t->max_ms ? SIEGE_SETTLE_MS : t->max_ms;
+}
+
 void siege_store_configure(struct siege_store *ss, const struct config *cfg)
 {
     const struct strlist *dl = &cfg->directory.domains;
@@ -154,6 +170,11 @@ void siege_store_configure(struct siege_store *ss, const struct config *cfg)
     ss->visit_ms = ss->retry_min_ms / ss->established_after;
     ss->established_ms = cfg->siege.established_days * 86400ULL * 1000;
     ss->tarpit_share = cfg->harvest.tarpit_share;
+    if (ss->settle) {
+        struct settle_times t;
+        verdict_times(cfg, &t);
+        settle_times(ss->settle, &t);
+    }
     /* a domain that stays keeps its state; the table is new either way */
     for (size_t i = 0; i < dl->n; i++) {
         struct sdom *old = dom_find(ss, dl->v[i]);

@@ -78,8 +78,10 @@
  * its standing once that has been still for SIEGE_QUIET_MS (settle.h: no
  * merge by any policyd, nothing unmerged here), first read
  * SIEGE_SETTLE_MS after the suspicion, at the latest SIEGE_SETTLE_MAX_MS
- * after it.  During a siege, a request of an established network for a
- * domain under siege waits for the verdict before it is answered when the
+ * after it (less when [harvest] postfix_timeout leaves less room: the
+ * wait fits in what Postfix waits for an answer).  During a siege, a
+ * request of an established network for a domain under siege waits for
+ * the verdict before it is answered when the
  * network is a suspect here or when its standing, as read for this
  * request, already has SIEGE_REVOKE_MIN_INVALID invalid recipients at
  * tarpit_share (so another policyd's guesses make it wait here too, and
@@ -143,9 +145,11 @@
 /* a revocation's verdict waits for the fleet's valid recipients: a
  * standing still for the longest a lazy one waits and two ticks (its
  * merge) has them all; first read a tick after that could be so; judged
- * as it is at SIEGE_SETTLE_MAX_MS (config.h, for postfix_timeout) */
+ * as it is at SIEGE_SETTLE_MAX_MS, or sooner when [harvest]
+ * postfix_timeout, less the reads around the wait and a second, is less */
 #define SIEGE_QUIET_MS (EVIDENCE_VALID_FLUSH_MS + 2 * EVIDENCE_FLUSH_MS)
 #define SIEGE_SETTLE_MS (SIEGE_QUIET_MS + 2 * EVIDENCE_FLUSH_MS)
+#define SIEGE_SETTLE_MAX_MS 10000
 #define SIEGE_SUSPECTS_MAX 10000        /* awaiting their verdict at once */
 
 struct siege_store;

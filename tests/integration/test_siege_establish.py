@@ -10,6 +10,7 @@ import json
 import math
 import re
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -240,12 +241,12 @@ def test_planted_recipient_expires_after_retry_max():
 
 
 @contextlib.contextmanager
-def established_through_a(ip):
-    """Redis and daemons a and b; ip established through a (4 valid
-    recipients), its "s:" key in Redis."""
+def established_through_a(ip, extra=""):
+    """Redis and daemons a and b (config: SIEGE_CONF, Redis, extra); ip
+    established through a (4 valid recipients), its "s:" key in Redis."""
     with RedisServer() as r, \
-            Daemon(extra=SIEGE_CONF + redis_conf(r)) as a, \
-            Daemon(extra=SIEGE_CONF + redis_conf(r)) as b:
+            Daemon(extra=SIEGE_CONF + redis_conf(r) + extra) as a, \
+            Daemon(extra=SIEGE_CONF + redis_conf(r) + extra) as b:
         establish_with_four(a, ip)
         with Resp("127.0.0.1", r.port) as rc:
             wait_for(lambda: rc.call("GET", key("s", ip)) == b"c", 10, what="s: key")
@@ -411,6 +412,42 @@ def test_another_policyd_waits_for_the_verdict_too():
             wait_for(lambda: rc.call("EXISTS", key("s", ip), key("p", ip)) == 0, 10,
                      what="revoked")
         assert b.ctl("client", ip).stdout.endswith("\n\nestablished: no\n")
+
+
+@pytest.mark.timing
+def test_a_suspects_wait_fits_in_postfix_timeout():
+    """A verdict waits for a still standing, at most 10 s, but never longer
+    than Postfix waits for the answer: with postfix_timeout = 3 and
+    [redis] timeout = 0.5 there is room for 1 s (3 less two Redis reads
+    and a second).  The standing keeps moving (B answers valid recipients
+    all along), so the verdict comes at that bound: the suspect's request
+    in the siege is answered about 1 s after the suspicion, not 10 s.
+    (Before, policyd -t refused this configuration.)"""
+    ip = "198.51.100.92"
+    extra = "\n[harvest]\ntarpit_max = 1\npostfix_timeout = 3\n"
+    with established_through_a(ip, extra) as (r, a, b):
+        a.ctl("siege", "start", "example.com", "60")
+        stop = threading.Event()
+
+        def moving():
+            with b.client() as c:
+                while not stop.is_set():
+                    assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+                    stop.wait(0.05)
+        mover = threading.Thread(target=moving)
+        mover.start()
+        try:
+            with a.client() as c:
+                assert [c.ask(client_address=ip, recipient="guess%d@example.com" % k)
+                        for k in range(2)] == [UNKNOWN] * 2
+                t0 = time.monotonic()
+                answer = c.ask(client_address=ip, recipient="user@example.com")
+                waited = time.monotonic() - t0
+        finally:
+            stop.set()
+            mover.join(10)
+        assert answer in ("DUNNO", SIEGE), answer
+        assert 0.8 <= waited < 2.5, waited
 
 
 LOW_VOLUME = SIEGE_CONF + "\n[harvest]\nwindow = 2\n"     # a half-life of 2 s

@@ -96,7 +96,8 @@ static void test_judged_later_on_the_later_standing(void **state)
 {
     struct evidence *ev = evidence_new(&loop, &cfg, NULL);
     struct verdicts v = { 0 };
-    struct settle *st = settle_new(&loop, ev, &times, 10, judge, &v);
+    struct settle *st = settle_new(&loop, ev, 10, judge, &v);
+    settle_times(st, &times);
     struct waiter a, b;
     uint64_t t0 = util_now_ms();
     (void)state;
@@ -130,7 +131,8 @@ static void test_full_and_in_order(void **state)
 {
     struct evidence *ev = evidence_new(&loop, &cfg, NULL);
     struct verdicts v = { 0 };
-    struct settle *st = settle_new(&loop, ev, &times, 2, judge, &v);
+    struct settle *st = settle_new(&loop, ev, 2, judge, &v);
+    settle_times(st, &times);
     char longnet[EVIDENCE_NET_MAX + 1];
     (void)state;
 
