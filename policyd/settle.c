@@ -22,6 +22,8 @@ struct st_entry {
     struct st_entry *next;          /* the list, by due time */
     uint64_t due_ms;                /* util_now_ms() */
     uint64_t last_ms;               /* judged then at the latest */
+    uint64_t seen_t_ms;             /* the store copy's time last read, */
+    uint64_t seen_ms;               /* first read then (util_now_ms) */
     uint64_t tag;
     struct settle_wait *head, *tail;
     struct evidence_read rd;        /* the read of the verdict */
@@ -133,15 +135,24 @@ static void enqueue(struct settle *st, struct st_entry *e)
 
 /* unsettled - ms until e's standing has been still for quiet_ms: the
  * store's copy merged since (by any process), or deltas here not merged
- * yet; 0 when it is still, or its time is up */
+ * yet; 0 when it is still, or its time is up.  Still for: since the copy's
+ * time by this process's clock, or, when another process's clock runs
+ * ahead, since this process first read that same time. */
 static uint64_t unsettled(const struct settle *st, struct st_entry *e, int from_store)
 {
-    uint64_t wall = util_wall_ms(), now = util_now_ms(), wait = 0;
+    uint64_t wall = util_wall_ms(), now = util_now_ms(), still, wait = 0;
 
     if (!from_store || now >= e->last_ms)
         return 0;                   /* no fleet to wait for, or no more time */
-    if (e->rd.stored_t_ms + st->quiet_ms > wall)
-        wait = e->rd.stored_t_ms + st->quiet_ms - wall;
+    if (e->rd.stored_t_ms != e->seen_t_ms) {
+        e->seen_t_ms = e->rd.stored_t_ms;
+        e->seen_ms = now;
+    }
+    still = wall > e->rd.stored_t_ms ? wall - e->rd.stored_t_ms : 0;
+    if (now - e->seen_ms > still)
+        still = now - e->seen_ms;
+    if (still < st->quiet_ms)
+        wait = st->quiet_ms - still;
     if (evidence_unmerged_via(&e->rd))
         wait = st->quiet_ms;
     return wait && now + wait > e->last_ms ? e->last_ms - now : wait;

@@ -30,6 +30,11 @@
  * the order they came.  A request that waits gets no answer the verdict
  * could change before the verdict.
  *
+ * Stillness is counted from the copy's time by this process's clock, or,
+ * when that time is ahead of it (another process's clock runs fast), from
+ * when this process first read that same time: a skewed clock costs one
+ * more read, not the wait's limit.
+ *
  * What this cannot see: a process stalled longer than quiet_ms (stopped,
  * swapping) with valid recipients not merged; their absence looks like
  * stillness.

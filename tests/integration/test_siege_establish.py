@@ -8,8 +8,10 @@ guesses (its invalid share reaches [harvest] tarpit_share) loses it."""
 import contextlib
 import json
 import math
+import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -448,6 +450,47 @@ def test_a_suspects_wait_fits_in_postfix_timeout():
             mover.join(10)
         assert answer in ("DUNNO", SIEGE), answer
         assert 0.8 <= waited < 2.5, waited
+
+
+@pytest.fixture(scope="module")
+def clock_ahead(tmp_path_factory):
+    """The LD_PRELOAD shim of clock_ahead.c, built for this run."""
+    out = str(tmp_path_factory.mktemp("shim") / "clock_ahead.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", out,
+                    os.path.join(os.path.dirname(__file__), "clock_ahead.c"), "-ldl"],
+                   check=True)
+    return out
+
+
+@pytest.mark.timing
+def test_a_clock_ahead_does_not_hold_the_verdict(clock_ahead):
+    """Review 9: stillness was counted from the standing's time in Redis,
+    the merging policyd's wall clock: B's clock 5 s ahead held A's verdict
+    until A's clock passed it (about 6 s).  A standing whose time is ahead
+    counts as still from when A first read that time: the verdict about
+    1.1 s after B's last merge."""
+    ip = "198.51.100.93"
+    with RedisServer() as r, \
+            Daemon(extra=SIEGE_CONF + redis_conf(r)) as a, \
+            Daemon(extra=SIEGE_CONF + redis_conf(r),
+                   env={"LD_PRELOAD": clock_ahead, "CLOCK_AHEAD_MS": "5000",
+                        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
+                        + ":verify_asan_link_order=0"}) as b:
+        establish_with_four(a, ip)
+        redis_up(b)
+        with a.client() as c:
+            assert [c.ask(client_address=ip, recipient="guess%d@example.com" % k)
+                    for k in range(2)] == [UNKNOWN] * 2
+        t0 = time.monotonic()
+        with b.client() as c:
+            for _ in range(8):
+                assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
+        wait_for(lambda: narrow_of(a, ip)["valid"] >= 11.5, 5, what="b's merge")
+        merged = time.monotonic() - t0
+        wait_for(lambda: siege_json(a)["suspects"] == 0, 15, what="the verdict")
+        took = time.monotonic() - t0
+        assert siege_json(a)["suspects_cleared"] == 1
+        assert took < merged + 3.0, (merged, took)
 
 
 LOW_VOLUME = SIEGE_CONF + "\n[harvest]\nwindow = 2\n"     # a half-life of 2 s
