@@ -548,11 +548,25 @@ enum siege_response siege_response(const struct siege_client *sc)
 }
 
 /* dom_of - the client's domain, unless a reload changed the table since */
+/* tag_of - the client's domain and the table it indexes, in one word
+ * (kept with a suspicion, whose verdict may come after a reload) */
+static uint64_t tag_of(const struct siege_client *sc)
+{
+    return (uint64_t)sc->gen << 32 | (uint32_t)sc->dom;
+}
+
+/* dom_of_tag - the domain of a tag, unless a reload changed the table
+ * (no domain: dom -1, beyond every table) */
+static struct sdom *dom_of_tag(const struct siege_store *ss, uint64_t tag)
+{
+    uint32_t dom = (uint32_t)tag;
+
+    return (unsigned)(tag >> 32) == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL;
+}
+
 static struct sdom *dom_of(const struct siege_client *sc)
 {
-    struct siege_store *ss = sc->ss;
-
-    return sc->dom >= 0 && sc->gen == ss->gen ? &ss->doms[sc->dom] : NULL;
+    return dom_of_tag(sc->ss, tag_of(sc));
 }
 
 /* age_of - of a key made to live life_ms, from its remaining life ttl_ms
@@ -782,19 +796,6 @@ static int was_established(int known)
     return known == KNOWN_CLEAN || known == KNOWN_RETRIED;
 }
 
-static uint64_t tag_of(const struct siege_client *sc)
-{
-    return (uint64_t)sc->gen << 32 | (uint32_t)sc->dom;
-}
-
-/* dom_of_tag - the domain of a tag, unless a reload changed the table */
-static const struct sdom *dom_of_tag(const struct siege_store *ss, uint64_t tag)
-{
-    uint32_t dom = (uint32_t)tag;
-
-    return (unsigned)(tag >> 32) == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL;
-}
-
 /* suspect - net's verdict waits for the fleet (settle.h); a full table
  * judges at once, on s */
 static void suspect(struct siege_store *ss, const char *net, uint64_t tag,
@@ -917,12 +918,10 @@ int siege_suspect(struct siege_client *sc, const struct harvest_client *hc,
         return 1;
     if (!guessing(ss, &hc->lv[SCORE_NARROW].before))
         return 0;
-    if (settle_add(ss->settle, sc->net, tag_of(sc)) > 0 &&
-        settle_wait(ss->settle, sc->net, &sc->wait))
+    suspect(ss, sc->net, tag_of(sc), &hc->lv[SCORE_NARROW].before);
+    if (settle_wait(ss->settle, sc->net, &sc->wait))
         return 1;
-    /* the table is full: judged at once, as it stands here */
-    sc->known = KNOWN_NO;
-    revoke(ss, sc->net, dom_of(sc), &hc->lv[SCORE_NARROW].before, 1);
+    sc->known = KNOWN_NO;           /* the table was full: revoked at once */
     return 0;
 }
 
@@ -1023,7 +1022,6 @@ void siege_info(struct siege_store *ss, int json, struct sbuf *out)
     uint64_t now = util_wall_ms();
     const char *action = ss->action == SIEGE_ACT_DEFER ? "defer"
         : ss->action == SIEGE_ACT_TARPIT ? "tarpit" : "off";
-
     size_t suspects = ss->settle ? settle_count(ss->settle) : 0;
 
     if (json)
