@@ -20,30 +20,34 @@
  *	spares Redis the command and script-call overhead of each (and the
  *	index's trim and expiry are done once per call, not once per key).
  *
- *	The script first SETs the id key NX with the id's life: when it
- *	existed, this call was applied before (a time-out or a lost
- *	connection made the caller send it again), and the script applies
- *	nothing but answers each key's standing as it is (an absent key as
- *	an empty standing, a key of another type nil), so the caller's
- *	floors and views still work.  That SET is the call's first write: a
- *	refusal (OOM, READONLY) leaves no id behind.  An empty id key name is
- *	a call without an id (one never sent again): no SET, applied as is.
+ *	The script first reads every standing with one MGET (a key of
+ *	another type reads as nil there, and EXISTS then tells it from an
+ *	absent one: a redis.call per key saved), then SETs the id key NX
+ *	with the id's life: when it existed, this call was applied before
+ *	(a time-out or a lost connection made the caller send it again),
+ *	and the script applies nothing but answers each key's standing as
+ *	it is (an absent key as an empty standing, a key of another type
+ *	nil), so the caller's floors and views still work.  That SET is
+ *	the call's first write: a refusal (OOM, READONLY) leaves no id
+ *	behind.  An empty id key name is a call without an id (one never
+ *	sent again): no SET, applied as is.
  *
- *	For each key the script GETs the standing (pcall: a key of another
- *	type answers false for that key alone and is left as it is, so one
- *	bad key never refuses its neighbours' deltas), reads an unparsable
- *	value as empty, fades it, the delta and the floor to now
- *	(2^(-(now - t) / half_life); nothing fades when t >= now), adds the
- *	delta, raises each field to the floor's, keeps the later block, t =
- *	max(t, now), and SETs it with PX max(ttl_ms, block_until - now): the
- *	arithmetic of score_add() then score_max().  It answers an array, per
- *	key the new standing's wire form, formatted as score_encode() does
- *	(%.6f for the counts, %.0f for the times), so score_decode() accepts
- *	it, or nil for a refused key.  A refusal of the whole call (OOM with
+ *	For each key (a key of another type is refused alone and left as
+ *	it is, so one bad key never refuses its neighbours' deltas) the
+ *	script reads an unparsable value as empty, fades it, the delta and
+ *	the floor to now (2^(-(now - t) / half_life); nothing fades when t
+ *	>= now), adds the delta, raises each field to the floor's, keeps
+ *	the later block, t = max(t, now), and SETs it with PX max(ttl_ms,
+ *	block_until - now): the arithmetic of score_add() then
+ *	score_max().  It answers an array, per key the new standing's wire
+ *	form, formatted as score_encode() does (%.6f for the counts; the
+ *	times, whole milliseconds, with %d, which prints them as %.0f does
+ *	without its multiprecision path), so score_decode() accepts it, or
+ *	nil for a refused key.  A refusal of the whole call (OOM with
  *	noeviction, READONLY) comes at the first SET, before anything was
- *	written: Redis refuses a script's write for want of memory only while
- *	the script has written nothing, so the keys of one call are applied
- *	all (but the WRONGTYPE ones) or none.
+ *	written: Redis refuses a script's write for want of memory only
+ *	while the script has written nothing, so the keys of one call are
+ *	applied all (but the WRONGTYPE ones) or none.
  *
  *	It also keeps the offenders index, KEYS[N+1] (PREFIX "offenders"): a
  *	sorted set of standing keys, ranked by invalid + traps.  Every
@@ -91,69 +95,71 @@
 #define MERGE_HEAD 3            /* EVALSHA SHA NUMKEYS */
 
 const char sr_merge_lua[] =
+    "local fmt, tonum, mmax = string.format, tonumber, math.max\n"
+    "local now = tonum(ARGV[1])\n"
+    "local hl = tonum(ARGV[2])\n"
+    "local ttl = tonum(ARGV[3])\n"
+    "local max = tonum(ARGV[4])\n"
+    "local pat = '^(%d+%.?%d*) (%d+%.?%d*) (%d+%.?%d*) (%d+%.?%d*) (%d+%.?%d*)$'\n"
     "local function dec(v)\n"
     "  if type(v) ~= 'string' or #v >= 128 then return nil end\n"
-    "  local f = {string.match(v, '^(%d+%.?%d*) (%d+%.?%d*) (%d+%.?%d*) "
-    "(%d+%.?%d*) (%d+%.?%d*)$')}\n"
-    "  if #f ~= 5 then return nil end\n"
-    "  for i = 1, 5 do f[i] = tonumber(f[i]) end\n"
-    "  if f[4] > 1e15 or f[5] > 1e15 then return nil end\n"
-    "  return f\n"
+    "  local i, v2, p, t, u = string.match(v, pat)\n"
+    "  if not u then return nil end\n"
+    "  i, v2, p, t, u = tonum(i), tonum(v2), tonum(p), tonum(t), tonum(u)\n"
+    "  if t > 1e15 or u > 1e15 then return nil end\n"
+    "  return i, v2, p, t, u\n"
     "end\n"
-    "local now = tonumber(ARGV[1])\n"
-    "local hl = tonumber(ARGV[2])\n"
-    "local ttl = tonumber(ARGV[3])\n"
-    "local max = tonumber(ARGV[4])\n"
-    "local function fade(s)\n"
-    "  if s[4] > 0 and now > s[4] and hl > 0 then\n"
-    "    local f = 2 ^ (-(now - s[4]) / hl)\n"
-    "    for i = 1, 3 do s[i] = s[i] * f end\n"
-    "    s[4] = now\n"
+    "local function fade(i, v, p, t)\n"
+    "  if t > 0 and now > t and hl > 0 then\n"
+    "    local f = 2 ^ (-(now - t) / hl)\n"
+    "    return i * f, v * f, p * f, now\n"
     "  end\n"
-    "  return s\n"
+    "  return i, v, p, t\n"
     "end\n"
     "local n = #KEYS - 2\n"
     "local idx = KEYS[n + 1]\n"
     "local out, add, rem, life = {}, {}, {}, 0\n"
+    "local vals = redis.call('MGET', unpack(KEYS, 1, n))\n"
+    "local function other(k)\n"
+    "  return not vals[k] and redis.call('EXISTS', KEYS[k]) == 1\n"
+    "end\n"
     "if KEYS[n + 2] ~= '' and\n"
     "   not redis.call('SET', KEYS[n + 2], '1', 'PX', ARGV[5], 'NX') then\n"
     "  for k = 1, n do\n"
-    "    local g = redis.pcall('GET', KEYS[k])\n"
-    "    if type(g) == 'table' and g.err then out[k] = false\n"
-    "    elseif g then out[k] = g\n"
-    "    else out[k] = string.format('0 0 0 %.0f 0', now) end\n"
+    "    if other(k) then out[k] = false\n"
+    "    else out[k] = vals[k] or fmt('0 0 0 %d 0', now) end\n"
     "  end\n"
     "  return out\n"
     "end\n"
     "for k = 1, n do\n"
-    "  local key = KEYS[k]\n"
-    "  local g = redis.pcall('GET', key)\n"
-    "  if type(g) == 'table' and g.err then\n"
+    "  if other(k) then\n"
     "    out[k] = false\n"
     "  else\n"
-    "    local a = 6 * k\n"
-    "    local s = fade(dec(g) or {0, 0, 0, 0, 0})\n"
-    "    local d = fade({tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),\n"
-    "                    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])})\n"
-    "    for i = 1, 3 do s[i] = s[i] + d[i] end\n"
-    "    s[5] = math.max(s[5], d[5])\n"
-    "    local fl = ARGV[a + 5] ~= '' and dec(ARGV[a + 5])\n"
-    "    if fl then\n"
-    "      fade(fl)\n"
-    "      for i = 1, 3 do s[i] = math.max(s[i], fl[i]) end\n"
-    "      s[5] = math.max(s[5], fl[5])\n"
+    "    local key, a = KEYS[k], 6 * k\n"
+    "    local i, v, p, t, u = dec(vals[k])\n"
+    "    if not i then i, v, p, t, u = 0, 0, 0, 0, 0 end\n"
+    "    i, v, p, t = fade(i, v, p, t)\n"
+    "    local di, dv, dp = fade(tonum(ARGV[a]), tonum(ARGV[a + 1]), tonum(ARGV[a + 2]),\n"
+    "                            tonum(ARGV[a + 3]))\n"
+    "    local du = tonum(ARGV[a + 4])\n"
+    "    i, v, p, u = i + di, v + dv, p + dp, mmax(u, du)\n"
+    "    local fi, fv, fp, ft, fu\n"
+    "    if ARGV[a + 5] ~= '' then fi, fv, fp, ft, fu = dec(ARGV[a + 5]) end\n"
+    "    if fi then\n"
+    "      fi, fv, fp = fade(fi, fv, fp, ft)\n"
+    "      i, v, p, u = mmax(i, fi), mmax(v, fv), mmax(p, fp), mmax(u, fu)\n"
     "    end\n"
-    "    s[4] = math.max(s[4], now)\n"
-    "    local px = math.max(ttl, s[5] - now, 1)\n"
-    "    local v = string.format('%.6f %.6f %.6f %.0f %.0f', s[1], s[2], s[3], s[4], s[5])\n"
-    "    redis.call('SET', key, v, 'PX', string.format('%.0f', px))\n"
-    "    out[k] = v\n"
-    "    local w = s[1] + s[3]\n"
-    "    if d[1] <= 0 and d[3] <= 0 and d[5] <= 0 and not fl then\n"
-    "    elseif w >= 0.5 or s[5] > now then\n"
-    "      add[#add + 1] = math.log(math.max(w, 0.5)) / math.log(2) + s[4] / 3600000\n"
+    "    t = mmax(t, now)\n"
+    "    local px = mmax(ttl, u - now, 1)\n"
+    "    local val = fmt('%.6f %.6f %.6f %d %d', i, v, p, t, u)\n"
+    "    redis.call('SET', key, val, 'PX', fmt('%d', px))\n"
+    "    out[k] = val\n"
+    "    local w = i + p\n"
+    "    if di <= 0 and dp <= 0 and du <= 0 and not fi then\n"
+    "    elseif w >= 0.5 or u > now then\n"
+    "      add[#add + 1] = math.log(mmax(w, 0.5)) / math.log(2) + t / 3600000\n"
     "      add[#add + 1] = key\n"
-    "      life = math.max(life, px)\n"
+    "      life = mmax(life, px)\n"
     "    else\n"
     "      rem[#rem + 1] = key\n"
     "    end\n"
@@ -167,7 +173,7 @@ const char sr_merge_lua[] =
     "  end\n"
     "  local p = redis.pcall('PTTL', idx)\n"
     "  if not bad(p) and p < life then\n"
-    "    redis.pcall('PEXPIRE', idx, string.format('%.0f', life))\n"
+    "    redis.pcall('PEXPIRE', idx, fmt('%d', life))\n"
     "  end\n"
     "end\n"
     "if #rem > 0 then redis.pcall('ZREM', idx, unpack(rem)) end\n"
