@@ -1021,11 +1021,10 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
     evidence_read_at(ev, net, r, util_wall_ms(), cb, arg);
 }
 
-/* handle - r names net (net[0] '\0' when too long to keep: records
- * through r then go nowhere); 0, or -1 for a net too long. */
-static int handle(struct evidence *ev, const char *net, struct evidence_read *r,
-                  evidence_cb *cb, void *arg)
+void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
+                      uint64_t now_ms, evidence_cb *cb, void *arg)
 {
+    char key[EVIDENCE_KEY_MAX];
     size_t nlen = strlen(net);
 
     r->ev = ev;
@@ -1034,30 +1033,14 @@ static int handle(struct evidence *ev, const char *net, struct evidence_read *r,
     r->cb = cb;
     r->arg = arg;
     if (nlen >= sizeof(r->net)) {
-        r->net[0] = '\0';
-        return -1;
-    }
-    memcpy(r->net, net, nlen + 1);
-    return 0;
-}
-
-void evidence_unread(struct evidence *ev, const char *net, struct evidence_read *r)
-{
-    handle(ev, net, r, NULL, NULL);
-}
-
-void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
-                      uint64_t now_ms, evidence_cb *cb, void *arg)
-{
-    char key[EVIDENCE_KEY_MAX];
-
-    if (handle(ev, net, r, cb, arg) < 0) {
         struct score none;
         memset(&none, 0, sizeof(none));
         none.t_ms = now_ms;
-        cb(arg, &none, 0);              /* kept nowhere: records go nowhere */
+        r->net[0] = '\0';              /* kept nowhere: records go nowhere */
+        cb(arg, &none, 0);
         return;
     }
+    memcpy(r->net, net, nlen + 1);
     check_store(ev);
     if (!ev->store || ev->away || ev->closing) {
         answer_view(r, now_ms);
@@ -1097,12 +1080,6 @@ void evidence_record_via(struct evidence_read *r, const struct score *delta)
 uint64_t evidence_recorded(const struct evidence *ev)
 {
     return ev->recorded;
-}
-
-int evidence_view(struct evidence *ev, const char *net, uint64_t now_ms,
-                  struct score *out)
-{
-    return view_of(ev, find(ev, net), now_ms, out);
 }
 
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out)

@@ -141,10 +141,6 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
                    evidence_cb *cb, void *arg);
 void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
                       uint64_t now_ms, evidence_cb *cb, void *arg);
-/* evidence_unread - r names net's standing without reading it: for a
- * network a request records to but is not judged by (harvest.c: the wide
- * level of a client its own network vouches for).  No callback. */
-void evidence_unread(struct evidence *ev, const char *net, struct evidence_read *r);
 /* evidence_record_via - fold delta (t_ms = now: the time of the record)
  * into the standing of r's network, once evidence_read has answered.
  * evidence_record: the same by name, without a read first (tests and
@@ -158,9 +154,6 @@ uint64_t evidence_recorded(const struct evidence *ev);
  * standing read plus what was recorded here since), faded to now_ms; 0 and
  * an empty standing when it has none.  Synchronous: no store round trip. */
 int evidence_view_via(struct evidence_read *r, uint64_t now_ms, struct score *out);
-/* evidence_view - the same by name, without a read first. */
-int evidence_view(struct evidence *ev, const char *net, uint64_t now_ms,
-                  struct score *out);
 /* evidence_unmerged_via - 1 when this process holds deltas of r's network
  * that the store has not acknowledged (pending, or a merge in flight). */
 int evidence_unmerged_via(struct evidence_read *r);

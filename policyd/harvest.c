@@ -188,39 +188,6 @@ static void level_judge(struct harvest_client *c, unsigned level)
     stage_seen(h, level, lv, &lv->before, &lv->v);
 }
 
-/* clean - s (verdict v), the standing of a client's own network, has
- * delivered to valid recipients with a clean record (below the tarpit's
- * share and count): it vouches for the client, which the wide level then
- * does not judge, so neighbours that harvest (or pad their way to the wide
- * thresholds on purpose) cannot block an honest sender. */
-static int clean(const struct harvest *h, const struct score *s,
-                 const struct score_verdict *v)
-{
-    return v->stage <= STAGE_WATCH && s->valid >= 1
-           && v->share * 100.0 < (double)h->rules[SCORE_NARROW].tarpit_share;
-}
-
-/* vouched - by the standing read for this request */
-static int vouched(const struct harvest_client *c)
-{
-    return clean(c->h, &c->lv[SCORE_NARROW].before, &c->lv[SCORE_NARROW].v);
-}
-
-/* seems_vouched - vouched, by this process's view of the client's own
- * network (its last read, plus what was recorded here since). */
-static int seems_vouched(const struct harvest_client *c)
-{
-    struct score s;
-    struct score_verdict v;
-
-    if (!evidence_view(c->h->ev, c->lv[SCORE_NARROW].net, c->now_ms, &s))
-        return 0;
-    score_judge(&c->h->rules[SCORE_NARROW], &s, c->now_ms, &v);
-    return clean(c->h, &s, &v);
-}
-
-static void judged(struct harvest_client *c);
-
 static void level_read(void *arg, const struct score *standing, int from_store)
 {
     struct harvest_level *lv = arg;
@@ -228,17 +195,9 @@ static void level_read(void *arg, const struct score *standing, int from_store)
     (void)from_store;
 
     lv->before = *standing;
+    level_judge(c, (unsigned)(lv - c->lv));
     if (--c->outstanding == 0)
-        judged(c);
-}
-
-/* ask - level l's standing (level_read, then judged). */
-static void ask(struct harvest_client *c, unsigned l)
-{
-    struct harvest_level *lv = &c->lv[l];
-
-    lv->owner = c;
-    evidence_read_at(c->h->ev, lv->net, &lv->rd, c->now_ms, level_read, lv);
+        c->cb(c->arg);
 }
 
 void harvest_refresh(struct harvest_client *c, int waited)
@@ -255,7 +214,7 @@ void harvest_refresh(struct harvest_client *c, int waited)
         return;
     for (unsigned l = 0; l < c->nlevels; l++) {
         struct harvest_level *lv = &c->lv[l];
-        if ((l == SCORE_WIDE && c->vouched) || !evidence_view_via(&lv->rd, c->now_ms, &view))
+        if (!evidence_view_via(&lv->rd, c->now_ms, &view))
             continue;
         score_max(&lv->before, &view, c->now_ms, c->h->rules[l].half_life_ms);
         level_judge(c, l);
@@ -272,49 +231,24 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
     }
     c->now_ms = util_wall_ms();
     c->recorded = evidence_recorded(c->h->ev);
-    c->vouched = 0;
-    c->narrow_judged = 0;
-    /* both at once, in one round trip, unless what this process knows of
-     * its own network already vouches for it (judged() checks with the
-     * store's answer, and asks for the wide one then if need be) */
-    c->wide_asked = c->nlevels > SCORE_WIDE && !seems_vouched(c);
-    c->outstanding = 1 + c->wide_asked;
-    if (c->wide_asked)
-        ask(c, SCORE_WIDE);
-    ask(c, SCORE_NARROW);
+    c->outstanding = c->nlevels;
+    for (unsigned l = 0, n = c->nlevels; l < n; l++) {
+        c->lv[l].owner = c;
+        evidence_read_at(c->h->ev, c->lv[l].net, &c->lv[l].rd, c->now_ms, level_read,
+                         &c->lv[l]);
+    }
 }
 
-
-/* judged - the reads asked for are back: judge the client's own network;
- * then the wide one, unless the own one vouches for the client: then it is
- * not judged (nor read, when this process's view said as much: it is named
- * for the record only).  A view that vouched and an answer that does not
- * cost a round trip more: the wide standing is asked for now. */
-static void judged(struct harvest_client *c)
+/* vouched - the client's own network has delivered to valid recipients
+ * with a clean record (below the tarpit's share and count): the wide level
+ * does not judge it, so neighbours that harvest (or pad their way to the
+ * wide thresholds on purpose) cannot block an honest sender. */
+static int vouched(const struct harvest_client *c)
 {
-    struct harvest_level *w = &c->lv[SCORE_WIDE];
+    const struct harvest_level *n = &c->lv[SCORE_NARROW];
 
-    if (!c->narrow_judged) {
-        c->narrow_judged = 1;
-        level_judge(c, SCORE_NARROW);
-    }
-    if (c->nlevels > SCORE_WIDE) {
-        c->vouched = vouched(c);
-        if (c->vouched) {
-            if (!c->wide_asked)
-                evidence_unread(c->h->ev, w->net, &w->rd);
-            memset(&w->before, 0, sizeof(w->before));
-            memset(&w->v, 0, sizeof(w->v));
-        } else if (!c->wide_asked) {
-            c->wide_asked = 1;
-            c->outstanding = 1;
-            ask(c, SCORE_WIDE);         /* back here when it answers */
-            return;
-        } else {
-            level_judge(c, SCORE_WIDE);
-        }
-    }
-    c->cb(c->arg);
+    return n->v.stage <= STAGE_WATCH && n->before.valid >= 1
+           && n->v.share * 100.0 < (double)c->h->rules[SCORE_NARROW].tarpit_share;
 }
 
 void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
@@ -324,7 +258,7 @@ void harvest_decide(const struct harvest_client *c, struct harvest_decision *d)
     if (c->exempt)
         return;
     for (unsigned l = 0; l < c->nlevels; l++) {
-        if (l == SCORE_WIDE && c->vouched)
+        if (l == SCORE_WIDE && vouched(c))
             continue;
         if (c->lv[l].v.stage == STAGE_BLOCKED)
             d->blocked = 1;
@@ -358,10 +292,7 @@ void harvest_record(struct harvest_client *c, enum harvest_outcome o)
             log_event(h, "trap", l, lv->net, &after, NULL, "trap address asked");
         }
         score_add(&after, &delta, now, h->rules[l].half_life_ms);
-        /* a level not read (wide_read) has no standing to earn a block on:
-         * the next request it judges will, from the store's */
-        if (o != OUTCOME_VALID && !(l == SCORE_WIDE && c->vouched)
-            && score_block_due(&h->rules[l], &after, now, &why))
+        if (o != OUTCOME_VALID && score_block_due(&h->rules[l], &after, now, &why))
             earn_block(h, l, lv, &after, why, now, &delta);
         evidence_record_via(&lv->rd, &delta);
     }

@@ -14,15 +14,9 @@
  * A request is judged in two steps, so that its own recipient can never
  * change its answer's timing (no oracle):
  *
- *   harvest_state()   reads the standings before the recipient is known:
- *                     the client's own network's, then, unless it vouches
- *                     for the client (a clean record: valid recipients, a
- *                     share below tarpit_share), the wide one, which does
- *                     not judge a client vouched for (so it is not read
- *                     for it: one round trip, one standing, for honest
- *                     mail); harvest_decide() then gives the block and the
- *                     delay (the stricter of the levels that judge it);
- *                     harvest_refresh()
+ *   harvest_state()   reads both standings before the recipient is known;
+ *                     harvest_decide() then gives the block and the delay
+ *                     (the stricter of the two levels); harvest_refresh()
  *                     adds, once the directory has answered, what other
  *                     requests of the same client recorded meanwhile
  *   harvest_record()  once the recipient is known: valid, invalid or trap;
@@ -30,10 +24,7 @@
  *                     earn a block blocks the network from the next request
  *                     on, fleet-wide, for block_time.  When it ends, the next
  *                     unknown recipient renews it if the evidence (fading)
- *                     still earns one; valid recipients never do.  The wide
- *                     level of a client vouched for counts its recipients
- *                     but, not read, earns nothing on them: a block they
- *                     call for is set by the next request it judges.
+ *                     still earns one; valid recipients never do.
  *
  * Whitelisted networks and (with exempt_sasl) authenticated clients are
  * exempt: never read, recorded, delayed or blocked.  With [harvest] dry_run
@@ -80,10 +71,6 @@ struct harvest_client {
                                  * the networks are set even when exempt
                                  * (siege mode counts by them) */
     unsigned outstanding;       /* reads not yet back */
-    int vouched;                /* its own network vouches for it: the wide
-                                 * level does not judge it */
-    int wide_asked;             /* the wide standing was asked for */
-    int narrow_judged;
     uint64_t now_ms;            /* wall clock of the reads, then of
                                  * harvest_refresh */
     uint64_t recorded;          /* evidence_recorded() at the reads */

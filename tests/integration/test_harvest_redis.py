@@ -16,7 +16,7 @@ import pytest
 from harness import Daemon, wait_for
 from harvest import (BLOCKED, UNKNOWN, VALID, WIDE_RULES, Level, fleet, guess,
                      predict, report, timed_ask, wait_fleet, whole)
-from redis import Monitor, RedisServer, reads_of
+from redis import RedisServer
 
 D, M = 0.2, 0.4
 TOL = 0.19          # < D: a delay of D is never taken for one of 2D
@@ -113,64 +113,3 @@ def test_unblock_through_one_daemon_holds_on_the_other():
             wait_fleet(redis, PREFIX, net, 0, 1)
             assert standing(redis, net)[4] == 0
             assert b.ask(client_address=ip, recipient=VALID) == "DUNNO"
-
-
-def test_a_client_its_own_network_vouches_for_reads_one_standing():
-    """The wide level does not judge a client whose own network vouches
-    for it (valid recipients, a share below tarpit_share), so its request
-    reads its own network's standing and not the wide one: one standing a
-    request for honest mail.  A client without that record reads both,
-    the wide one once its own is known (so both come from Redis)."""
-    honest, fresh = "198.18.103.5", "198.18.103.6"
-    narrow, wide = [PREFIX + "e:" + n for n in
-                    ("198.18.103.5/32", "198.18.103.0/24")]
-    with RedisServer() as redis:
-        with Daemon(extra=fleet_conf(redis)) as d:
-            up(d)
-            with Monitor(redis) as m:
-                # no record yet: both levels read (one valid recipient,
-                # faded by a millisecond, is less than the one it needs)
-                for _ in range(2):
-                    assert d.ask(client_address=honest, recipient=VALID) == "DUNNO"
-                cmds = m.commands()
-                assert reads_of(cmds, narrow) == 2 and reads_of(cmds, wide) >= 1
-                wait_fleet(redis, PREFIX, "198.18.103.5/32", 0, 2)
-                m.commands()
-                # 10 valid, a stale address (1 in 12: still vouched for), 5 valid
-                for n in range(16):
-                    assert d.ask(client_address=honest,
-                                 recipient=guess(n) if n == 10 else VALID) == \
-                        (UNKNOWN if n == 10 else "DUNNO")
-                cmds = m.commands()
-                assert (reads_of(cmds, narrow), reads_of(cmds, wide)) == (16, 0)
-                assert d.ask(client_address=fresh, recipient=VALID) == "DUNNO"
-                cmds = m.commands()
-                assert reads_of(cmds, wide) == 1
-            # what the vouched client recorded counts at the wide level
-            wait_fleet(redis, PREFIX, "198.18.103.0/24", 1, 18)
-
-
-def test_a_wide_block_earned_by_vouched_clients_holds_for_the_next_client():
-    """Four clients with a clean record (20 valid recipients each) ask 6
-    unknown recipients each: they stay vouched for (6 in 26 is 23%) and are
-    answered as usual, but the /24 reaches its ceiling (scaled down to 20);
-    the block is earned by the first request the wide level judges: a
-    fresh neighbour's, which is refused, and logged once."""
-    conf = fleet_conf_plain("wide_block_ceiling = 20")
-    with Daemon(extra=conf) as d, d.client() as c:
-        for k in range(4):
-            ip = "198.51.100.%d" % (10 + k)
-            for _ in range(20):
-                assert c.ask(client_address=ip, recipient=VALID) == "DUNNO"
-            for g in range(6):
-                assert c.ask(client_address=ip, recipient=guess(10 * k + g)) == UNKNOWN
-        assert "level=wide" not in d.read_log()
-        assert c.ask(client_address="198.51.100.99", recipient=VALID) == BLOCKED
-        assert d.read_log().count("event=block level=wide net=198.51.100.0/24") == 1
-        for k in range(4):
-            assert c.ask(client_address="198.51.100.%d" % (10 + k), recipient=VALID) == "DUNNO"
-
-
-def fleet_conf_plain(extra):
-    """The fleet tests' delays, without Redis."""
-    return "[harvest]\ntarpit_delay = %s\ntarpit_max = %s\n%s\n" % (D, M, extra)
