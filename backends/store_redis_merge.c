@@ -22,15 +22,17 @@
  *
  *	The script first reads every standing with one MGET (a key of
  *	another type reads as nil there, and EXISTS then tells it from an
- *	absent one: a redis.call per key saved), then SETs the id key NX
- *	with the id's life: when it existed, this call was applied before
- *	(a time-out or a lost connection made the caller send it again),
- *	and the script applies nothing but answers each key's standing as
- *	it is (an absent key as an empty standing, a key of another type
- *	nil), so the caller's floors and views still work.  That SET is
- *	the call's first write: a refusal (OOM, READONLY) leaves no id
- *	behind.  An empty id key name is a call without an id (one never
- *	sent again): no SET, applied as is.
+ *	absent one: a redis.call per key saved; a key named twice in a
+ *	call folds its second delta into what the first wrote, as if read
+ *	again), then SETs the id key NX with the id's life: when it
+ *	existed, this call was applied before (a time-out or a lost
+ *	connection made the caller send it again), and the script applies
+ *	nothing but answers each key's standing as it is (an absent key as
+ *	an empty standing, a key of another type nil), so the caller's
+ *	floors and views still work.  That SET is the call's first write:
+ *	a refusal (OOM, READONLY) leaves no id behind.  An empty id key
+ *	name is a call without an id (one never sent again): no SET,
+ *	applied as is.
  *
  *	For each key (a key of another type is refused alone and left as
  *	it is, so one bad key never refuses its neighbours' deltas) the
@@ -40,14 +42,14 @@
  *	the later block, t = max(t, now), and SETs it with PX max(ttl_ms,
  *	block_until - now): the arithmetic of score_add() then
  *	score_max().  It answers an array, per key the new standing's wire
- *	form, formatted as score_encode() does (%.6f for the counts; the
- *	times, whole milliseconds, with %d, which prints them as %.0f does
- *	without its multiprecision path), so score_decode() accepts it, or
- *	nil for a refused key.  A refusal of the whole call (OOM with
- *	noeviction, READONLY) comes at the first SET, before anything was
- *	written: Redis refuses a script's write for want of memory only
- *	while the script has written nothing, so the keys of one call are
- *	applied all (but the WRONGTYPE ones) or none.
+ *	form, formatted as score_encode() does (%.6f for the counts, %.0f
+ *	for the times, or %d for a whole number of milliseconds, the same
+ *	text without glibc's multiprecision path), so score_decode()
+ *	accepts it, or nil for a refused key.  A refusal of the whole call
+ *	(OOM with noeviction, READONLY) comes at the first SET, before
+ *	anything was written: Redis refuses a script's write for want of
+ *	memory only while the script has written nothing, so the keys of
+ *	one call are applied all (but the WRONGTYPE ones) or none.
  *
  *	It also keeps the offenders index, KEYS[N+1] (PREFIX "offenders"): a
  *	sorted set of standing keys, ranked by invalid + traps.  Every
@@ -109,6 +111,10 @@ const char sr_merge_lua[] =
     "  if t > 1e15 or u > 1e15 then return nil end\n"
     "  return i, v2, p, t, u\n"
     "end\n"
+    "local function ms(x)\n"
+    "  if x % 1 == 0 then return fmt('%d', x) end\n"
+    "  return fmt('%.0f', x)\n"
+    "end\n"
     "local function fade(i, v, p, t)\n"
     "  if t > 0 and now > t and hl > 0 then\n"
     "    local f = 2 ^ (-(now - t) / hl)\n"
@@ -118,7 +124,7 @@ const char sr_merge_lua[] =
     "end\n"
     "local n = #KEYS - 2\n"
     "local idx = KEYS[n + 1]\n"
-    "local out, add, rem, life = {}, {}, {}, 0\n"
+    "local out, add, rem, life, done = {}, {}, {}, 0, {}\n"
     "local vals = redis.call('MGET', unpack(KEYS, 1, n))\n"
     "local function other(k)\n"
     "  return not vals[k] and redis.call('EXISTS', KEYS[k]) == 1\n"
@@ -127,16 +133,17 @@ const char sr_merge_lua[] =
     "   not redis.call('SET', KEYS[n + 2], '1', 'PX', ARGV[5], 'NX') then\n"
     "  for k = 1, n do\n"
     "    if other(k) then out[k] = false\n"
-    "    else out[k] = vals[k] or fmt('0 0 0 %d 0', now) end\n"
+    "    else out[k] = vals[k] or '0 0 0 ' .. ms(now) .. ' 0' end\n"
     "  end\n"
     "  return out\n"
     "end\n"
     "for k = 1, n do\n"
-    "  if other(k) then\n"
+    "  local key, a = KEYS[k], 6 * k\n"
+    "  local g = done[key]\n"
+    "  if g == nil and other(k) then\n"
     "    out[k] = false\n"
     "  else\n"
-    "    local key, a = KEYS[k], 6 * k\n"
-    "    local i, v, p, t, u = dec(vals[k])\n"
+    "    local i, v, p, t, u = dec(g or vals[k])\n"
     "    if not i then i, v, p, t, u = 0, 0, 0, 0, 0 end\n"
     "    i, v, p, t = fade(i, v, p, t)\n"
     "    local di, dv, dp = fade(tonum(ARGV[a]), tonum(ARGV[a + 1]), tonum(ARGV[a + 2]),\n"
@@ -151,9 +158,9 @@ const char sr_merge_lua[] =
     "    end\n"
     "    t = mmax(t, now)\n"
     "    local px = mmax(ttl, u - now, 1)\n"
-    "    local val = fmt('%.6f %.6f %.6f %d %d', i, v, p, t, u)\n"
-    "    redis.call('SET', key, val, 'PX', fmt('%d', px))\n"
-    "    out[k] = val\n"
+    "    local val = fmt('%.6f %.6f %.6f ', i, v, p) .. ms(t) .. ' ' .. ms(u)\n"
+    "    redis.call('SET', key, val, 'PX', ms(px))\n"
+    "    out[k], done[key] = val, val\n"
     "    local w = i + p\n"
     "    if di <= 0 and dp <= 0 and du <= 0 and not fi then\n"
     "    elseif w >= 0.5 or u > now then\n"
@@ -173,7 +180,7 @@ const char sr_merge_lua[] =
     "  end\n"
     "  local p = redis.pcall('PTTL', idx)\n"
     "  if not bad(p) and p < life then\n"
-    "    redis.pcall('PEXPIRE', idx, fmt('%d', life))\n"
+    "    redis.pcall('PEXPIRE', idx, ms(life))\n"
     "  end\n"
     "end\n"
     "if #rem > 0 then redis.pcall('ZREM', idx, unpack(rem)) end\n"

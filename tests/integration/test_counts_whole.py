@@ -230,6 +230,33 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
         assert merge("t:e:clean", wire(0, 5, 0, now, 0), 4, now) is None
 
 
+
+def test_merge_script_reads_a_key_twice_and_times_as_stored(driver_bin, redis):
+    """What the script's single MGET must not change (review 10): a key
+    named twice in one call folds both deltas, as reading it again after
+    the first SET did; a stored time with a fraction of a millisecond is
+    printed rounded (%.0f), not cut; an absent key answers the empty
+    standing at now."""
+    body = subprocess.run([driver_bin, "script"], check=True, capture_output=True,
+                          text=True).stdout
+    sha = redis.call("SCRIPT", "LOAD", body)
+    now = 1700000000000
+    shared = [now, 3600000, 7200000, 1000, 60000]
+    with redis.client() as r:
+        got = r.call("EVALSHA", sha, 4, "t:e:x", "t:e:x", "t:offenders", "", *shared,
+                     *wire(1, 0, 0, now, 0).split(), "", *wire(1, 0, 0, now, 0).split(), "")
+        assert [g.decode() for g in got] == [wire(1, 0, 0, now, 0), wire(2, 0, 0, now, 0)]
+        assert r.call("GET", "t:e:x").decode() == wire(2, 0, 0, now, 0)
+        r.call("SET", "t:e:y", "1.000000 0.000000 0.000000 %d.6 %d.6" % (now, now + 5000))
+        got = r.call("EVALSHA", sha, 3, "t:e:y", "t:offenders", "", *shared,
+                     *wire(0, 1, 0, now, 0).split(), "")
+        assert got[0].decode() == wire(1, 1, 0, now + 1, now + 5001)
+        r.call("SET", "t:m:seen", "1")
+        got = r.call("EVALSHA", sha, 3, "t:e:absent", "t:offenders", "t:m:seen", *shared,
+                     *wire(1, 0, 0, now, 0).split(), "")
+        assert got[0].decode() == "0 0 0 %d 0" % now
+
+
 # ---- evidence.c over a real Redis -----------------------------------------
 
 def test_records_coalesce_into_one_merge(driver, redis):
