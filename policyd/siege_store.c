@@ -547,7 +547,6 @@ enum siege_response siege_response(const struct siege_client *sc)
     return sc->ss->action == SIEGE_ACT_TARPIT ? SIEGE_TARPIT : SIEGE_DEFER;
 }
 
-/* dom_of - the client's domain, unless a reload changed the table since */
 /* tag_of - the client's domain and the table it indexes, in one word
  * (kept with a suspicion, whose verdict may come after a reload) */
 static uint64_t tag_of(const struct siege_client *sc)
@@ -564,6 +563,7 @@ static struct sdom *dom_of_tag(const struct siege_store *ss, uint64_t tag)
     return (unsigned)(tag >> 32) == ss->gen && dom < ss->ndoms ? &ss->doms[dom] : NULL;
 }
 
+/* dom_of - the client's domain, unless a reload changed the table since */
 static struct sdom *dom_of(const struct siege_client *sc)
 {
     return dom_of_tag(sc->ss, tag_of(sc));

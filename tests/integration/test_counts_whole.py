@@ -138,14 +138,19 @@ def wire(inv, val, traps, t, until):
     return "%.6f %.6f %.6f %d %d" % (inv, val, traps, t, until)
 
 
+def load_script(driver_bin, redis):
+    """The merge script as built (counts_driver prints it): its sha."""
+    body = subprocess.run([driver_bin, "script"], check=True, capture_output=True,
+                          text=True).stdout
+    return redis.call("SCRIPT", "LOAD", body)
+
+
 def test_merge_script_agrees_with_score_c(driver_bin, redis):
     """The same stored value, delta and floor: the script's answer and
     score_add + score_max agree within 1e-6, and so does the stored key;
     its life is the ttl or the block's, whichever is longer; up to 32
     standings a call, and a key of another type is refused alone."""
-    body = subprocess.run([driver_bin, "script"], check=True, capture_output=True,
-                          text=True).stdout
-    sha = redis.call("SCRIPT", "LOAD", body)
+    sha = load_script(driver_bin, redis)
     rnd = random.Random(11)
     now = 1700000000000
     cases = [  # (stored or None or junk, delta, floor or "", now, half-life)
@@ -230,16 +235,13 @@ def test_merge_script_agrees_with_score_c(driver_bin, redis):
         assert merge("t:e:clean", wire(0, 5, 0, now, 0), 4, now) is None
 
 
-
 def test_merge_script_reads_a_key_twice_and_times_as_stored(driver_bin, redis):
     """What the script's single MGET must not change (review 10): a key
     named twice in one call folds both deltas, as reading it again after
     the first SET did; a stored time with a fraction of a millisecond is
     printed rounded (%.0f), not cut; an absent key answers the empty
     standing at now."""
-    body = subprocess.run([driver_bin, "script"], check=True, capture_output=True,
-                          text=True).stdout
-    sha = redis.call("SCRIPT", "LOAD", body)
+    sha = load_script(driver_bin, redis)
     now = 1700000000000
     shared = [now, 3600000, 7200000, 1000, 60000]
     with redis.client() as r:

@@ -220,6 +220,30 @@ def test_block_end_logged_once_when_the_block_runs_out():
     assert count_events(log, "block", "wide", "198.18.79.0/24") == 0
 
 
+@pytest.mark.timing
+def test_an_expired_block_is_renewed_by_the_next_unknown_recipient():
+    """block_time 2 s, the default window: when the block runs out the
+    faded standing still earns one.  Valid recipients are answered as usual
+    and renew nothing (block_time means what it says); the next unknown
+    recipient is answered, counted, and blocks the network again (README:
+    "the next unknown recipient starts a new one").  What the harvester
+    gets after a block: answers up to its first unknown recipient.  Delay
+    scale 0.01 s .. 0.02 s."""
+    ip = "198.18.81.1"
+    conf = "[harvest]\nblock_time = 2\ntarpit_delay = 0.01\ntarpit_max = 0.02\n"
+    with Daemon(extra=conf) as d, d.client() as c:
+        n = 0
+        while c.ask(client_address=ip, recipient=guess(n)) == UNKNOWN:
+            n += 1
+        assert n == 20
+        wait_for(lambda: explain(d, ip)["narrow"]["stage"] != "blocked",
+                 timeout=10, what="the block to run out")
+        assert c.ask(client_address=ip, recipient=VALID) == "DUNNO"
+        assert c.ask(client_address=ip, recipient=VALID) == "DUNNO"
+        assert c.ask(client_address=ip, recipient=guess(99)) == UNKNOWN
+        assert c.ask(client_address=ip, recipient=VALID) == BLOCKED
+
+
 # --- exemptions, unblock ------------------------------------------------------
 
 EXEMPT = "[harvest]\nwhitelist = 198.51.100.0/24 2001:db8:feed::/48\n"
