@@ -452,12 +452,16 @@ static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor
     e->inflight = NULL;
     now = util_wall_ms();
     if (it && it->val && score_decode(it->val, it->vlen, &st) == 0) {
-        /* the store has everything sent: what we know is it plus pending */
+        /* the store has everything sent: what we know is it plus pending,
+         * but never less than the view while a floor is owed (a call
+         * sent again after a restart lands in an empty store) */
         score_add(&st, &e->pending, now, ev->half_life_ms);
-        e->view = st;
-        memset(&e->sent, 0, sizeof(e->sent));
         if (floor_epoch)
             e->synced = floor_epoch;
+        if (needs_floor(ev, e))
+            score_max(&st, &e->view, now, ev->half_life_ms);
+        e->view = st;
+        memset(&e->sent, 0, sizeof(e->sent));
         return;
     }
     if (it && it->val) {

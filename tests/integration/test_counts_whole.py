@@ -344,6 +344,28 @@ def test_restart_restores_counts_and_block(driver, redis):
     assert blocked
 
 
+def test_unanswered_merge_resent_to_a_restarted_redis_keeps_the_count(driver, redis):
+    """A merge that went out and got no answer (Redis frozen, then killed
+    and restarted empty) is sent again as it was, without a floor: its
+    answer (the outage's delta alone) must not lower what this process
+    knows, and the floor that follows brings back the whole count.  Before
+    the fix merge_landed() took the answer for the view and the floor
+    carried 1 instead of 3."""
+    driver.record(invalid=2)
+    wait_stored(redis, lambda s: s[0] > 1.99, "the first merge", poke=lambda: driver.run(20))
+    redis.sigstop()
+    driver.record(invalid=1, block_ms=60000)
+    driver.run(600)                     # the tick's merge goes out, unanswered
+    redis.kill()
+    redis.restart()                     # empty: no persistence
+    s = wait_stored(redis, lambda s: s[0] > 2.99 and s[4] > now_ms(),
+                    "the count before the outage and the unanswered delta",
+                    poke=lambda: driver.run(20))
+    assert s[0] < 3.01
+    inv, _, _, blocked, _ = driver.read()
+    assert abs(inv - 3) < 1e-2 and blocked
+
+
 def test_restart_while_idle_restores(driver, redis):
     """No request during the outage: the table still notices it, and the
     block Redis lost comes back."""
