@@ -34,7 +34,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
-#include <hiredis/adapters/libuv.h>
+#include "redis_uv.h"
 
 #include "../policyd/stats.h"
 #include "../policyd/util.h"
@@ -326,7 +326,7 @@ static void master_connect(struct store_redis *sr, const char *host, int port,
         return;
     }
     ac->data = sr;
-    if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
+    if (ruv_attach(ac, sr->loop) != REDIS_OK) {
         ac->data = NULL;
         redisAsyncFree(ac);
         rconn_lost(sr, "cannot attach to the event loop", 0);
@@ -441,7 +441,7 @@ static void sentinel_next(struct store_redis *sr)
             redisAsyncFree(ac);
             continue;
         }
-        if (redisLibuvAttach(ac, sr->loop) != REDIS_OK) {
+        if (ruv_attach(ac, sr->loop) != REDIS_OK) {
             redisAsyncFree(ac);
             continue;
         }

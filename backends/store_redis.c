@@ -88,7 +88,6 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 
 #include "../policyd/log.h"
 #include "../policyd/stats.h"
