@@ -8,7 +8,8 @@
  *
  * DESCRIPTION
  *	Implements backends/store.h over one hiredis async connection driven
- *	by hiredis's libuv adapter.  Every command goes out through
+ *	by hiredis's libuv adapter through redis_uv (which writes before the
+ *	loop sleeps, not after a poll).  Every command goes out through
  *	redisAsyncCommandArgv, so keys and values are binary-safe.
  *
  *	get	GET key				-> STORE_OK / STORE_MISS
