@@ -12,9 +12,9 @@
 struct ruv {
     redisAsyncContext *ac;      /* NULL once hiredis let go of it */
     redisLibuvEvents *ev;       /* the adapter's, freed by its cleanup */
-    uv_prepare_t prepare;       /* writes what was queued, before the poll */
+    uv_idle_t idle;             /* writes what was queued, before the poll */
     int pending;                /* hiredis has output queued */
-    int flushing;               /* inside redisAsyncHandleWrite from prepare */
+    int flushing;               /* inside redisAsyncHandleWrite from idle_cb */
 };
 
 static void ruv_add_read(void *priv)
@@ -40,11 +40,11 @@ static void poll_write(struct ruv *r)
         redisLibuvAddWrite(r->ev);
 }
 
-static void prepare_cb(uv_prepare_t *h)
+static void idle_cb(uv_idle_t *h)
 {
     struct ruv *r = h->data;
 
-    uv_prepare_stop(h);
+    uv_idle_stop(h);
     if (!r->pending || !r->ac)
         return;
     r->pending = 0;
@@ -64,7 +64,7 @@ static void ruv_add_write(void *priv)
     if (r->ev->events & UV_WRITABLE)
         return;                         /* the poll will write it */
     r->pending = 1;
-    uv_prepare_start(&r->prepare, prepare_cb);
+    uv_idle_start(&r->idle, idle_cb);
 }
 
 static void ruv_del_write(void *priv)
@@ -88,7 +88,7 @@ static void ruv_cleanup(void *priv)
     r->ac = NULL;
     r->pending = 0;
     redisLibuvCleanup(r->ev);
-    uv_close((uv_handle_t *)&r->prepare, closed);
+    uv_close((uv_handle_t *)&r->idle, closed);
 }
 
 int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -103,8 +103,8 @@ int ruv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     }
     r->ac = ac;
     r->ev = ac->ev.data;
-    uv_prepare_init(loop, &r->prepare);
-    r->prepare.data = r;
+    uv_idle_init(loop, &r->idle);
+    r->idle.data = r;
     ac->ev.data = r;
     ac->ev.addRead = ruv_add_read;
     ac->ev.delRead = ruv_del_read;

@@ -9,9 +9,12 @@
  * DESCRIPTION
  *	ruv_attach() attaches ac to loop with hiredis's libuv adapter
  *	(redisLibuvAttach), then stands between hiredis and it: once ac is
- *	connected, a command queued on it is written from a uv_prepare
- *	handle, before the loop next polls, and the adapter is asked to
- *	poll for writability only when the socket would not take it all.
+ *	connected, a command queued on it is written from a uv_idle handle,
+ *	before the loop next polls, and the adapter is asked to poll for
+ *	writability only when the socket would not take it all.  An idle
+ *	handle, not a prepare one: a prepare handle started from a prepare
+ *	callback would wait a turn while the poll blocks; an active idle
+ *	handle makes that poll not block, whatever phase started it.
  *	Interest that does not change is not passed on.
  *
  *	Why: the adapter restarts its uv_poll handle at each change of

@@ -34,8 +34,9 @@
  *	pending), and the epoch advances: every network tracked then needs
  *	a floor.  Store back: each of those networks is made dirty, and its
  *	next merge carries floor = its view; an acknowledged merge with a
- *	floor clears the need, and until then a read answers at least the
- *	view.  Otherwise the store's answer, a miss included, replaces the
+ *	floor clears the need, and until then neither a read nor a merge's
+ *	answer (a call sent again after a restart lands in an empty store)
+ *	makes the view lower.  Otherwise the store's answer, a miss included, replaces the
  *	view: an `unblock` by another daemon is believed, not undone.  A merge the store refuses while up (OOM
  *	with noeviction, WRONGTYPE) returns its deltas to pending and makes
  *	that network need a floor; it is retried every tick.
