@@ -12,8 +12,7 @@
 struct ruv {
     redisAsyncContext *ac;      /* NULL once hiredis let go of it */
     redisLibuvEvents *ev;       /* the adapter's, freed by its cleanup */
-    uv_idle_t idle;             /* writes what was queued, before the poll */
-    int pending;                /* hiredis has output queued */
+    uv_idle_t idle;             /* active: output queued, written before the poll */
     int flushing;               /* inside redisAsyncHandleWrite from idle_cb */
 };
 
@@ -44,10 +43,7 @@ static void idle_cb(uv_idle_t *h)
 {
     struct ruv *r = h->data;
 
-    uv_idle_stop(h);
-    if (!r->pending || !r->ac)
-        return;
-    r->pending = 0;
+    uv_idle_stop(h);                    /* closed with ac: r->ac is set here */
     r->flushing = 1;
     redisAsyncHandleWrite(r->ac);       /* may free ac: then cleanup ran */
     r->flushing = 0;
@@ -63,7 +59,6 @@ static void ruv_add_write(void *priv)
     }
     if (r->ev->events & UV_WRITABLE)
         return;                         /* the poll will write it */
-    r->pending = 1;
     uv_idle_start(&r->idle, idle_cb);
 }
 
@@ -71,7 +66,7 @@ static void ruv_del_write(void *priv)
 {
     struct ruv *r = priv;
 
-    r->pending = 0;
+    uv_idle_stop(&r->idle);
     if (r->ev->events & UV_WRITABLE)
         redisLibuvDelWrite(r->ev);
 }
@@ -86,7 +81,6 @@ static void ruv_cleanup(void *priv)
     struct ruv *r = priv;
 
     r->ac = NULL;
-    r->pending = 0;
     redisLibuvCleanup(r->ev);
     uv_close((uv_handle_t *)&r->idle, closed);
 }

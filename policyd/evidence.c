@@ -36,10 +36,11 @@
  *	next merge carries floor = its view; an acknowledged merge with a
  *	floor clears the need, and until then neither a read nor a merge's
  *	answer (a call sent again after a restart lands in an empty store)
- *	makes the view lower.  Otherwise the store's answer, a miss included, replaces the
- *	view: an `unblock` by another daemon is believed, not undone.  A merge the store refuses while up (OOM
- *	with noeviction, WRONGTYPE) returns its deltas to pending and makes
- *	that network need a floor; it is retried every tick.
+ *	makes the view lower.  Otherwise the store's answer, a miss
+ *	included, replaces the view: an `unblock` by another daemon is
+ *	believed, not undone.  A merge the store refuses while up (OOM with
+ *	noeviction, WRONGTYPE) returns its deltas to pending and makes that
+ *	network need a floor; it is retried every tick.
  *
  *	Reads allocate nothing of their own (the caller's struct
  *	evidence_read is the context); a store answer about a network not
