@@ -121,8 +121,6 @@ struct ev_entry {
     struct score view, pending, sent;
     uint64_t hash;
     uint64_t dirty_ms;              /* loop time it became dirty */
-    uint64_t read_ms;               /* loop time of its last store answer */
-    uint64_t stored_t_ms;           /* that answer's stored_t_ms */
     unsigned synced;                /* the epoch its store copy is good for */
     int queue;                      /* enum ev_queue_id: which FIFO, if any */
     int stage;                      /* last noted; -1 none */
@@ -172,7 +170,6 @@ struct evidence {
     uint64_t half_life_ms, ttl_ms;
     size_t max_tracked;
     unsigned lazy_share;            /* percent: lowest_share(); see urgent */
-    unsigned lazy_ceiling;          /* lowest_ceiling(); 0: none; see far */
     uint64_t recorded;              /* evidence_record calls, ever */
 
     struct ev_entry **buckets;
@@ -345,14 +342,16 @@ static void mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
     arm(ev);
 }
 
-/* marked - s has a trap or a block on record. */
-static int marked(const struct score *s)
+/* unfavourable - s holds evidence against a network. */
+static int unfavourable(const struct score *s)
 {
-    return s->traps > 0 || s->block_until_ms > 0;
+    return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
 }
 
-/* near_share - the share of invalid recipients the other daemons can see
- * of e is at least half of lazy_share.  Near a threshold, valid recipients
+/* urgent - e's change, delta (not yet in e's view), must reach the fleet
+ * on the next tick: the delta is unfavourable, e has a trap or block on
+ * record, or the share of invalid recipients the other daemons can see
+ * is at least half of lazy_share.  Near a threshold, valid recipients
  * late would make them see the share too high (a tarpit or block share,
  * a siege's revocation), fleet-wide and for as long as the network keeps
  * sending.  What they can see is the store's copy: the view less what
@@ -362,38 +361,20 @@ static int marked(const struct score *s)
  * view and at 33% in the store).  Subtracting those counts unfaded takes
  * away at least what they weigh now: the share is overstated, never
  * understated (evidence.h). */
-static int near_share(const struct evidence *ev, const struct ev_entry *e)
+static int urgent(const struct evidence *ev, const struct ev_entry *e,
+                  const struct score *delta)
 {
     const struct score *v = &e->view;
     struct score stored = *v;
 
+    if (unfavourable(delta) || v->traps > 0 || v->block_until_ms > 0)
+        return 1;
     if (v->invalid <= 0)
         return 0;                   /* spotless: no share to overstate */
     stored.valid = v->valid - e->pending.valid - e->sent.valid;
     if (stored.valid < 0)
         stored.valid = 0;
     return score_share_at_least(&stored, ev->lazy_share / 2.0);
-}
-
-/* urgent - e's change, delta (not yet in e's view), must reach the fleet
- * on the next tick: the delta holds evidence against the network, e has a
- * trap or block on record, or its share is near (near_share). */
-static int urgent(const struct evidence *ev, const struct ev_entry *e,
-                  const struct score *delta)
-{
-    return delta->invalid > 0 || marked(delta) || marked(&e->view)
-           || near_share(ev, e);
-}
-
-/* far - e is far from every stage, so a recent store copy may answer for
- * it (evidence_read_recent_at): nothing marked, the share not near, and
- * fewer invalid recipients than half of the lowest block_ceiling (which
- * blocks whatever the share).  The view's counts are not faded to now:
- * they overstate, never understate. */
-static int far(const struct evidence *ev, const struct ev_entry *e)
-{
-    return !marked(&e->view) && !near_share(ev, e)
-           && (!ev->lazy_ceiling || e->view.invalid * 2 < ev->lazy_ceiling);
 }
 
 /* lowest_share - the lowest invalid share (percent) at which anything acts
@@ -413,20 +394,6 @@ static unsigned lowest_share(const struct config *cfg)
             low = r.tarpit_share;
         if (r.block_share < low)
             low = r.block_share;
-    }
-    return low;
-}
-
-/* lowest_ceiling - the lowest block_ceiling of either level; 0: none. */
-static unsigned lowest_ceiling(const struct config *cfg)
-{
-    unsigned low = 0;
-
-    for (int l = 0; l < SCORE_LEVELS; l++) {
-        struct score_rules r;
-        score_rules_of(cfg, (enum score_level)l, &r);
-        if (r.block_ceiling && (!low || r.block_ceiling < low))
-            low = r.block_ceiling;
     }
     return low;
 }
@@ -876,7 +843,6 @@ static struct ev_entry *entry(struct evidence *ev, const char *net)
 void evidence_configure(struct evidence *ev, const struct config *cfg)
 {
     ev->lazy_share = lowest_share(cfg);
-    ev->lazy_ceiling = lowest_ceiling(cfg);
 }
 
 struct evidence *evidence_new(uv_loop_t *loop, const struct config *cfg,
@@ -1050,8 +1016,6 @@ static void read_done(void *arg, int status, const char *val, size_t len)
         /* a miss is the store's word too: a key another daemon's
          * `unblock` deleted must not come back with our next floor */
         e->view = s;
-        e->read_ms = uv_now(ev->loop);
-        e->stored_t_ms = r->stored_t_ms;
     }
     r->cb(r->arg, &s, 1);
     maybe_release(ev);
@@ -1063,20 +1027,11 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
     evidence_read_at(ev, net, r, util_wall_ms(), cb, arg);
 }
 
-/* recent - e's store copy, read within EVIDENCE_READ_FRESH_MS, may answer
- * for it (evidence.h): it is far from every stage and owes no floor. */
-static int recent(const struct evidence *ev, const struct ev_entry *e)
-{
-    return e && e->read_ms && uv_now(ev->loop) - e->read_ms < EVIDENCE_READ_FRESH_MS
-           && !needs_floor(ev, e) && far(ev, e);
-}
-
-static void read_in(struct evidence *ev, const char *net, struct evidence_read *r,
-                    uint64_t now_ms, evidence_cb *cb, void *arg, int may_reuse)
+void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
+                      uint64_t now_ms, evidence_cb *cb, void *arg)
 {
     char key[EVIDENCE_KEY_MAX];
     size_t nlen = strlen(net);
-    struct ev_entry *e;
 
     r->ev = ev;
     r->e = NULL;
@@ -1097,31 +1052,8 @@ static void read_in(struct evidence *ev, const char *net, struct evidence_read *
         answer_view(r, now_ms);
         return;
     }
-    e = may_reuse ? find(ev, net) : NULL;
-    if (recent(ev, e)) {
-        struct score s;
-        touch(ev, e);
-        hold(r, e);
-        r->stored_t_ms = e->stored_t_ms;
-        view_of(ev, e, now_ms, &s);
-        cb(arg, &s, 1);
-        return;
-    }
     ev->reads_out++;
     ev->store->ops->get(ev->store, key, build_key(ev, net, key), read_done, r);
-}
-
-void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
-                      uint64_t now_ms, evidence_cb *cb, void *arg)
-{
-    read_in(ev, net, r, now_ms, cb, arg, 0);
-}
-
-void evidence_read_recent_at(struct evidence *ev, const char *net,
-                             struct evidence_read *r, uint64_t now_ms,
-                             evidence_cb *cb, void *arg)
-{
-    read_in(ev, net, r, now_ms, cb, arg, 1);
 }
 
 /* record_in - delta into e (NULL: a network not kept). */

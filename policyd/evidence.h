@@ -21,21 +21,6 @@
  * read back from memory until the store takes it.  Reads go through the
  * store's get (GET, batched into one MGET per loop turn with the cache reads).
  *
- * evidence_read_recent_at() (the request path) spares the store a read of a
- * network far from every stage (below): when this process had the store's
- * copy within the last EVIDENCE_READ_FRESH_MS (one merge tick), it answers
- * that copy plus what was recorded here since, at once.  Far: no trap or
- * block in the view, the store copy's invalid share below S/2 (S: see the
- * lazy merges below), and fewer invalid recipients than half of the lowest
- * block_ceiling.  What it costs: another process's evidence about such a
- * network reaches a decision here within two ticks of its record (its
- * merge, then this process's next read) instead of one, and only while
- * that network looks far from every stage here; this process's own
- * records count at once as ever.  A blocked, trapped or near network, or
- * one that owes a floor, is read from the store at every request, so an
- * `unblock` or a block through another daemon is seen on the next request
- * after it reached the store, as before.
- *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
  * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
@@ -109,7 +94,6 @@
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
 #define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, far from a stage: waits at most */
-#define EVIDENCE_READ_FRESH_MS EVIDENCE_FLUSH_MS  /* a far network's copy is used this long */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:
                                  * 8 x 32 networks a round trip */
@@ -157,13 +141,6 @@ void evidence_read(struct evidence *ev, const char *net, struct evidence_read *r
                    evidence_cb *cb, void *arg);
 void evidence_read_at(struct evidence *ev, const char *net, struct evidence_read *r,
                       uint64_t now_ms, evidence_cb *cb, void *arg);
-/* evidence_read_recent_at - as evidence_read_at, but a network far from
- * every stage whose store copy this process read within
- * EVIDENCE_READ_FRESH_MS is answered from that copy plus what was recorded
- * here since, before the call returns (see the top of this file). */
-void evidence_read_recent_at(struct evidence *ev, const char *net,
-                             struct evidence_read *r, uint64_t now_ms,
-                             evidence_cb *cb, void *arg);
 /* evidence_record_via - fold delta (t_ms = now: the time of the record)
  * into the standing of r's network, once evidence_read has answered.
  * evidence_record: the same by name, without a read first (tests and

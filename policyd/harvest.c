@@ -234,8 +234,8 @@ void harvest_state(struct harvest_client *c, harvest_cb *cb, void *arg)
     c->outstanding = c->nlevels;
     for (unsigned l = 0, n = c->nlevels; l < n; l++) {
         c->lv[l].owner = c;
-        evidence_read_recent_at(c->h->ev, c->lv[l].net, &c->lv[l].rd, c->now_ms,
-                                level_read, &c->lv[l]);
+        evidence_read_at(c->h->ev, c->lv[l].net, &c->lv[l].rd, c->now_ms, level_read,
+                         &c->lv[l]);
     }
 }
 

@@ -236,7 +236,7 @@ struct fake {
     int have;                   /* a value is stored */
     struct score val;
     char key[128];
-    int merges, floors, gets;
+    int merges, floors;
     struct score last_floor, last_delta;
     uint64_t merged_at;         /* loop time of the last merge */
     int hold;                   /* reads wait for fake_release */
@@ -255,7 +255,6 @@ static void fake_get(struct store *s, const char *key, size_t klen,
     struct fake *f = fake_of(s);
     char buf[SCORE_WIRE_MAX];
 
-    f->gets++;
     if (!f->up) {
         cb(arg, STORE_ERR, NULL, 0);
         return;
@@ -692,102 +691,6 @@ static void test_unblock_elsewhere_sticks(void **state)
     evidence_free(ev);
 }
 
-/* read_recent - the request path's read of NET (answers at once here). */
-static struct answer read_recent(struct evidence *ev)
-{
-    struct evidence_read r;
-    struct answer a;
-
-    memset(&a, 0, sizeof(a));
-    evidence_read_recent_at(ev, NET, &r, util_wall_ms(), got, &a);
-    assert_int_equal(a.calls, 1);
-    return a;
-}
-
-/* recent_new - an evidence over f (already holding the other daemons'
- * standing) with the shipped shares and a block_ceiling of 10; NET read
- * once from the store. */
-static struct evidence *recent_new(struct fake *f)
-{
-    struct evidence *ev;
-
-    cfg.harvest.tarpit_share = 25;
-    cfg.harvest.block_share = 40;
-    cfg.harvest.block_ceiling = 10;
-    ev = evidence_new(&loop, &cfg, &f->base);
-    read_recent(ev);
-    assert_int_equal(f->gets, 1);
-    return ev;
-}
-
-/* A network far from every stage (1 invalid in 21, 5%; S/2 = 12.5%) read
- * within a tick is answered from that copy plus this process's records,
- * without a store read; a tick later the store is asked again, and sees
- * what another daemon merged meanwhile.  The operator's and settle's
- * reads (evidence_read) always ask. */
-static void test_recent_read_spares_far_network(void **state)
-{
-    struct fake f;
-    struct evidence *ev;
-    struct score d = delta(0, 1, 0);
-    struct answer a;
-    (void)state;
-
-    fake_init(&f);
-    f.have = 1;
-    f.val = delta(1, 20, 0);
-    ev = recent_new(&f);
-    f.val = delta(2, 20, 0);                        /* another daemon's guess */
-    evidence_record(ev, NET, &d);
-    a = read_recent(ev);
-    assert_int_equal(f.gets, 1);                    /* spared */
-    assert_int_equal(a.from_store, 1);
-    assert_float_equal(a.s.invalid, 1, EPS);        /* the copy of a moment ago */
-    assert_float_equal(a.s.valid, 21, EPS);         /* and our own record at once */
-    read_now(ev, NET);
-    assert_int_equal(f.gets, 2);                    /* evidence_read always asks */
-    run_for(EVIDENCE_READ_FRESH_MS + 1);
-    a = read_recent(ev);
-    assert_int_equal(f.gets, 3);
-    assert_float_equal(a.s.invalid, 2, EPS);
-    evidence_free(ev);
-}
-
-/* Near a stage nothing is spared: a share at S/2 (3 in 23, 13%), a block on
- * record, invalid recipients past half the ceiling (6 of 10, at 0.6%), and a
- * store back from an outage until the floor lands. */
-static void test_recent_read_asks_near_stage(void **state)
-{
-    struct score vals[3] = { delta(3, 20, 0), delta(1, 20, 0), delta(6, 1000, 0) };
-    struct fake f;
-    struct evidence *ev;
-    (void)state;
-
-    vals[1].block_until_ms = util_wall_ms() + HOUR;
-    for (int i = 0; i < 3; i++) {
-        fake_init(&f);
-        f.have = 1;
-        f.val = vals[i];
-        ev = recent_new(&f);
-        read_recent(ev);
-        assert_int_equal(f.gets, 2);
-        evidence_free(ev);
-        run_for(1);
-    }
-    fake_init(&f);
-    f.have = 1;
-    f.val = delta(4, 1000, 0);                      /* far: 4 < 10 / 2 */
-    ev = recent_new(&f);
-    read_recent(ev);
-    assert_int_equal(f.gets, 1);
-    f.up = 0;                                       /* an outage, seen by a read */
-    assert_int_equal(read_recent(ev).from_store, 0);
-    f.up = 1;                                       /* back: the floor is owed */
-    assert_int_equal(read_recent(ev).from_store, 1);
-    assert_int_equal(f.gets, 2);                    /* asked, not the copy */
-    evidence_free(ev);
-}
-
 static void test_free_sends_pending(void **state)
 {
     struct fake f;
@@ -1124,8 +1027,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_before_floor_lands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unblock_elsewhere_sticks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_recent_read_spares_far_network, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_recent_read_asks_near_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_sends_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
