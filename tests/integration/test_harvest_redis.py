@@ -80,15 +80,34 @@ def test_dictionary_harvester_across_two_daemons():
 
 
 def test_trap_on_one_daemon_blocks_on_the_other():
+    """b keeps asking about the network, spotless there, while a trap hit
+    through a reaches Redis: b's first answer after Redis has the block is
+    BLOCKED.  b reads the standing for every request; a copy b reused
+    for a while (tried in session 8, reverted) fails this: b answered the
+    guesses for up to a tick after Redis had the trap."""
     ip, net = "198.18.101.5", "198.18.101.5/32"
+
+    def trapped():
+        s = standing(redis, net)
+        return s and s[2] >= 0.99 and s[4] > 0
+
     with RedisServer() as redis:
         conf = fleet_conf(redis, "traps = trap@example.com")
         with Daemon(extra=conf) as a, Daemon(extra=conf) as b:
             up(a, b)
-            assert a.ask(client_address=ip, recipient="trap@example.com") == UNKNOWN
-            wait_for(lambda: (lambda s: s and s[2] >= 0.99 and s[4] > 0)(
-                standing(redis, net)), what="the trap hit in redis")
-            assert b.ask(client_address=ip, recipient=VALID) == BLOCKED
+            with b.client() as c:
+                assert c.ask(client_address=ip, recipient=VALID) == "DUNNO"
+                assert a.ask(client_address=ip, recipient="trap@example.com") == UNKNOWN
+                deadline = time.monotonic() + 10
+                while True:
+                    got = c.ask(client_address=ip, recipient=VALID)
+                    if got == BLOCKED:
+                        break               # the block was merged meanwhile
+                    assert got == "DUNNO"
+                    if trapped():           # in Redis before b's next read
+                        assert c.ask(client_address=ip, recipient=VALID) == BLOCKED
+                        break
+                    assert time.monotonic() < deadline, "the trap hit never reached redis"
             assert a.ask(client_address=ip, recipient=VALID) == BLOCKED
 
 
