@@ -20,6 +20,11 @@
  * network, and a refused write (OOM with noeviction, a READONLY replica) is
  * read back from memory until the store takes it.  Reads go through the
  * store's get (GET, batched into one MGET per loop turn with the cache reads).
+ * Every request reads: a read skipped because of a network's standing (a
+ * recent copy reused while the network looks clean) lets another daemon's
+ * trap, block or guesses arrive late, and the time the next request takes
+ * tells the client which side of that rule its last recipient put it on
+ * (tried and reverted: tests/bench/README.md, session 8).
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
