@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness import Daemon, PolicyClient, request, wait_for
+from harvest import fleet
 from redis import Resp, RedisServer
 from test_siege import SIEGE, SIEGE_CONF, UNKNOWN, establish, redis_conf, redis_up
 
@@ -401,9 +402,8 @@ def test_another_policyd_waits_for_the_verdict_too():
                     for k in range(2)] == [UNKNOWN] * 2
         # waited for in Redis itself, not through b (`policyctl client` on b
         # would read them into b's view): b must read them for the burst
-        with Resp("127.0.0.1", r.port) as rc:
-            wait_for(lambda: (lambda v: v and float(v.split()[0]) >= 1.99)(
-                rc.call("GET", key("e", ip))), 10, interval=0.001, what="the guesses merged")
+        wait_for(lambda: (lambda s: s and s[0] >= 1.99)(fleet(r, "policyd:", ip + "/32")),
+                 10, interval=0.001, what="the guesses merged")
         rcpts = ["user@example.com" if i % 2 == 0 else "bguess%d@example.com" % i
                  for i in range(n)]
         conns = [PolicyClient(b.host, b.port) for _ in range(n)]
