@@ -328,18 +328,27 @@ def start_slapd(users):
 
 # ---- scenarios ----
 
-def measure(build, port, secs, warmup, extra_args, server_pid):
+def measure(build, port, secs, warmup, extra_args, server_pid, side_pids=()):
+    """One loadgen run; side_pids are the server's own servers (Redis), whose
+    CPU per answer is kept apart (side_us_per_req)."""
     cpu0 = proc_cpu_s(server_pid)
+    side0 = [proc_cpu_s(p) for p in side_pids]
     t0 = time.monotonic()
     args = ["-h", "127.0.0.1", "-p", port, "-c", CONNS, "-w", warmup, "-d", secs] + extra_args
     res = run_loadgen(build, args, timeout=warmup + secs + 30)
     wall = time.monotonic() - t0
     cpu1 = proc_cpu_s(server_pid)
+    side1 = [proc_cpu_s(p) for p in side_pids]
+    answers = res.get("answers_total")
     if cpu0 is not None and cpu1 is not None and wall > 0:
         res["server_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / wall)
         # CPU per answer: what the machine's load does not change much.
-        if res.get("answers_total"):
-            res["server_us_per_req"] = 1e6 * (cpu1 - cpu0) / res["answers_total"]
+        if answers:
+            res["server_us_per_req"] = 1e6 * (cpu1 - cpu0) / answers
+    if side_pids and answers and None not in side0 + side1:
+        res["side_us_per_req"] = 1e6 * sum(b - a for a, b in zip(side0, side1)) / answers
+    if answers:
+        res["loadgen_us_per_req"] = 1e6 * res.get("cpu_s", 0) / answers
     res["loadgen_cpu_pct"] = round(100.0 * res.get("cpu_s", 0) / wall) if wall else 0
     if res["requests"] == 0:
         raise BenchError("no request was answered")
@@ -364,7 +373,8 @@ def combine(runs):
     percentiles, sums of the counts."""
     out = {"rounds": len(runs)}
     for k in ("rps", "p50_us", "p90_us", "p99_us", "p999_us", "server_cpu_pct",
-              "loadgen_cpu_pct", "server_us_per_req"):
+              "loadgen_cpu_pct", "server_us_per_req", "side_us_per_req",
+              "loadgen_us_per_req"):
         out[k] = median([r.get(k) for r in runs])
     out["max_us"] = max(r["max_us"] for r in runs)
     for k in ("requests", "errors", "unanswered", "lost", "valid_not_dunno",
@@ -382,7 +392,7 @@ def combine(runs):
     return out
 
 
-def paired(build, a, port, pid, args, warmup):
+def paired(build, a, port, pid, args, warmup, side_pids=()):
     """The load against policyd and against the null responder in turns:
     null, policyd, null, policyd, ..., null.  Each policyd round is compared
     with the mean of the null rounds either side of it and the ratio is the
@@ -395,13 +405,14 @@ def paired(build, a, port, pid, args, warmup):
     nulls = [measure(build, null.port, secs, 0.3, args, null.pid)]
     runs = []
     for _ in range(ROUNDS):
-        runs.append(measure(build, port, secs, 0.3, args, pid))
+        runs.append(measure(build, port, secs, 0.3, args, pid, side_pids))
         nulls.append(measure(build, null.port, secs, 0.3, args, null.pid))
     a.null_rounds.extend(nulls)
     res = combine(runs)
     res["ratios"] = [round(r["rps"] / ((n0["rps"] + n1["rps"]) / 2.0), 3)
                      for r, n0, n1 in zip(runs, nulls, nulls[1:])]
     res["ratio"] = median(res["ratios"])
+    res["null_cpu"] = combine(nulls)
     return res
 
 
@@ -445,7 +456,7 @@ def sc_redis(build, a):
         extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\naddress = %s\n" % addr
         with daemon(build, extra) as d:
             # The warm-up pass fills Redis; then every lookup is a Redis hit.
-            res = paired(build, a, d.port, d.proc.pid, MIX, 2)
+            res = paired(build, a, d.port, d.proc.pid, MIX, 2, [r.proc.pid])
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
             res["redis_cmds"] = redis_cmdstats(r)
@@ -467,7 +478,7 @@ def sc_cold(build, a):
             res = paired(build, a, d.port, d.proc.pid,
                          ["--clients", 1000, "--valid-ratio", 0.9, "--sequential",
                           "--pattern", "user%05d@example.com", "--valid-range", users,
-                          "--invalid-range", 0], 0.5)
+                          "--invalid-range", 0], 0.5, [s.proc.pid])
             res["stats"] = daemon_stats(d)
             res["slapd_searches"] = s.searches()
             return res
@@ -486,7 +497,7 @@ def sc_harvest(build, a):
         with daemon(build, extra) as d:
             res = paired(build, a, d.port, d.proc.pid,
                          ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
-                          "--valid-range", VALID, "--invalid-range", 0], 0.5)
+                          "--valid-range", VALID, "--invalid-range", 0], 0.5, [r.proc.pid])
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
             res["redis_cmds"] = redis_cmdstats(r)
@@ -591,6 +602,28 @@ def verdict(ok):
     return "PASS" if ok else "MISS"
 
 
+SIDE = {"redis": "Redis", "harvest": "Redis", "cold": "slapd"}
+
+
+def cpu_split(key, r):
+    """Where the CPU of one answer went, policyd's scenario against the null
+    responder's rounds beside it, and the ratio that CPU alone allows: with
+    every process busy, the rates are in inverse proportion to the CPU per
+    answer.  A ratio well below that bound is the machine's scheduling or
+    waiting, not work policyd could shed."""
+    n = r.get("null_cpu") or {}
+    mine = [r.get("server_us_per_req"), r.get(
+        "side_us_per_req") if key in SIDE else 0, r.get("loadgen_us_per_req")]
+    null = [n.get("server_us_per_req"), n.get("loadgen_us_per_req")]
+    if None in mine or None in null:
+        return None
+    side = " + %s %.1f" % (SIDE[key], mine[1]) if key in SIDE else ""
+    return ("CPU per answer: policyd %.1f%s + loadgen %.1f = %.1f us; null responder "
+            "%.1f + loadgen %.1f = %.1f us; CPU alone allows %.2f x null"
+            % (mine[0], side, mine[2], sum(mine), null[0], null[1], sum(null),
+               sum(null) / sum(mine)))
+
+
 def table(results, machine):
     rows, checks = [], []
     titles = {key: title for key, title, _ in SCENARIOS}
@@ -673,6 +706,9 @@ def table(results, machine):
         if r.get("redis_cmds"):
             notes.append("%s: Redis commands (calls x us each): %s" % (title, ", ".join(
                 "%s %d x %.1f" % (k, c, u) for k, (c, u) in list(r["redis_cmds"].items())[:5])))
+        cpu_note = cpu_split(key, r)
+        if cpu_note:
+            notes.append("%s: %s" % (title, cpu_note))
         if key == "tarpit":
             notes.append("%s: innocent clients paced at %d/s; loadgen saw %s parked; policyd "
                          "delayed_now %s before, %s after the measurement; p99 by round %s us; "
@@ -684,9 +720,33 @@ def table(results, machine):
     out += ["", "cpu s/lg: CPU used by the server / by loadgen, % of one core over the run",
             "(on %d cores: a loadgen near 100%% means the ceiling is the generator's)."
             % os.cpu_count(),
-            "us/req: the server's CPU time per answer (warm-up included); Redis and slapd",
-            "are separate processes and not counted."] + notes
+            "us/req: policyd's CPU time per answer (warm-up included); Redis's and",
+            "slapd's are apart, in the notes (CPU per answer)."] + notes
     return "\n".join(out), all(checks) and bool(checks)
+
+
+def cpu_times():
+    """The machine's CPU time by kind, /proc/stat's first line (None if not
+    readable)."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def stolen_line(t0, t1):
+    """How much of the machine's CPU time the hypervisor gave to others
+    (steal, /proc/stat's eighth field) between t0 and t1: on a shared VM the
+    ratios are only as steady as this is low."""
+    if not t0 or not t1 or len(t0) < 8 or len(t1) < 8:
+        return None
+    d = [b - a for a, b in zip(t0, t1)]
+    total = sum(d[:8])
+    if total <= 0:
+        return None
+    return ("machine: %.1f%% of CPU time stolen by the hypervisor, %.1f%% idle, during "
+            "the run" % (100.0 * d[7] / total, 100.0 * d[3] / total))
 
 
 def machine_line():
@@ -717,6 +777,7 @@ def main():
     only = set(a.only.split(",")) - {""}
     results = {}
     a.null_rounds = []
+    t0 = cpu_times()
     # One null responder for the whole run, measured in turns with policyd.
     with NullResp(build) as a.null:
         for key, title, fn in SCENARIOS:
@@ -732,6 +793,9 @@ def main():
                                                           if k != "stats"}))
     text, ok = table(results, machine_line())
     print(text)
+    stolen = stolen_line(t0, cpu_times())
+    if stolen:
+        print(stolen)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
