@@ -450,13 +450,13 @@ def sc_default(build, a):
         return res
 
 
-def sc_redis(build, a):
+def with_redis(build, a, extra, args, warmup):
+    """A paired run of policyd against a redis-server of its own ("%s" in
+    extra is its address), with what Redis holds and did at the end."""
     r, addr = start_redis()
     try:
-        extra = HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\naddress = %s\n" % addr
-        with daemon(build, extra) as d:
-            # The warm-up pass fills Redis; then every lookup is a Redis hit.
-            res = paired(build, a, d.port, d.proc.pid, MIX, 2, [r.proc.pid])
+        with daemon(build, extra % addr) as d:
+            res = paired(build, a, d.port, d.proc.pid, args, warmup, [r.proc.pid])
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
             res["redis_cmds"] = redis_cmdstats(r)
@@ -465,6 +465,12 @@ def sc_redis(build, a):
             return res
     finally:
         r.cleanup()
+
+
+def sc_redis(build, a):
+    # The warm-up pass fills Redis; then every lookup is a Redis hit.
+    return with_redis(build, a, HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\n"
+                      "address = %s\n", MIX, 2)
 
 
 def sc_cold(build, a):
@@ -487,25 +493,13 @@ def sc_cold(build, a):
 
 
 def sc_harvest(build, a):
-    r, addr = start_redis()
-    try:
-        # Thresholds above what one client reaches in the run: this measures
-        # the counting (one INCR per unknown recipient), not the delays.
-        extra = ("\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = 200\n"
-                 "tarpit_delay = 1\ntarpit_max = 5\nblock_after = 100000\n"
-                 + QUIET_LEVELS + "\n[redis]\naddress = %s\n" % addr)
-        with daemon(build, extra) as d:
-            res = paired(build, a, d.port, d.proc.pid,
-                         ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
-                          "--valid-range", VALID, "--invalid-range", 0], 0.5, [r.proc.pid])
-            res["stats"] = daemon_stats(d)
-            res["redis_keys"] = r.call("DBSIZE")
-            res["redis_cmds"] = redis_cmdstats(r)
-            with r.client() as c:
-                res["redis_kinds"] = redis_key_kinds(c)
-            return res
-    finally:
-        r.cleanup()
+    # Thresholds above what one client reaches in the run: this measures
+    # the counting (one INCR per unknown recipient), not the delays.
+    return with_redis(build, a, "\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = 200\n"
+                      "tarpit_delay = 1\ntarpit_max = 5\nblock_after = 100000\n"
+                      + QUIET_LEVELS + "\n[redis]\naddress = %s\n",
+                      ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
+                       "--valid-range", VALID, "--invalid-range", 0], 0.5)
 
 
 def sc_idle(build, a):
