@@ -2,7 +2,9 @@
 #define BACKENDS_STORE_REDIS_PRIV_H
 
 /*
- * store_redis_priv - what store_redis.c (commands, replies, store ops) and
+ * store_redis_priv - what store_redis.c (store ops, construction),
+ * store_redis_cmd.c (commands, deadlines, read batching, replies),
+ * store_redis_merge.c, store_redis_fleet.c (the merge op, rosters) and
  * redis_conn.c (connecting, handshake, Sentinel, reconnecting) share.  Not
  * for any other module: the rest of policyd sees only store_redis.h.
  */
@@ -124,7 +126,7 @@ struct store_redis {
     struct rcmd *all;
     struct rcmd *tmo_head, *tmo_tail;
 
-    /* reads waiting for the end of this loop turn (see batch_add) */
+    /* reads waiting for the end of this loop turn (see sr_batch_add) */
     struct rcmd *batch[SR_BATCH_MAX];
     size_t nbatch;
     const char *batch_argv[SR_BATCH_MAX + 1];
@@ -151,15 +153,23 @@ extern const char sr_incr_lua[];
 extern const char sr_peek_lua[];
 extern const char sr_merge_lua[];
 
-/* store_redis.c: a command's life (see LIFETIME OF A COMMAND there) */
+/* store_redis_cmd.c: a command's life (see LIFETIME OF A COMMAND there) */
 struct rcmd *sr_cmd_new(struct store_redis *sr, int kind, const char *key, size_t klen);
 void sr_cmd_release(struct rcmd *c);
 int sr_cmd_send(struct store_redis *sr, struct rcmd *c, int argc,
                 const char **argv, const size_t *lens);
+/* sr_batch_add - a read (get, plain peek) for this loop turn's MGET */
+void sr_batch_add(struct store_redis *sr, struct rcmd *c);
+/* sr_script_send - incr, or peek with its life: EVALSHA (EVAL: use_eval) */
+int sr_script_send(struct store_redis *sr, struct rcmd *c, int use_eval);
+/* sr_scan_send - del of "prefix*": the next SCAN from c->cursor */
+int sr_scan_send(struct store_redis *sr, struct rcmd *c);
 void sr_cmd_fail(struct rcmd *c);
 void sr_answer_get(struct rcmd *c, int status, const char *val, size_t len);
 /* sr_cmd_answered - c needs no answer any more: off the deadline queue */
 void sr_cmd_answered(struct rcmd *c);
+
+/* store_redis.c: the store ops' checks and the store's handles */
 int sr_usable(const struct store_redis *sr, size_t klen);
 /* sr_handle_closed - close callback of the store's handles: the last one
  * frees the struct */
