@@ -159,7 +159,7 @@ typedef void siege_cb(void *arg);
 enum siege_response { SIEGE_NONE, SIEGE_DEFER, SIEGE_TARPIT };
 
 /* One client of one request, in the caller's job: a request allocates
- * nothing here.  Fields are siege_store.c's. */
+ * nothing here.  Fields are siege_store.c's and siege_est.c's. */
 struct siege_client {
     struct siege_store *ss;
     int dom;                    /* index of the recipient's domain; -1 none */
