@@ -128,7 +128,7 @@ static void tmo_push(struct store_redis *sr, struct rcmd *c)
         tmo_arm(sr);
 }
 
-/* cmd_release - free c unless hiredis still owes its callback. */
+/* sr_cmd_release - free c unless hiredis still owes its callback. */
 void sr_cmd_release(struct rcmd *c)
 {
     struct store_redis *sr = c->sr;

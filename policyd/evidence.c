@@ -395,36 +395,9 @@ static void timer_closed(uv_handle_t *h)
 
 void evidence_free(struct evidence *ev)
 {
-    struct ev_merge *m;
-
     if (!ev)
         return;
-    ev_check_store(ev);
-    while (ev->unsure_head) {           /* again as they were, unwatched */
-        m = ev_unsure_pop(ev);
-        for (size_t i = 0; i < m->n; i++)
-            if (m->slot[i].e)
-                m->slot[i].e->inflight = NULL;
-        m->ev = NULL;
-        if (ev->away || ev_merge_unstrike(m) == 0)
-            free(m);
-        else
-            ev_merge_call(ev, m);
-    }
-    while (ev_ndirty(ev) && !ev->away) { /* everything pending, lazy or not */
-        struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
-        size_t n = 0;
-
-        for (struct ev_entry *e = ev->ready.head ? ev->ready.head : ev->lazy.head;
-             e && n < EVIDENCE_MERGE_BATCH; e = e->dnext)
-            batch[n++] = e;
-        ev_send_merge(ev, batch, n, 1);
-    }
-    ev->closing = 1;
-    while ((m = ev->merges)) {          /* their answers find nobody */
-        ev_merge_unlink(ev, m);
-        m->ev = NULL;
-    }
+    ev_merges_close(ev);
     while (ev->lru_head)
         drop(ev, ev->lru_head);
     free(ev->buckets);

@@ -10,10 +10,10 @@
  *	void ev_check_store(ev)
  *	void ev_send_merge(ev, e, n, detached)
  *	void ev_strike(ev, key, klen)
- *	void ev_merge_call(ev, m)
- *	void ev_merge_unlink(ev, m)
- *	size_t ev_merge_unstrike(m)
- *	struct ev_merge *ev_unsure_pop(ev)
+ *	void merge_call(ev, m)
+ *	void merge_unlink(ev, m)
+ *	size_t merge_unstrike(m)
+ *	struct ev_merge *unsure_pop(ev)
  *
  * DESCRIPTION
  *	The table, reads and records are evidence.c's (see its DESCRIPTION
@@ -89,7 +89,7 @@ static void merge_link(struct evidence *ev, struct ev_merge *m)
     ev->nmerges++;
 }
 
-void ev_merge_unlink(struct evidence *ev, struct ev_merge *m)
+static void merge_unlink(struct evidence *ev, struct ev_merge *m)
 {
     ev->nmerges--;
     if (m->prev)
@@ -139,7 +139,7 @@ static void merge_landed(struct evidence *ev, struct ev_entry *e, unsigned floor
     ev_mark_dirty(ev, e, 1);
 }
 
-struct ev_merge *ev_unsure_pop(struct evidence *ev)
+static struct ev_merge *unsure_pop(struct evidence *ev)
 {
     struct ev_merge *m = ev->unsure_head;
 
@@ -178,7 +178,7 @@ static void keep_unsure(struct evidence *ev, struct ev_merge *m)
 {
     m->unsure = 1;
     if (ev->nunsure >= EVIDENCE_UNSURE_MAX)
-        give_up(ev, ev_unsure_pop(ev));
+        give_up(ev, unsure_pop(ev));
     m->next = NULL;
     if (ev->unsure_tail)
         ev->unsure_tail->next = m;
@@ -200,11 +200,11 @@ static void merge_done(void *arg, int status, const struct store_item *items, si
     int whole = status == STORE_OK && n == m->n;
 
     if (ev && !whole && (status == STORE_UNSURE || m->unsure)) {
-        ev_merge_unlink(ev, m);
+        merge_unlink(ev, m);
         keep_unsure(ev, m);
     } else {
         if (ev) {
-            ev_merge_unlink(ev, m);
+            merge_unlink(ev, m);
             for (size_t i = 0; i < m->n; i++)
                 if (m->slot[i].e)       /* else the network went meanwhile */
                     merge_landed(ev, m->slot[i].e, m->slot[i].floor_epoch,
@@ -218,8 +218,8 @@ static void merge_done(void *arg, int status, const struct store_item *items, si
     flush(ev);
 }
 
-/* ev_merge_call - m (as it was built) to the store. */
-void ev_merge_call(struct evidence *ev, struct ev_merge *m)
+/* merge_call - m (as it was built) to the store. */
+static void merge_call(struct evidence *ev, struct ev_merge *m)
 {
     struct store_merge sm;
 
@@ -234,10 +234,10 @@ void ev_merge_call(struct evidence *ev, struct ev_merge *m)
     ev->store->ops->merge(ev->store, &sm, merge_done, m);
 }
 
-/* ev_merge_unstrike - m less its struck networks (forgotten since it went
+/* merge_unstrike - m less its struck networks (forgotten since it went
  * out: a resend must not bring back what `unblock` deleted); how many are
  * left.  Only between sends: the store has no pointer into m then. */
-size_t ev_merge_unstrike(struct ev_merge *m)
+static size_t merge_unstrike(struct ev_merge *m)
 {
     size_t k = 0;
 
@@ -283,9 +283,9 @@ static void resend_unsure(struct evidence *ev)
 
     for (size_t k = ev->nunsure; k && ev->unsure_head && !ev->away
                                  && ev->nmerges < EVIDENCE_MERGES_OUT; k--) {
-        struct ev_merge *m = ev_unsure_pop(ev);
+        struct ev_merge *m = unsure_pop(ev);
 
-        if (ev_merge_unstrike(m) == 0) {
+        if (merge_unstrike(m) == 0) {
             free(m);
             continue;
         }
@@ -294,7 +294,7 @@ static void resend_unsure(struct evidence *ev)
             continue;
         }
         merge_link(ev, m);
-        ev_merge_call(ev, m);
+        merge_call(ev, m);
     }
 }
 
@@ -349,7 +349,7 @@ void ev_send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detac
     if (!detached)
         merge_link(ev, m);
     /* every e[i] is consistent by now */
-    ev_merge_call(ev, m);
+    merge_call(ev, m);
 }
 
 /* flush - the networks this tick owes (ev->due: those it found ready, at
@@ -426,4 +426,40 @@ void ev_tick(uv_timer_t *t)
     flush(ev);
     if (ev_ndirty(ev) || ev->count || ev->nunsure)
         ev_arm(ev);
+}
+
+/* ev_merges_close - the last merges, at evidence_free: the calls left unsure
+ * sent again as they were, unwatched; every network's pending deltas, lazy or
+ * not, sent fire-and-forget (when the store is up); then the calls still out
+ * detached, so their answers find nobody. */
+void ev_merges_close(struct evidence *ev)
+{
+    struct ev_merge *m;
+
+    ev_check_store(ev);
+    while (ev->unsure_head) {           /* again as they were, unwatched */
+        m = unsure_pop(ev);
+        for (size_t i = 0; i < m->n; i++)
+            if (m->slot[i].e)
+                m->slot[i].e->inflight = NULL;
+        m->ev = NULL;
+        if (ev->away || merge_unstrike(m) == 0)
+            free(m);
+        else
+            merge_call(ev, m);
+    }
+    while (ev_ndirty(ev) && !ev->away) { /* everything pending, lazy or not */
+        struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
+        size_t n = 0;
+
+        for (struct ev_entry *e = ev->ready.head ? ev->ready.head : ev->lazy.head;
+             e && n < EVIDENCE_MERGE_BATCH; e = e->dnext)
+            batch[n++] = e;
+        ev_send_merge(ev, batch, n, 1);
+    }
+    ev->closing = 1;
+    while ((m = ev->merges)) {          /* their answers find nobody */
+        merge_unlink(ev, m);
+        m->ev = NULL;
+    }
 }

@@ -132,10 +132,7 @@ void ev_tick(uv_timer_t *t);
 void ev_check_store(struct evidence *ev);
 void ev_send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detached);
 void ev_strike(struct evidence *ev, const char *key, size_t klen);
-/* for evidence_free: the unsure FIFO drained, the calls watched detached */
-struct ev_merge *ev_unsure_pop(struct evidence *ev);
-size_t ev_merge_unstrike(struct ev_merge *m);
-void ev_merge_call(struct evidence *ev, struct ev_merge *m);
-void ev_merge_unlink(struct evidence *ev, struct ev_merge *m);
+/* ev_merges_close - evidence_free's last merges; ev->closing set after */
+void ev_merges_close(struct evidence *ev);
 
 #endif

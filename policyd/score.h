@@ -28,7 +28,7 @@
  * recipients asked a minute ago still count as 20 while fading begins.
  *
  * The wire form (score_encode / score_decode), shared with the Redis script
- * in store_redis.c, is five decimal fields separated by one blank:
+ * in store_redis_merge.c, is five decimal fields separated by one blank:
  * "INVALID VALID TRAPS T_MS BLOCK_UNTIL_MS".
  */
 
