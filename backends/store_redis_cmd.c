@@ -12,6 +12,8 @@
  *	int sr_scan_send(sr, c)
  *	void sr_cmd_fail(c)
  *	void sr_cmd_release(c)
+ *	void sr_answer_get(c, status, val, len)
+ *	void sr_cmd_answered(c)
  *
  * DESCRIPTION
  *	The store ops (store_redis.c, store_redis_merge.c,
@@ -23,8 +25,8 @@
  *	Reads are batched: the gets and the plain peeks asked during one
  *	turn of the loop go out as one MGET when the turn's I/O is done (a
  *	uv_check handle), up to SR_BATCH_MAX keys.  On the request path each
- *	policy request reads two keys (its cached answer and its client's
- *	counter), so a busy loop turns dozens of commands into one: Redis and
+ *	policy request reads three keys (its cached answer and its client's
+ *	standings, narrow and wide), so a busy loop turns dozens of commands into one: Redis and
  *	hiredis parse one command, and a request costs one round trip.  Each
  *	read keeps its own deadline and its own answer.
  *

@@ -3,6 +3,15 @@
  *
  * SYNOPSIS
  *	#include "evidence.h"
+ *	#include "evidence_priv.h"	(evidence*.c only)
+ *
+ *	void ev_queue_push(q, e)
+ *	void ev_dirty_unlink(ev, e)
+ *	size_t ev_ndirty(ev)
+ *	void ev_arm(ev)
+ *	void ev_mark_dirty(ev, e, urgent)
+ *	int ev_needs_floor(ev, e)
+ *	size_t ev_build_key(ev, net, key)
  *
  * DESCRIPTION
  *	See evidence.h for the contract.  The table: a hash table with

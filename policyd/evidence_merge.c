@@ -10,10 +10,7 @@
  *	void ev_check_store(ev)
  *	void ev_send_merge(ev, e, n, detached)
  *	void ev_strike(ev, key, klen)
- *	void merge_call(ev, m)
- *	void merge_unlink(ev, m)
- *	size_t merge_unstrike(m)
- *	struct ev_merge *unsure_pop(ev)
+ *	void ev_merges_close(ev)
  *
  * DESCRIPTION
  *	The table, reads and records are evidence.c's (see its DESCRIPTION

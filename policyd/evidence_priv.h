@@ -132,7 +132,8 @@ void ev_tick(uv_timer_t *t);
 void ev_check_store(struct evidence *ev);
 void ev_send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detached);
 void ev_strike(struct evidence *ev, const char *key, size_t klen);
-/* ev_merges_close - evidence_free's last merges; ev->closing set after */
+/* ev_merges_close - evidence_free's last merges; sets ev->closing after
+ * the last merges are out, before the calls still out are detached */
 void ev_merges_close(struct evidence *ev);
 
 #endif

@@ -328,27 +328,36 @@ def start_slapd(users):
 
 # ---- scenarios ----
 
+# A store's work outlives the round: valid-only merges leave up to
+# EVIDENCE_VALID_FLUSH_MS (1 s) after their answers.
+SETTLE_S = 1.2
+
+
 def measure(build, port, secs, warmup, extra_args, server_pid, side_pids=()):
-    """One loadgen run; side_pids are the server's own servers (Redis), whose
-    CPU per answer is kept apart (side_us_per_req)."""
-    cpu0 = proc_cpu_s(server_pid)
-    side0 = [proc_cpu_s(p) for p in side_pids]
+    """One loadgen run.  side_pids are the server's own servers (Redis,
+    slapd): their CPU is counted apart, and read again SETTLE_S after the
+    run, so the per-answer figures include the work the run left behind."""
+    pids = [server_pid] + list(side_pids)
+    cpu0 = [proc_cpu_s(p) for p in pids]
     t0 = time.monotonic()
     args = ["-h", "127.0.0.1", "-p", port, "-c", CONNS, "-w", warmup, "-d", secs] + extra_args
     res = run_loadgen(build, args, timeout=warmup + secs + 30)
     wall = time.monotonic() - t0
-    cpu1 = proc_cpu_s(server_pid)
-    side1 = [proc_cpu_s(p) for p in side_pids]
-    answers = res.get("answers_total")
-    if cpu0 is not None and cpu1 is not None and wall > 0:
-        res["server_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / wall)
+    cpu1 = [proc_cpu_s(p) for p in pids]
+    late = cpu1
+    if side_pids:
+        time.sleep(SETTLE_S)
+        late = [proc_cpu_s(p) for p in pids]
+    res["wall_s"] = wall
+    if None not in cpu0 + cpu1 + late and wall > 0:
+        busy = [b - a for a, b in zip(cpu0, cpu1)]
+        used = [b - a for a, b in zip(cpu0, late)]
+        res["server_cpu_pct"] = round(100.0 * busy[0] / wall)
+        res["cpu_busy_s"] = sum(busy) + res.get("cpu_s", 0)
+        res["cpu_server_s"], res["cpu_side_s"] = used[0], sum(used[1:])
         # CPU per answer: what the machine's load does not change much.
-        if answers:
-            res["server_us_per_req"] = 1e6 * (cpu1 - cpu0) / answers
-    if side_pids and answers and None not in side0 + side1:
-        res["side_us_per_req"] = 1e6 * sum(b - a for a, b in zip(side0, side1)) / answers
-    if answers:
-        res["loadgen_us_per_req"] = 1e6 * res.get("cpu_s", 0) / answers
+        if res.get("answers_total"):
+            res["server_us_per_req"] = 1e6 * used[0] / res["answers_total"]
     res["loadgen_cpu_pct"] = round(100.0 * res.get("cpu_s", 0) / wall) if wall else 0
     if res["requests"] == 0:
         raise BenchError("no request was answered")
@@ -373,13 +382,16 @@ def combine(runs):
     percentiles, sums of the counts."""
     out = {"rounds": len(runs)}
     for k in ("rps", "p50_us", "p90_us", "p99_us", "p999_us", "server_cpu_pct",
-              "loadgen_cpu_pct", "server_us_per_req", "side_us_per_req",
-              "loadgen_us_per_req"):
+              "loadgen_cpu_pct", "server_us_per_req"):
         out[k] = median([r.get(k) for r in runs])
     out["max_us"] = max(r["max_us"] for r in runs)
     for k in ("requests", "errors", "unanswered", "lost", "valid_not_dunno",
-              "invalid_dunno"):
+              "invalid_dunno", "answers_total", "wall_s", "cpu_s"):
         out[k] = sum(r.get(k, 0) for r in runs)
+    # CPU totals over the rounds, None when a round could not be read.
+    for k in ("cpu_server_s", "cpu_side_s", "cpu_busy_s"):
+        v = [r.get(k) for r in runs]
+        out[k] = None if None in v else sum(v)
     acts = {}
     for r in runs:
         for item in str(r.get("actions", "")).split(","):
@@ -451,11 +463,11 @@ def sc_default(build, a):
 
 
 def with_redis(build, a, extra, args, warmup):
-    """A paired run of policyd against a redis-server of its own ("%s" in
-    extra is its address), with what Redis holds and did at the end."""
+    """A paired run of policyd against a redis-server of its own (extra,
+    then its [redis] address), with what Redis holds and did at the end."""
     r, addr = start_redis()
     try:
-        with daemon(build, extra % addr) as d:
+        with daemon(build, extra + "\n[redis]\naddress = %s\n" % addr) as d:
             res = paired(build, a, d.port, d.proc.pid, args, warmup, [r.proc.pid])
             res["stats"] = daemon_stats(d)
             res["redis_keys"] = r.call("DBSIZE")
@@ -469,8 +481,7 @@ def with_redis(build, a, extra, args, warmup):
 
 def sc_redis(build, a):
     # The warm-up pass fills Redis; then every lookup is a Redis hit.
-    return with_redis(build, a, HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n\n[redis]\n"
-                      "address = %s\n", MIX, 2)
+    return with_redis(build, a, HARVEST_QUIET + "\n[cache]\nlocal_size = 0\n", MIX, 2)
 
 
 def sc_cold(build, a):
@@ -497,7 +508,7 @@ def sc_harvest(build, a):
     # the counting (one INCR per unknown recipient), not the delays.
     return with_redis(build, a, "\n[harvest]\nenabled = yes\nwindow = 600\ntarpit_after = 200\n"
                       "tarpit_delay = 1\ntarpit_max = 5\nblock_after = 100000\n"
-                      + QUIET_LEVELS + "\n[redis]\naddress = %s\n",
+                      + QUIET_LEVELS,
                       ["--clients", 20000, "--ipv6-ratio", 0.3, "--valid-ratio", 0.5,
                        "--valid-range", VALID, "--invalid-range", 0], 0.5)
 
@@ -600,22 +611,33 @@ SIDE = {"redis": "Redis", "harvest": "Redis", "cold": "slapd"}
 
 
 def cpu_split(key, r):
-    """Where the CPU of one answer went, policyd's scenario against the null
-    responder's rounds beside it, and the ratio that CPU alone allows: with
-    every process busy, the rates are in inverse proportion to the CPU per
-    answer.  A ratio well below that bound is the machine's scheduling or
-    waiting, not work policyd could shed."""
+    """Where the CPU of one answer went, over all rounds of policyd's scenario
+    and of the null responder's rounds beside it, and how many cores each
+    kept busy.  The ratio is (N / T) x (U / V): N and T the CPU per answer
+    of the null run and of policyd's, V and U the cores they kept busy.  So
+    N / T is the ratio policyd's CPU per answer gives at the null run's
+    occupancy; a measured ratio below it comes from policyd's run keeping
+    fewer cores busy (waiting on Redis or slapd, one request outstanding per
+    connection, and the machine's scheduling)."""
     n = r.get("null_cpu") or {}
-    mine = [r.get("server_us_per_req"), r.get(
-        "side_us_per_req") if key in SIDE else 0, r.get("loadgen_us_per_req")]
-    null = [n.get("server_us_per_req"), n.get("loadgen_us_per_req")]
-    if None in mine or None in null:
+
+    def split(x, side):
+        if not x.get("answers_total") or not x.get("wall_s") \
+                or None in (x.get("cpu_server_s"), x.get("cpu_side_s"), x.get("cpu_busy_s")):
+            return None
+        cpu = [x["cpu_server_s"], x["cpu_side_s"] if side else 0.0, x.get("cpu_s", 0.0)]
+        return [1e6 * c / x["answers_total"] for c in cpu], x["cpu_busy_s"] / x["wall_s"]
+
+    side = SIDE.get(key)
+    mine, null = split(r, side), split(n, None)
+    if not mine or not null:
         return None
-    side = " + %s %.1f" % (SIDE[key], mine[1]) if key in SIDE else ""
-    return ("CPU per answer: policyd %.1f%s + loadgen %.1f = %.1f us; null responder "
-            "%.1f + loadgen %.1f = %.1f us; CPU alone allows %.2f x null"
-            % (mine[0], side, mine[2], sum(mine), null[0], null[1], sum(null),
-               sum(null) / sum(mine)))
+    (m, mu), (z, zu) = mine, null
+    return ("CPU per answer: policyd %.1f%s + loadgen %.1f = %.1f us, %.2f cores busy; "
+            "null responder %.1f + loadgen %.1f = %.1f us, %.2f cores busy; at the null "
+            "run's occupancy this CPU per answer gives %.2f x null"
+            % (m[0], " + %s %.1f" % (side, m[1]) if side else "", m[2], sum(m), mu,
+               z[0], z[2], sum(z), zu, sum(z) / sum(m)))
 
 
 def table(results, machine):
@@ -714,7 +736,7 @@ def table(results, machine):
     out += ["", "cpu s/lg: CPU used by the server / by loadgen, % of one core over the run",
             "(on %d cores: a loadgen near 100%% means the ceiling is the generator's)."
             % os.cpu_count(),
-            "us/req: policyd's CPU time per answer (warm-up included); Redis's and",
+            "us/req: the server's CPU time per answer (warm-up included); Redis's and",
             "slapd's are apart, in the notes (CPU per answer)."] + notes
     return "\n".join(out), all(checks) and bool(checks)
 
@@ -739,8 +761,9 @@ def stolen_line(t0, t1):
     total = sum(d[:8])
     if total <= 0:
         return None
-    return ("machine: %.1f%% of CPU time stolen by the hypervisor, %.1f%% idle, during "
-            "the run" % (100.0 * d[7] / total, 100.0 * d[3] / total))
+    return ("machine: %.1f%% of CPU time stolen by the hypervisor, %.1f%% idle or "
+            "waiting on I/O, over the whole benchmark"
+            % (100.0 * d[7] / total, 100.0 * (d[3] + d[4]) / total))
 
 
 def machine_line():
@@ -787,9 +810,9 @@ def main():
                                                           if k != "stats"}))
     text, ok = table(results, machine_line())
     print(text)
-    stolen = stolen_line(t0, cpu_times())
-    if stolen:
-        print(stolen)
+    results["machine"] = stolen_line(t0, cpu_times())
+    if results["machine"]:
+        print(results["machine"])
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
