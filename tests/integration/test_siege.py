@@ -213,7 +213,8 @@ def test_operator_start_stop_and_who_is_spared():
         assert "domain: example.com\nstate: normal\n" in out
         assert d.ctl("siege", "start", "example.com", "60").stdout == \
             "siege of example.com started, held\n"
-        assert "siege: event=begin domain=example.com" in d.read_log()
+        # logged at the end of the loop turn that answered policyctl
+        d.wait_log("siege: event=begin domain=example.com")
         assert "source=operator" in d.read_log()
         with d.client() as c:
             for rcpt in ("user@example.com", "ghost@example.com"):
@@ -237,7 +238,7 @@ def test_operator_start_stop_and_who_is_spared():
         assert s["requests"]["by_verdict"]["deferred"] == 2
         assert d.ctl("siege", "stop", "example.com").stdout == \
             "siege of example.com stopped\n"
-        assert "siege: event=end domain=example.com" in d.read_log()
+        d.wait_log("siege: event=end domain=example.com")
         assert d.ask(client_address="192.0.2.20", recipient="ghost@example.com") == UNKNOWN
         r = d.ctl("siege", "start", "example.net", check=False)
         assert r.returncode == 1 and r.stderr == \
