@@ -9,7 +9,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import threading
