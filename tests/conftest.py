@@ -16,6 +16,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "pylib"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "timing: asserts wall-clock bounds; "
                             "skipped under valgrind")
+    # A test's helper thread that dies of an exception fails the test: by
+    # itself pytest only warns, and the thread's checks are lost unseen.
+    config.addinivalue_line("filterwarnings",
+                            "error::pytest.PytestUnhandledThreadExceptionWarning")
     config.addinivalue_line("markers", "plain_build: tests something that does not "
                             "run the build under test (the Debian package builds "
                             "its own); only in the plain build's run")
