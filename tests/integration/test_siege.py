@@ -110,9 +110,10 @@ def test_botnet_over_two_daemons_learns_nothing():
                     # recipient in five keeps its share below tarpit_share.
                     # (Alternating MTAs at each RCPT, with every unknown one
                     # on the same MTA, it was judged 25% there now and then:
-                    # the other MTA, seeing a low share, sends its valid
-                    # recipients up to 1 s late, and these records are
-                    # seconds old.  README, "Counts kept whole".)
+                    # the other MTA, seeing a low share, holds its valid
+                    # recipients back up to 1 s.  That is a defect of the
+                    # lazy merges, open in issue 11, which this test of the
+                    # siege does not measure.)
                     ip = sender_ip(k // 5 % 20)
                     rcpt, want = ("alice@example.com", "DUNNO") if k % 5 else \
                         ("nobody%d@example.com" % k, UNKNOWN)
