@@ -142,9 +142,9 @@ static void touch(struct evidence *ev, struct ev_entry *e)
     }
 }
 
-static struct ev_queue *queue_of(struct evidence *ev, int id)
+struct ev_queue *ev_queue_of(struct evidence *ev, int id)
 {
-    return id == Q_READY ? &ev->ready : &ev->lazy;
+    return id == Q_AGAINST ? &ev->against : id == Q_READY ? &ev->ready : &ev->lazy;
 }
 
 void ev_queue_push(struct ev_queue *q, struct ev_entry *e)
@@ -166,7 +166,7 @@ void ev_dirty_unlink(struct evidence *ev, struct ev_entry *e)
 
     if (e->queue == Q_NONE)
         return;
-    q = queue_of(ev, e->queue);
+    q = ev_queue_of(ev, e->queue);
     if (e->dprev)
         e->dprev->dnext = e->dnext;
     else
@@ -182,7 +182,7 @@ void ev_dirty_unlink(struct evidence *ev, struct ev_entry *e)
 
 size_t ev_ndirty(const struct evidence *ev)
 {
-    return ev->ready.n + ev->lazy.n;
+    return ev->against.n + ev->ready.n + ev->lazy.n;
 }
 
 void ev_arm(struct evidence *ev)
@@ -191,58 +191,68 @@ void ev_arm(struct evidence *ev)
         uv_timer_start(&ev->timer, ev_tick, EVIDENCE_FLUSH_MS, 0);
 }
 
-/* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
- * next tick when urgent (or a floor is owed), else within
- * EVIDENCE_VALID_FLUSH_MS.  Already lazy and now urgent: moved to ready,
- * keeping the time it became dirty. */
-void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
-{
-    if (!ev->store || ev->closing)
-        return;
-    urgent = urgent || ev_needs_floor(ev, e);
-    if (e->queue == Q_READY || (e->queue == Q_LAZY && !urgent))
-        return;
-    if (e->queue == Q_LAZY)
-        ev_dirty_unlink(ev, e);
-    else
-        e->dirty_ms = uv_now(ev->loop);
-    e->queue = urgent ? Q_READY : Q_LAZY;
-    ev_queue_push(queue_of(ev, e->queue), e);
-    ev_arm(ev);
-}
-
 /* unfavourable - s holds evidence against a network. */
 static int unfavourable(const struct score *s)
 {
     return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
 }
 
+/* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
+ * next tick when urgent (or a floor is owed), in Q_AGAINST when its
+ * pending deltas or its view hold evidence against it, else in Q_READY;
+ * not urgent, within EVIDENCE_VALID_FLUSH_MS.  Already queued to go later
+ * and now more pressing: moved, keeping the time it became dirty. */
+void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
+{
+    int q;
+
+    if (!ev->store || ev->closing)
+        return;
+    q = !urgent && !ev_needs_floor(ev, e) ? Q_LAZY
+        : unfavourable(&e->pending) || e->view.traps > 0 || e->view.block_until_ms > 0
+        ? Q_AGAINST : Q_READY;
+    if (e->queue == Q_NONE)
+        e->dirty_ms = uv_now(ev->loop);
+    else if (e->queue <= q)
+        return;
+    ev_dirty_unlink(ev, e);
+    e->queue = q;
+    ev_queue_push(ev_queue_of(ev, q), e);
+    ev_arm(ev);
+}
+
 /* urgent - e's change, delta (not yet in e's view), must reach the fleet
  * on the next tick: the delta is unfavourable, e has a trap or block on
- * record, or the share of invalid recipients the other daemons can see
- * is at least half of lazy_share.  Near a threshold, valid recipients
- * late would make them see the share too high (a tarpit or block share,
- * a siege's revocation), fleet-wide and for as long as the network keeps
- * sending.  What they can see is the store's copy: the view less what
- * this process has not had answered (pending and sent), not the view,
- * which the waiting valid recipients themselves push down (a young
- * network of 1 invalid in 3 with 6 valid waiting here is at 11% in the
- * view and at 33% in the store).  Subtracting those counts unfaded takes
- * away at least what they weigh now: the share is overstated, never
- * understated (evidence.h). */
+ * record, the valid recipients this process would hold back with it are
+ * more than 1 / EVIDENCE_LAZY_PART of the store's record, or the share of
+ * invalid recipients of that record is at least half of lazy_share.
+ * Valid recipients late make the other daemons see the share too high:
+ * the held bound caps by how much (evidence.h), the share bound keeps a
+ * network near a threshold from being judged on them at all.  The store's
+ * record is this process's copy of it: the view less what this process
+ * has not had answered (pending and sent), not the view, which the
+ * waiting valid recipients themselves push down (a young network of 1
+ * invalid in 3 with 6 valid waiting here is at 11% in the view and at
+ * 33% in the store).  Subtracting those counts unfaded takes away at
+ * least what they weigh now, and the copy is as old as this process's
+ * last read, while the store's record only grows meanwhile (or fades, as
+ * the held counts do): both err towards urgent. */
 static int urgent(const struct evidence *ev, const struct ev_entry *e,
                   const struct score *delta)
 {
     const struct score *v = &e->view;
     struct score stored = *v;
+    double held = e->pending.valid + e->sent.valid;
 
     if (unfavourable(delta) || v->traps > 0 || v->block_until_ms > 0)
         return 1;
-    if (v->invalid <= 0)
-        return 0;                   /* spotless: no share to overstate */
-    stored.valid = v->valid - e->pending.valid - e->sent.valid;
+    stored.valid = v->valid - held;
     if (stored.valid < 0)
         stored.valid = 0;
+    if ((held + delta->valid) * EVIDENCE_LAZY_PART > stored.invalid + stored.valid)
+        return 1;
+    if (stored.invalid <= 0)
+        return 0;                   /* spotless: no share to overstate */
     return score_share_at_least(&stored, ev->lazy_share / 2.0);
 }
 

@@ -100,6 +100,7 @@
 
 #define EVIDENCE_FLUSH_MS 50    /* dirty networks are merged this often */
 #define EVIDENCE_VALID_FLUSH_MS 1000    /* valid-only, far from a stage: waits at most */
+#define EVIDENCE_LAZY_PART 16   /* of a record, valid recipients held back at most */
 #define EVIDENCE_MERGE_BATCH STORE_MERGE_MAX    /* networks a merge call */
 #define EVIDENCE_MERGES_OUT 8   /* merge calls waiting for the store at most:
                                  * 8 x 32 networks a round trip */

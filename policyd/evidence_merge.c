@@ -366,10 +366,11 @@ static void flush(struct evidence *ev)
     while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away) {
         size_t n = 0;
 
-        for (struct ev_entry *e = ev->ready.head;
-             e && n < EVIDENCE_MERGE_BATCH && n < ev->due; e = e->dnext)
-            if (!e->inflight)
-                batch[n++] = e;
+        for (int q = Q_AGAINST; q <= Q_READY; q++)
+            for (struct ev_entry *e = ev_queue_of(ev, q)->head;
+                 e && n < EVIDENCE_MERGE_BATCH && n < ev->due; e = e->dnext)
+                if (!e->inflight)
+                    batch[n++] = e;
         if (n == 0)
             break;
         ev->due -= n;
@@ -397,9 +398,9 @@ void ev_check_store(struct evidence *ev)
         for (struct ev_entry *e = ev->lru_head; e; e = e->lnext)
             if (ev_needs_floor(ev, e))
                 ev_mark_dirty(ev, e, 1);
-        if (ev->ready.n)
+        if (ev_ndirty(ev))
             log_info("evidence: the store is back; merging %zu network(s)",
-                     ev->ready.n);
+                     ev_ndirty(ev));
     }
 }
 
@@ -419,7 +420,9 @@ void ev_tick(uv_timer_t *t)
         e->queue = Q_READY;
         ev_queue_push(&ev->ready, e);
     }
-    ev->due = ev->ready.n < EVIDENCE_FLUSH_BATCH ? ev->ready.n : EVIDENCE_FLUSH_BATCH;
+    ev->due = ev->against.n + ev->ready.n;
+    if (ev->due > EVIDENCE_FLUSH_BATCH)
+        ev->due = EVIDENCE_FLUSH_BATCH;
     flush(ev);
     if (ev_ndirty(ev) || ev->count || ev->nunsure)
         ev_arm(ev);
@@ -449,7 +452,11 @@ void ev_merges_close(struct evidence *ev)
         struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
         size_t n = 0;
 
-        for (struct ev_entry *e = ev->ready.head ? ev->ready.head : ev->lazy.head;
+        int q = Q_AGAINST;
+
+        while (!ev_queue_of(ev, q)->head)
+            q++;
+        for (struct ev_entry *e = ev_queue_of(ev, q)->head;
              e && n < EVIDENCE_MERGE_BATCH; e = e->dnext)
             batch[n++] = e;
         ev_send_merge(ev, batch, n, 1);

@@ -385,51 +385,93 @@ static void test_flush_coalesces(void **state)
 }
 
 /* Favourable evidence lazily, unfavourable at once: a valid-only change of
- * a spotless network waits (this process counts it meanwhile) and is
- * merged within EVIDENCE_VALID_FLUSH_MS; an invalid one goes on the next
- * tick and takes the valid count waiting with it; after that the
- * network's valid recipients go on the next tick too. */
+ * a spotless network whose record is EVIDENCE_LAZY_PART times what waits
+ * here waits (this process counts it meanwhile) and is merged within
+ * EVIDENCE_VALID_FLUSH_MS; an invalid one goes on the next tick and
+ * takes the valid count waiting with it; after that the network's valid
+ * recipients go on the next tick too. */
 static void test_valid_waits_invalid_goes(void **state)
 {
     struct fake f;
     struct evidence *ev;
-    struct score d = delta(0, 1, 0);
+    struct score d = delta(0, 4 * EVIDENCE_LAZY_PART, 0);
     uint64_t t0;
     (void)state;
 
     fake_init(&f);
     ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);                   /* young: the next tick */
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 1);
+    d = delta(0, 1, 0);
     uv_update_time(&loop);
     t0 = uv_now(&loop);
     evidence_record(ev, NET, &d);
     run_for(3 * EVIDENCE_FLUSH_MS);                 /* three ticks */
     if (uv_now(&loop) < t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS)
-        assert_int_equal(f.merges, 0);              /* (unless the machine stalled) */
-    assert_float_equal(read_now(ev, NET).s.valid, 1, EPS);
+        assert_int_equal(f.merges, 1);              /* (unless the machine stalled) */
+    assert_float_equal(read_now(ev, NET).s.valid, 65, 0.01);
     run_for(EVIDENCE_VALID_FLUSH_MS);
-    assert_int_equal(f.merges, 1);
+    assert_int_equal(f.merges, 2);
     assert_true(f.merged_at >= t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS);
-    assert_float_equal(f.val.valid, 1, EPS);
+    assert_float_equal(f.val.valid, 65, 0.03);
 
-    uv_update_time(&loop);
-    t0 = uv_now(&loop);
     evidence_record(ev, NET, &d);                   /* valid: waits */
     evidence_record(ev, NET, &d);
     d = delta(1, 0, 0);
     evidence_record(ev, NET, &d);                   /* invalid: the next tick */
     run_for(EVIDENCE_FLUSH_MS + 1);
-    assert_int_equal(f.merges, 2);
+    assert_int_equal(f.merges, 3);
     assert_float_equal(f.last_delta.invalid, 1, EPS);
     assert_float_equal(f.last_delta.valid, 2, EPS); /* carried along */
-    assert_float_equal(f.val.valid, 3, EPS);
-    assert_float_equal(read_now(ev, NET).s.valid, 3, EPS);  /* not twice */
+    assert_float_equal(f.val.valid, 67, 0.03);
+    assert_float_equal(read_now(ev, NET).s.valid, 67, 0.03);  /* not twice */
     /* an invalid recipient on record: valid ones move the share now, and
      * go on the next tick too */
     d = delta(0, 1, 0);
     evidence_record(ev, NET, &d);
     run_for(EVIDENCE_FLUSH_MS + 1);
-    assert_int_equal(f.merges, 3);
+    assert_int_equal(f.merges, 4);
     assert_float_equal(f.last_delta.valid, 1, EPS);
+    evidence_free(ev);
+}
+
+/* A young network's valid recipients go on the next tick, and so do those
+ * of an older one once what waits here would be more than 1/EVIDENCE_LAZY_PART
+ * of its record: a burst of 300 on a record of 20 (a review found them
+ * held back a second while another daemon judged the network on the 20,
+ * and blocked it at 50% for a true 6%). */
+static void test_held_valid_bounded(void **state)
+{
+    struct fake f;
+    struct evidence *ev;
+    struct score d = delta(0, 20, 0);
+    (void)state;
+
+    fake_init(&f);
+    ev = evidence_new(&loop, &cfg, &f.base);
+    evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 1);
+    d = delta(0, 1, 0);
+    for (int i = 0; i < 300; i++)
+        evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 2);
+    assert_float_equal(f.last_delta.valid, 300, 0.01);
+    assert_float_equal(f.val.valid, 320, 0.01);
+    /* a record of 320: 10 wait, the 21st would make 21 * 16 > 320 */
+    uv_update_time(&loop);
+    uint64_t t0 = uv_now(&loop);
+    for (int i = 0; i < 10; i++)
+        evidence_record(ev, NET, &d);
+    run_for(3 * EVIDENCE_FLUSH_MS);
+    if (uv_now(&loop) < t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS)
+        assert_int_equal(f.merges, 2);              /* (unless the machine stalled) */
+    for (int i = 0; i < 11; i++)
+        evidence_record(ev, NET, &d);
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_float_equal(f.val.valid, 341, 0.02);
     evidence_free(ev);
 }
 
@@ -466,36 +508,37 @@ static int lazy_valid(struct evidence *ev, uint64_t *t0)
 }
 
 /* A network at a 10% share, far below the tarpit's 25% (lazy below 12.5%;
- * the defaults):
+ * the defaults), with a record of 100:
  * a valid recipient waits, as for a spotless one, and goes within
  * EVIDENCE_VALID_FLUSH_MS. */
 static void test_valid_waits_far_from_stage(void **state)
 {
     struct fake f;
-    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    struct evidence *ev = shares_new(&f, 25, 40, 10, 90);
     uint64_t t0;
     (void)state;
 
     if (!lazy_valid(ev, &t0))
         assert_int_equal(f.merges, 1);              /* (unless the machine stalled) */
-    assert_float_equal(read_now(ev, NET).s.valid, 10, EPS);  /* counted here */
+    assert_float_equal(read_now(ev, NET).s.valid, 91, 0.01);  /* counted here */
     run_for(EVIDENCE_VALID_FLUSH_MS);
     assert_int_equal(f.merges, 2);
     assert_true(f.merged_at >= t0 + EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS);
     assert_float_equal(f.last_delta.invalid, 0, EPS);
     assert_float_equal(f.last_delta.valid, 1, EPS);
-    assert_float_equal(f.val.valid, 10, 0.01);    /* a second's fading: 0.002 */
+    assert_float_equal(f.val.valid, 91, 0.03);    /* a second's fading: 0.018 */
     evidence_free(ev);
 }
 
 /* At half the lowest share or above, a valid recipient goes on the next
- * tick: 1 in 8 is 12.5%, at or above 24% / 2 (1 in 9, 11.1%, once it is
- * counted: the view before the change decides); and a block_share of 16%
- * makes 10% near (lazy below 8%). */
+ * tick: 10 in 80 is 12.5%, at or above 24% / 2 (10 in 81,
+ * 12.3%, once it is counted: the view before the change decides); and a
+ * block_share of 16% makes 10% near (lazy below 8%).  Records of 80 and
+ * 100: the held bound alone would let 1 wait. */
 static void test_valid_goes_near_stage(void **state)
 {
     struct fake f;
-    struct evidence *ev = shares_new(&f, 24, 40, 1, 7);
+    struct evidence *ev = shares_new(&f, 24, 40, 10, 70);
     struct score d = delta(0, 1, 0);
     (void)state;
 
@@ -506,7 +549,7 @@ static void test_valid_goes_near_stage(void **state)
     evidence_free(ev);
     run_for(1);
 
-    ev = shares_new(&f, 25, 16, 1, 9);
+    ev = shares_new(&f, 25, 16, 10, 90);
     evidence_record(ev, NET, &d);
     run_for(EVIDENCE_FLUSH_MS + 1);
     assert_int_equal(f.merges, 2);
@@ -515,24 +558,27 @@ static void test_valid_goes_near_stage(void **state)
 }
 
 /* Another daemon's invalid recipients reach the store while valid ones
- * wait here: what everyone else reads is the store's copy (3 in 13, 23%),
- * not this view (3 in 33, 9%, pushed down by the 20 waiting), so the next
- * valid recipient goes on the next tick, the waiting ones with it. */
+ * wait here (5, within the held bound of a record of 100): what everyone
+ * else reads is the store's copy (30 in 130, 23%), near the tarpit's 25%,
+ * so the next valid recipient goes on the next tick, the waiting ones
+ * with it. */
 static void test_valid_goes_when_store_share_near(void **state)
 {
     struct fake f;
-    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
-    struct score d = delta(0, 20, 0);
+    struct evidence *ev = shares_new(&f, 25, 40, 10, 90);
+    struct score d = delta(0, 5, 0);
     (void)state;
 
-    evidence_record(ev, NET, &d);                   /* lazy: 1 in 30 */
-    f.val = delta(3, 10, 0);                        /* the other daemon's */
-    assert_float_equal(read_now(ev, NET).s.valid, 30, EPS);   /* 10 + 20 here */
+    evidence_record(ev, NET, &d);                   /* lazy: 10 in 105 */
+    run_for(EVIDENCE_FLUSH_MS + 1);
+    assert_int_equal(f.merges, 1);
+    f.val = delta(30, 100, 0);                      /* the other daemon's */
+    assert_float_equal(read_now(ev, NET).s.valid, 105, EPS);  /* 100 + 5 here */
     d = delta(0, 1, 0);
     evidence_record(ev, NET, &d);
     run_for(EVIDENCE_FLUSH_MS + 1);
     assert_int_equal(f.merges, 2);
-    assert_float_equal(f.last_delta.valid, 21, EPS);
+    assert_float_equal(f.last_delta.valid, 6, EPS);
     evidence_free(ev);
 }
 
@@ -541,7 +587,7 @@ static void test_valid_goes_when_store_share_near(void **state)
 static void test_invalid_carries_waiting_valid(void **state)
 {
     struct fake f;
-    struct evidence *ev = shares_new(&f, 25, 40, 1, 9);
+    struct evidence *ev = shares_new(&f, 25, 40, 10, 90);
     struct score d = delta(1, 0, 0);
     uint64_t t0;
     int stalled = lazy_valid(ev, &t0);
@@ -555,8 +601,8 @@ static void test_invalid_carries_waiting_valid(void **state)
     assert_float_equal(f.last_delta.invalid, 1, EPS);
     if (!stalled)
         assert_float_equal(f.last_delta.valid, 1, EPS);   /* carried along */
-    assert_float_equal(f.val.invalid, 2, EPS);
-    assert_float_equal(f.val.valid, 10, EPS);
+    assert_float_equal(f.val.invalid, 11, EPS);
+    assert_float_equal(f.val.valid, 91, 0.01);
     evidence_free(ev);
 }
 
@@ -1019,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_coalesces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_invalid_goes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_valid_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_waits_far_from_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_goes_near_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_goes_when_store_share_near, setup, teardown),
