@@ -20,14 +20,19 @@
  *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
  *
- *	Dirty networks wait in one of two FIFOs: ready (merged on the next
- *	tick) and lazy (only valid recipients, of a network far from every
- *	stage, see urgent(): moved to ready on the first tick at least
+ *	Dirty networks wait in one of three FIFOs: against (evidence
+ *	against the network pending or in its view: merged first on the next
+ *	tick), ready (merged next on the next tick) and lazy (only valid
+ *	recipients, of a network far from every stage and few against its
+ *	record, see urgent(): moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
- *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  Unfavourable
- *	evidence for a lazy network moves it to ready, valid counts and all;
- *	so does a floor owed.  A sender well below the shares that act on it
- *	then has its merges once a second, not every tick it is busy.
+ *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  A network
+ *	moves forward, never back: unfavourable evidence for a ready or lazy
+ *	network moves it to against, valid counts and all; urgent valid
+ *	recipients or a floor owed move a lazy one to ready.  A sender well
+ *	below the shares that act on it, with a record well above what one
+ *	second brings, then has its merges once a second, not every tick it
+ *	is busy.
  *
  *	Reads allocate nothing of their own (the caller's struct
  *	evidence_read is the context); a store answer about a network not

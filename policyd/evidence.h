@@ -28,38 +28,40 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS, but for valid recipients of a network far from every
- * stage: no trap or block in its view, and the share of invalid
- * recipients (invalid / (invalid + valid)) of the store's copy, as this
- * process knows it (its view less its own deltas not yet answered), below
- * half of the lowest share anything acts on, S = the least of [harvest]
- * tarpit_share and block_share (both levels use them; siege mode's
- * establishment and revocation use tarpit_share), set at evidence_new and
- * again at each reload (evidence_configure).
- * Those wait up to EVIDENCE_VALID_FLUSH_MS (or until unfavourable evidence
- * carries them along); this process counts them at once.
+ * EVIDENCE_FLUSH_MS, networks with evidence against them (invalid, trap,
+ * block) first, so a flood of valid recipients cannot hold those back.
+ * Valid recipients may wait up to EVIDENCE_VALID_FLUSH_MS (or until
+ * unfavourable evidence carries them along; this process counts them at
+ * once) while their network is far from every stage and the held back
+ * stay small:
+ *
+ *   - no trap or block in its view;
+ *   - the share of invalid recipients (invalid / (invalid + valid)) of
+ *     the store's copy, as this process knows it (its view less its own
+ *     deltas not yet answered), below half of the lowest share anything
+ *     acts on, S = the least of [harvest] tarpit_share and block_share
+ *     (both levels use them; siege mode's establishment and revocation
+ *     use tarpit_share), set at evidence_new and again at each reload
+ *     (evidence_configure);
+ *   - the valid recipients held back (pending, sent, and this one) at
+ *     most 1 / EVIDENCE_LAZY_PART of that copy's invalid + valid.
  *
  * The skew: meanwhile the fleet has every invalid recipient but not all
- * valid ones, so it sees a share too high (never too low: a harsher
- * judgement, siege's established_after reached later, never a softer one).
- * What it misses of a network is, per process, its valid recipients of
- * the last EVIDENCE_VALID_FLUSH_MS or so (plus a merge's round trip).
- * The test is on the store's copy, not the view, because the waiting
- * valid recipients push the view's share down and not the store's: a
- * young network of 1 invalid and 2 valid on record, with 6 valid waiting
- * here, is at 11% in the view and at 33% for everyone else.  The test
- * uses this process's last read of the copy, so other processes' invalid
- * recipients can lift the copy past S/2, even to a threshold, while this
- * one still holds valid recipients back (a review measured 0.50 shown for
- * 0.059 true: open in issue 11, not yet fixed).  Several processes each holding some back see one another's
- * copy too high by the others' waiting valid recipients: for the fleet to
- * see a true share p as T it must miss (I + V)(1 - p/T) of the I + V
- * recipients on record, with p < S/2 <= T/2 more than half, which only a
- * network whose whole record is about a second old can (a burst of valid
- * recipients through several daemons while an invalid one, merged at
- * once, reaches the store); tarpit_after, block_after and siege's minimum
- * invalid count still apply, and within EVIDENCE_VALID_FLUSH_MS the fleet
- * has it all.
+ * valid ones, so it sees a share too high, never too low (a harsher
+ * judgement, siege's established_after reached later, never a softer
+ * one).  The copy is as old as this process's last read, and the store's
+ * record only grows meanwhile (other processes merge; all fade alike), so
+ * the held bound holds against the store's record too: with n processes
+ * holding valid recipients back, the fleet misses at most n/16 of a
+ * network's record and sees at most (1 + n/16) times its true share.
+ * That is beyond a tick and a merge's round trip: what was recorded in
+ * the last tick is missing whatever the rule, and for a network whose
+ * whole record is that young (a burst through several daemons) it can be
+ * all (README, "Counts kept whole").  The test is on the store's copy,
+ * not the view, because the waiting valid recipients push the view's
+ * share down and not the store's.  (Before the held bound a process held
+ * any number back, and the fleet judged a burst of 300 valid recipients
+ * on a record of 20 on the 20: a block at 0.50 for a true 0.059.)
  *
  * Merges go EVIDENCE_MERGE_BATCH networks to one store call (and at evidence_free
  * everything pending goes).  An acknowledged merge clears a network's

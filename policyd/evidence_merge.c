@@ -349,8 +349,9 @@ void ev_send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detac
     merge_call(ev, m);
 }
 
-/* flush - the networks this tick owes (ev->due: those it found ready, at
- * most EVIDENCE_FLUSH_BATCH), oldest first, EVIDENCE_MERGE_BATCH to a
+/* flush - the networks this tick owes (ev->due: those it found against
+ * or ready, at most EVIDENCE_FLUSH_BATCH), against first, each FIFO
+ * oldest first, EVIDENCE_MERGE_BATCH to a
  * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
  * each answer calls it again.  A network whose merge is in flight waits
  * for the answer (and a later tick).  A refusal answered at once goes back
