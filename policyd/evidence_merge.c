@@ -349,9 +349,21 @@ void ev_send_merge(struct evidence *ev, struct ev_entry **e, size_t n, int detac
     merge_call(ev, m);
 }
 
+/* take - from *cur on (a FIFO), the networks whose merge is not in flight
+ * into batch[n..], while n < upto and n < due; *cur is left after the
+ * last one looked at.  The new n. */
+static size_t take(struct ev_entry **cur, struct ev_entry **batch, size_t n, size_t upto,
+                   size_t due)
+{
+    for (; *cur && n < upto && n < due; *cur = (*cur)->dnext)
+        if (!(*cur)->inflight)
+            batch[n++] = *cur;
+    return n;
+}
+
 /* flush - the networks this tick owes (ev->due: those it found against
- * or ready, at most EVIDENCE_FLUSH_BATCH), against first, each FIFO
- * oldest first, EVIDENCE_MERGE_BATCH to a
+ * or ready, at most EVIDENCE_FLUSH_BATCH), against first (but for a
+ * quarter of each call), each FIFO oldest first, EVIDENCE_MERGE_BATCH to a
  * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
  * each answer calls it again.  A network whose merge is in flight waits
  * for the answer (and a later tick).  A refusal answered at once goes back
@@ -365,13 +377,16 @@ static void flush(struct evidence *ev)
         return;                 /* an answer inside ev_send_merge: the loop goes on */
     ev->flushing = 1;
     while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away) {
-        size_t n = 0;
+        struct ev_entry *against = ev->against.head, *ready = ev->ready.head;
+        size_t n;
 
-        for (int q = Q_AGAINST; q <= Q_READY; q++)
-            for (struct ev_entry *e = ev_queue_of(ev, q)->head;
-                 e && n < EVIDENCE_MERGE_BATCH && n < ev->due; e = e->dnext)
-                if (!e->inflight)
-                    batch[n++] = e;
+        /* against first, but a quarter of the call kept for ready while it
+         * has any: a flood of unknown recipients must not starve the valid
+         * ones (the fleet would see honest networks' shares too high) */
+        n = take(&against, batch, 0, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
+                 ev->due);
+        n = take(&ready, batch, n, EVIDENCE_MERGE_BATCH, ev->due);
+        n = take(&against, batch, n, EVIDENCE_MERGE_BATCH, ev->due);
         if (n == 0)
             break;
         ev->due -= n;

@@ -990,6 +990,33 @@ static void test_against_goes_first(void **state)
     evidence_free(ev);
 }
 
+/* ... but not so far ahead that a flood of them starves the valid ones:
+ * a quarter of each call is kept for those (the fleet would otherwise see
+ * an honest network's share too high for as long as the flood lasts). */
+static void test_against_starves_nothing(void **state)
+{
+    struct slow w;
+    struct evidence *ev = slow_new_tracking(&w, SLOW_NETS + 1);
+    struct score d = delta(1, 0, 0);
+    char net[32];
+    (void)state;
+
+    for (int i = 0; i < SLOW_NETS; i++) {
+        snprintf(net, sizeof(net), "10.0.%d.%d/32", i >> 8, i & 255);
+        evidence_record(ev, net, &d);
+    }
+    d = delta(0, 1, 0);
+    evidence_record(ev, "192.0.2.9/32", &d);        /* young: the next tick */
+    run_for(EVIDENCE_FLUSH_MS + 20);                /* one tick */
+    assert_int_equal(w.n[0], EVIDENCE_MERGE_BATCH);
+    assert_string_equal(w.keys[0][EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4],
+                        "t:e:192.0.2.9/32");
+    while (w.held)
+        slow_answer(&w);
+    assert_int_equal(w.sent, SLOW_NETS + 1);
+    evidence_free(ev);
+}
+
 /* One key of a call refused (WRONGTYPE): that network keeps its deltas and
  * is merged again, with a floor, on a later tick; its neighbours in the
  * call are done. */
@@ -1106,6 +1133,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_against_goes_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_against_starves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_key_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsure_sent_again_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unblock_not_undone_by_resend, setup, teardown),
