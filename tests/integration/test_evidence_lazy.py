@@ -8,6 +8,7 @@ through another is judged on (nearly) its true share (a review found a
 sender blocked at a true 5.9%: 300 valid recipients held back on one
 daemon while 20 unknown ones reached the other)."""
 
+import contextlib
 import signal
 import time
 
@@ -73,6 +74,16 @@ def fleet_conf(r):
     return "\n[redis]\naddress = 127.0.0.1:%d\nprefix = t:\n" % r.port
 
 
+@contextlib.contextmanager
+def two_daemons():
+    """A Redis and two policyd sharing it, both connected."""
+    with RedisServer() as r, Daemon(extra=fleet_conf(r)) as a, \
+            Daemon(extra=fleet_conf(r)) as b:
+        a.wait_log("redis: up")
+        b.wait_log("redis: up")
+        yield r, a, b
+
+
 def no_event(d, net):
     """No stage change (tarpit, block, trap) was logged for net."""
     lines = [line for line in d.read_log().splitlines()
@@ -88,10 +99,7 @@ def test_valid_burst_reaches_the_fleet_on_the_next_tick():
     are judged at about 6%, as they are: answered 550 at once, no stage."""
     ip = "198.51.100.20"
     key = ("t:e:%s/32" % ip).encode()
-    with RedisServer() as r, Daemon(extra=fleet_conf(r)) as a, \
-            Daemon(extra=fleet_conf(r)) as b:
-        a.wait_log("redis: up")
-        b.wait_log("redis: up")
+    with two_daemons() as (r, a, b):
         with a.client() as c:
             for _ in range(20):
                 assert c.ask(client_address=ip, recipient="user@example.com") == "DUNNO"
@@ -124,10 +132,7 @@ def test_sender_over_two_mtas_is_judged_on_its_true_share():
     can still be judged on the unknown recipients alone: README.)"""
     ip = "198.51.100.30"
     key = ("t:e:%s/32" % ip).encode()
-    with RedisServer() as r, Daemon(extra=fleet_conf(r)) as a, \
-            Daemon(extra=fleet_conf(r)) as b:
-        a.wait_log("redis: up")
-        b.wait_log("redis: up")
+    with two_daemons() as (r, a, b):
         sent = 0
         with a.client() as ca, b.client() as cb:
             for k in range(40):
