@@ -461,24 +461,43 @@ block_after = 0
 def hold_in_tarpit(d, ip, answers):
     """One unknown recipient from ip (answered at once: it is judged on the
     clean standing before it), then a thread whose request the tarpit
-    holds, appending its answer to answers; waits until the daemon holds it."""
+    holds, appending its answer (or what failed) to answers; waits until the
+    daemon holds it.  The caller joins the thread (joined())."""
     assert d.ask(client_address=ip, recipient="ghost0@example.com") == UNKNOWN
-    t = threading.Thread(target=lambda: answers.append(
-        d.ask(client_address=ip, recipient="ghost@example.com")))
+
+    def held():
+        try:
+            answers.append(d.ask(client_address=ip, recipient="ghost@example.com"))
+        except Exception as e:          # noqa: BLE001 - in answers, not left to pytest
+            answers.append(repr(e))
+    t = threading.Thread(target=held)
     t0 = time.monotonic()
     t.start()
-    s = wait_for(lambda: (lambda j: j if j["harvest"]["delayed_now"] == 1 else None)(
-        stats_json(d)), timeout=5, what="a request waiting in the tarpit")
+    try:
+        s = wait_for(lambda: (lambda j: j if j["harvest"]["delayed_now"] == 1 else None)(
+            stats_json(d)), timeout=5, what="a request waiting in the tarpit")
+    except BaseException:
+        joined(t)
+        raise
     return t, t0, s
+
+
+def joined(t):
+    """Joins hold_in_tarpit's thread, which must not outlive its test (the
+    request times out after 10 s at most)."""
+    t.join(15)
+    assert not t.is_alive()
 
 
 def test_stats_delayed_now_during_tarpit():
     with Daemon(TARPIT_1_5S) as d:
         answers = []
         t, t0, s = hold_in_tarpit(d, "203.0.113.5", answers)
-        assert s["requests"]["by_verdict"]["delayed"] == 1
-        assert s["requests"]["by_verdict"]["unknown"] == 1   # the held one not yet
-        t.join(10)
+        try:
+            assert s["requests"]["by_verdict"]["delayed"] == 1
+            assert s["requests"]["by_verdict"]["unknown"] == 1   # the held one not yet
+        finally:
+            joined(t)
         elapsed = time.monotonic() - t0
         assert answers == [UNKNOWN]
         # held 1.5 s from a read after t0; the loop's clock counts whole ms
@@ -592,8 +611,10 @@ def test_reload_keeps_a_request_waiting_in_the_tarpit():
     with Daemon(TARPIT_1_5S) as d:
         answers = []
         t, _, _ = hold_in_tarpit(d, "203.0.113.9", answers)
-        assert d.ctl("reload").stdout == "configuration reloaded\n"
-        t.join(10)
+        try:
+            assert d.ctl("reload").stdout == "configuration reloaded\n"
+        finally:
+            joined(t)
         assert answers == [UNKNOWN]
         s = stats_json(d)
         assert s["harvest"]["delayed_now"] == 0

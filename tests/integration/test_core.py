@@ -553,18 +553,29 @@ def test_peer_that_stops_reading_is_closed():
             try:
                 while True:
                     stuck.sendall(batch)
-            except OSError as e:
+            except Exception as e:      # noqa: BLE001 - checked below, not left to pytest
                 ended.append(e)
         t = threading.Thread(target=pipeline, daemon=True)
         t.start()
-        rss_max = rss0
-        deadline = time.monotonic() + 30
-        while want not in d.read_log():
-            assert time.monotonic() < deadline, d.read_log()[-3000:]
-            assert other.ask(recipient="user@example.com") == "DUNNO"
-            rss_max = max(rss_max, _rss_kib(d.proc.pid))
-        t.join(30)
-        stuck.close()
+        try:
+            rss_max = rss0
+            deadline = time.monotonic() + 30
+            while want not in d.read_log():
+                assert time.monotonic() < deadline, d.read_log()[-3000:]
+                assert other.ask(recipient="user@example.com") == "DUNNO"
+                rss_max = max(rss_max, _rss_kib(d.proc.pid))
+            t.join(30)
+            assert not t.is_alive(), "policyd never closed the stuck connection"
+        finally:
+            # the sender must not outlive the test: after a failure the
+            # shutdown wakes it
+            if t.is_alive():
+                try:
+                    stuck.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                t.join(10)
+            stuck.close()
         assert ended and isinstance(ended[0], (ConnectionResetError, BrokenPipeError)), ended
         assert "request too large" not in d.read_log()
         assert rss_max - rss0 < 2048, (rss0, rss_max)
@@ -612,18 +623,23 @@ def test_blocked_stderr_costs_lines_not_answers():
     fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
     proc = _spawn(d, wfd)
     os.close(wfd)
+    t = None        # the stderr reader, once started
     try:
         with d.client(timeout=5) as c:
             for i in range(2000):
                 assert c.ask(recipient="user@example.com", queue_id="Q%d" % i) == "DUNNO"
         out = []
+        failed = []     # what ended drain() early, if anything
 
         def drain():
-            while True:
-                b = os.read(rfd, 65536)
-                if not b:
-                    return
-                out.append(b)
+            try:
+                while True:
+                    b = os.read(rfd, 65536)
+                    if not b:
+                        return
+                    out.append(b)
+            except Exception as e:      # noqa: BLE001 - checked below, not left to pytest
+                failed.append(repr(e))
         t = threading.Thread(target=drain, daemon=True)
         t.start()
         # the retry timer writes what waited, then the count of what was lost
@@ -635,6 +651,7 @@ def test_blocked_stderr_costs_lines_not_answers():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         t.join(10)
+        assert not t.is_alive() and failed == [], failed
         text = b"".join(out).decode()
         m = re.search(r"Z policyd: warning: (\d+) log lines dropped: the log took them "
                       r"slower than they came\n", text)
@@ -646,6 +663,10 @@ def test_blocked_stderr_costs_lines_not_answers():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # policyd is gone: the reader is at EOF.  Join it before its fd is
+        # closed (and maybe reused): it must not outlive the test.
+        if t is not None:
+            t.join(10)
         os.close(rfd)
         d.cleanup()
 

@@ -536,11 +536,22 @@ class DelayProxy:
         self.target, self.one_way, self.port = target, one_way, free_port()
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
+        self.errors = []        # what ended the thread early: reported here and by close()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
         self.thread.start()
-        assert ready.wait(10)
+        assert ready.wait(10) and self.errors == [], self.errors
 
     def _run(self, ready):
+        # an exception of its own, left to pytest, would fail whichever
+        # test runs when the thread ends
+        try:
+            self._serve(ready)
+        except Exception as e:          # noqa: BLE001 - reported to the test
+            self.errors.append(repr(e))
+        finally:
+            ready.set()
+
+    def _serve(self, ready):
         asyncio.set_event_loop(self.loop)
         self.server = self.loop.run_until_complete(
             asyncio.start_server(self._conn, "127.0.0.1", self.port))
@@ -578,9 +589,13 @@ class DelayProxy:
         await out
 
     def close(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        """Stops the loop and joins its thread: it must not outlive the test."""
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.server.close)
+            self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        assert not self.thread.is_alive(), "the proxy's thread did not stop"
+        assert self.errors == [], self.errors
 
 
 @pytest.fixture

@@ -69,17 +69,24 @@ def test_trap_waits_like_an_unknown():
             assert burst(d, [ip] * 6, [guess(j) for j in range(6)]) == [UNKNOWN] * 6
         barrier = threading.Barrier(2)
         out = {}
+        failed = []     # what ended a thread early, if anything
 
         def ask(ip, rcpt):
-            with d.client() as c:
-                barrier.wait()
-                out[rcpt] = timed_ask(c, client_address=ip, recipient=rcpt)
+            try:
+                with d.client() as c:
+                    barrier.wait()
+                    out[rcpt] = timed_ask(c, client_address=ip, recipient=rcpt)
+            except Exception as e:      # noqa: BLE001 - checked below, not left to pytest
+                failed.append(repr(e))
+                barrier.abort()         # the other one waits no longer
         ts = [threading.Thread(target=ask, args=a) for a in
               (("198.18.74.1", "trap@example.com"), ("198.18.75.1", guess(99)))]
         for t in ts:
             t.start()
         for t in ts:
             t.join(30)
+        assert not any(t.is_alive() for t in ts)
+        assert failed == [], failed
         (ta, ts_), (ua, us) = out["trap@example.com"], out[guess(99)]
         print("trap: %s after %.3fs; unknown: %s after %.3fs" % (ta, ts_, ua, us))
         assert ta == ua == UNKNOWN

@@ -51,7 +51,8 @@ class DroppingRedis:
         self.accepts = []
         self.commands = []
         self.stopping = False
-        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.errors = []        # what ended serve() early: close() reports it
+        self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     @staticmethod
@@ -65,6 +66,14 @@ class DroppingRedis:
             n = int(f.readline()[1:])
             args.append(f.read(n + 2)[:-2])
         return args
+
+    def run(self):
+        # an exception of its own, left to pytest, would fail whichever
+        # test runs when the thread ends
+        try:
+            self.serve()
+        except Exception as e:          # noqa: BLE001 - reported by close()
+            self.errors.append(repr(e))
 
     def serve(self):
         while not self.stopping:
@@ -93,8 +102,17 @@ class DroppingRedis:
                         break
 
     def close(self):
+        """Stops the thread and joins it (it must not outlive the test);
+        what ended it early, if anything, fails the test."""
         self.stopping = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)   # wakes accept(); close() does not
+        except OSError:
+            pass
         self.lsock.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the fake Redis did not stop"
+        assert self.errors == [], self.errors
 
 
 @pytest.mark.timing

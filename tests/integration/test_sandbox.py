@@ -116,7 +116,14 @@ def test_ctrl_c_stops_everything(sig, status):
     a reload, and Redis runs detached): nothing is left behind."""
     p = sandbox(False)
     out = []
-    reader = threading.Thread(target=lambda: out.extend(p.stdout), daemon=True)
+    failed = []     # what ended the reader early, if anything
+
+    def read():
+        try:
+            out.extend(p.stdout)
+        except Exception as e:          # noqa: BLE001 - checked below, not left to pytest
+            failed.append(repr(e))
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         wait_for(lambda: any("Ctrl-C stops" in l for l in out), 120, interval=0.05,
@@ -132,7 +139,10 @@ def test_ctrl_c_stops_everything(sig, status):
         assert p.wait(120) == status
     finally:
         kill_group(p, "".join(out))
-    reader.join(10)
+        # the script is gone: its output ends, and the reader with it,
+        # within this test
+        reader.join(10)
+    assert not reader.is_alive() and failed == [], failed
     text = "".join(out)
     assert out[-1] == "sandbox: stopped policyd a and b, Redis and slapd; removed %s\n" % tmp
     assert not os.path.exists(tmp)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import POLICYD, Daemon, PolicyClient, request, wait_for
+from harness import POLICYD, Daemon, PolicyClient, request, sender, stop_sender, wait_for
 from redis import Resp, RedisServer
 
 UNKNOWN = "550 5.1.1 User unknown"
@@ -146,28 +146,36 @@ def test_botnet_over_two_daemons_learns_nothing():
         def new_honest_sender():
             """A new MTA: deferred, retries too early (deferred), then after
             retry_min (answered as ever)."""
-            wait_for(lambda: any(x[2] == SIEGE for x in list(results)), 60,
-                     what="the siege")
-            with a.client() as c:
-                first = timed(c, client_address="192.0.2.77", recipient="user@example.com")
-                early = c.ask(client_address="192.0.2.77", recipient="user@example.com")
-            time.sleep(2.2)        # retry_min = 2: the wait is the behaviour tested
-            with b.client() as c:
-                valid = c.ask(client_address="192.0.2.77", recipient="user@example.com")
-                unknown = c.ask(client_address="192.0.2.77", recipient="nope@example.com")
-            new_sender.update(first=first[0], early=early, valid=valid, unknown=unknown)
+            try:
+                wait_for(lambda: any(x[2] == SIEGE for x in list(results)), 60,
+                         what="the siege")
+                with a.client() as c:
+                    first = timed(c, client_address="192.0.2.77",
+                                  recipient="user@example.com")
+                    early = c.ask(client_address="192.0.2.77", recipient="user@example.com")
+                time.sleep(2.2)    # retry_min = 2: the wait is the behaviour tested
+                with b.client() as c:
+                    valid = c.ask(client_address="192.0.2.77", recipient="user@example.com")
+                    unknown = c.ask(client_address="192.0.2.77", recipient="nope@example.com")
+                new_sender.update(first=first[0], early=early, valid=valid, unknown=unknown)
+            except Exception as e:      # a thread's exception fails no test by itself
+                new_sender.update(failed=repr(e))
 
         t_start = time.monotonic()
         hs = threading.Thread(target=established_senders)
         ns = threading.Thread(target=new_honest_sender)
         hs.start()
         ns.start()
-        with ThreadPoolExecutor(max_workers=48) as pool:
-            list(pool.map(bot, range(2000)))
-        t_bots = time.monotonic() - t_start
-        ns.join(60)
-        stop.set()
-        hs.join(30)
+        try:
+            with ThreadPoolExecutor(max_workers=48) as pool:
+                list(pool.map(bot, range(2000)))
+            t_bots = time.monotonic() - t_start
+        finally:
+            # neither thread may outlive the test
+            ns.join(70)
+            stop.set()
+            hs.join(30)
+            assert not ns.is_alive() and not hs.is_alive()
 
         # the siege began on both daemons, logged once each
         for d in daemons:
@@ -319,12 +327,14 @@ def test_unknown_recipients_are_counted_in_batches():
         rc.call("CONFIG", "RESETSTAT")
         with d.client() as c:
             # sent from a thread: replies are read while it writes
-            t = threading.Thread(target=c.send_raw, daemon=True, args=(b"".join(
+            t, sent = sender(c, b"".join(
                 request(client_address=bot_ip(i), recipient="g%d@example.com" % i)
-                for i in range(n)),))
-            t.start()
-            answers = [c.read_reply() for _ in range(n)]
-            t.join(10)
+                for i in range(n)))
+            try:
+                answers = [c.read_reply() for _ in range(n)]
+            finally:
+                stop_sender(c, t)
+        assert sent == [None]
         assert answers == [b"action=%s\n\n" % UNKNOWN.encode()] * n
 
         def counted():

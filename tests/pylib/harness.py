@@ -98,13 +98,47 @@ def check_long_pipeline(daemon, n=3000, client_address=None):
     reqs = b"".join(request(recipient="user@example.com" if i % 3 else "nobody@example.com",
                             queue_id="P%d" % i, **more(i)) for i in range(n))
     with daemon.client() as c:
-        t = threading.Thread(target=c.send_raw, args=(reqs,), daemon=True)
-        t.start()
-        for i in range(n):
-            assert c.read_reply() == (b"action=DUNNO\n\n" if i % 3 else
-                                      b"action=550 5.1.1 User unknown\n\n"), i
-        t.join(10)
+        t, sent = sender(c, reqs)
+        try:
+            for i in range(n):
+                assert c.read_reply() == (b"action=DUNNO\n\n" if i % 3 else
+                                          b"action=550 5.1.1 User unknown\n\n"), i
+        finally:
+            stop_sender(c, t)
+        assert sent == [None], sent
     assert "request too large" not in daemon.read_log()
+
+
+def sender(c, data):
+    """A thread that sends data on PolicyClient c (so that the replies can
+    be read while it writes), started.  (thread, sent): sent gets None when
+    it is all sent, or the exception that ended it, for the test to check:
+    a thread's own exception would fail whichever test runs when it ends."""
+    sent = []
+
+    def send():
+        try:
+            c.send_raw(data)
+            sent.append(None)
+        except Exception as e:          # noqa: BLE001 - the test checks sent
+            sent.append(e)
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    return t, sent
+
+
+def stop_sender(c, t, timeout=10.0):
+    """Join sender() thread t, which must not outlive its test: if it is
+    still blocked on a full socket (the test failed before reading the
+    replies), shutting c down wakes it."""
+    t.join(timeout)
+    if t.is_alive():
+        try:
+            c.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        t.join(timeout)
+    assert not t.is_alive(), "the sender thread did not end"
 
 
 class PolicyClient:
