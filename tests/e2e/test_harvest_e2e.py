@@ -151,6 +151,7 @@ def test_harvest_run_two_mtas_one_redis():
             finally:
                 stop.set()
                 lt.join(60)
+                assert not lt.is_alive(), "the load thread did not end"
             harvest_secs = time.monotonic() - t_start
 
             # Once blocked, a valid recipient is refused too, on both MTAs.

@@ -191,6 +191,7 @@ def test_botnet_through_two_mtas():
                 stop.set()
                 for w in workers:
                     w.join(60)
+                assert not any(w.is_alive() for w in workers), "a bot did not end"
             t_stop = time.monotonic() - t0
             assert not errors, errors
             siege_info = [d.ctl("siege").stdout for d in (d1, d2)]

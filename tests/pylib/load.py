@@ -57,3 +57,5 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join(30)
+        # a worker left running would outlive its test
+        assert not any(t.is_alive() for t in self.threads), "a load worker did not end"
