@@ -364,7 +364,12 @@ def test_verdict_counts_both_sides_to_the_same_moment():
     addresses through A, which count at once.  A verdict read at a fixed
     time (a8abc98: 2 s) saw "invalid=7 valid=20 share=0.26"; the verdict
     waits until the standing has been still for SIEGE_QUIET_MS, so B's
-    valid recipients have followed: 7 against 28, cleared."""
+    valid recipients have followed: 7 against 28, cleared.  (Since the held
+    bound, EVIDENCE_LAZY_PART, B sends its first 16 on the next tick, not a
+    second later: the first suspicion is cleared before the rest come, and
+    the 5 stale addresses, reaching A within a tick of B's 8 valid ones,
+    raise a second, cleared the same way.  Either way: cleared, never
+    revoked.)"""
     ip = "198.51.100.91"
     with established_through_a(ip) as (r, a, b):
         with b.client() as cb, a.client() as ca:
@@ -382,7 +387,7 @@ def test_verdict_counts_both_sides_to_the_same_moment():
             for k in range(2, 7):
                 assert ca.ask(client_address=ip, recipient="old%d@example.com" % k) == UNKNOWN
         wait_for(lambda: siege_json(a)["suspects"] == 0, 15, what="the verdict")
-        assert siege_json(a)["suspects_cleared"] == 1
+        assert siege_json(a)["suspects_cleared"] >= 1
         assert "event=revoke" not in a.read_log(), a.read_log()[-2000:]
         with Resp("127.0.0.1", r.port) as rc:
             assert rc.call("GET", key("s", ip)) == b"c"
