@@ -204,7 +204,8 @@ static int unfavourable(const struct score *s)
 
 /* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
  * next tick when urgent (or a floor is owed), in Q_AGAINST when its
- * pending deltas or its view hold evidence against it, else in Q_READY;
+ * pending deltas hold evidence against it or its view a trap or block,
+ * else in Q_READY (a floor owed, whatever it carries, among them);
  * not urgent, within EVIDENCE_VALID_FLUSH_MS.  Already queued to go later
  * and now more pressing: moved, keeping the time it became dirty. */
 void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
@@ -241,7 +242,8 @@ void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
  * 33% in the store).  Subtracting those counts unfaded takes away at
  * least what they weigh now, and the copy is as old as this process's
  * last read, while the store's record only grows meanwhile (or fades, as
- * the held counts do): both err towards urgent. */
+ * the held counts do; or goes, deleted, and the next read shows it): both
+ * err towards urgent. */
 static int urgent(const struct evidence *ev, const struct ev_entry *e,
                   const struct score *delta)
 {
