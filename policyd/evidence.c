@@ -20,15 +20,17 @@
  *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
  *
- *	Dirty networks wait in one of three FIFOs: against (evidence
- *	against the network pending or in its view: merged first on the next
- *	tick), ready (merged next on the next tick) and lazy (only valid
+ *	Dirty networks wait in one of four FIFOs: block (a block or trap
+ *	hit pending: merged first on the next tick), against (other evidence
+ *	against the network pending, or a trap or block in its view: merged
+ *	next), ready (merged after those) and lazy (only valid
  *	recipients, of a network far from every stage and few against its
  *	record, see urgent(): moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
  *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  A network
  *	moves forward, never back: unfavourable evidence for a ready or lazy
- *	network moves it to against, valid counts and all; urgent valid
+ *	network moves it to against (a block or trap hit, to block), valid
+ *	counts and all; urgent valid
  *	recipients or a floor owed move a lazy one to ready.  A sender well
  *	below the shares that act on it, with a record well above what one
  *	second brings, then has its merges once a second, not every tick it
@@ -149,7 +151,8 @@ static void touch(struct evidence *ev, struct ev_entry *e)
 
 struct ev_queue *ev_queue_of(struct evidence *ev, int id)
 {
-    return id == Q_AGAINST ? &ev->against : id == Q_READY ? &ev->ready : &ev->lazy;
+    return id == Q_BLOCK ? &ev->block : id == Q_AGAINST ? &ev->against
+           : id == Q_READY ? &ev->ready : &ev->lazy;
 }
 
 void ev_queue_push(struct ev_queue *q, struct ev_entry *e)
@@ -187,7 +190,7 @@ void ev_dirty_unlink(struct evidence *ev, struct ev_entry *e)
 
 size_t ev_ndirty(const struct evidence *ev)
 {
-    return ev->against.n + ev->ready.n + ev->lazy.n;
+    return ev->block.n + ev->against.n + ev->ready.n + ev->lazy.n;
 }
 
 void ev_arm(struct evidence *ev)
@@ -203,9 +206,10 @@ static int unfavourable(const struct score *s)
 }
 
 /* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
- * next tick when urgent (or a floor is owed), in Q_AGAINST when its
- * pending deltas hold evidence against it or its view a trap or block,
- * else in Q_READY (a floor owed, whatever it carries, among them);
+ * next tick when urgent (or a floor is owed), in Q_BLOCK when its pending
+ * deltas hold a block or trap hit, in Q_AGAINST when they hold other
+ * evidence against it or its view a trap or block, else in Q_READY (a
+ * floor owed, whatever it carries, among them);
  * not urgent, within EVIDENCE_VALID_FLUSH_MS.  Already queued to go later
  * and now more pressing: moved, keeping the time it became dirty. */
 void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
@@ -215,6 +219,7 @@ void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
     if (!ev->store || ev->closing)
         return;
     q = !urgent && !ev_needs_floor(ev, e) ? Q_LAZY
+        : e->pending.traps > 0 || e->pending.block_until_ms > 0 ? Q_BLOCK
         : unfavourable(&e->pending) || e->view.traps > 0 || e->view.block_until_ms > 0
         ? Q_AGAINST : Q_READY;
     if (e->queue == Q_NONE)

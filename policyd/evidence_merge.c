@@ -361,9 +361,10 @@ static size_t take(struct ev_entry **cur, struct ev_entry **batch, size_t n, siz
     return n;
 }
 
-/* flush - the networks this tick owes (ev->due: those it found against
- * or ready, at most EVIDENCE_FLUSH_BATCH), against first (but for a
- * quarter of each call), each FIFO oldest first, EVIDENCE_MERGE_BATCH to a
+/* flush - the networks this tick owes (ev->due: those it found in block,
+ * against or ready, at most EVIDENCE_FLUSH_BATCH), block first, then
+ * against (both but for a quarter of each call), each FIFO oldest first,
+ * EVIDENCE_MERGE_BATCH to a
  * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
  * each answer calls it again.  A network whose merge is in flight waits
  * for the answer (and a later tick).  A refusal answered at once goes back
@@ -377,15 +378,20 @@ static void flush(struct evidence *ev)
         return;                 /* an answer inside ev_send_merge: the loop goes on */
     ev->flushing = 1;
     while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away) {
-        struct ev_entry *against = ev->against.head, *ready = ev->ready.head;
+        struct ev_entry *block = ev->block.head, *against = ev->against.head;
+        struct ev_entry *ready = ev->ready.head;
         size_t n;
 
-        /* against first, but a quarter of the call kept for ready while it
-         * has any: a flood of unknown recipients must not starve the valid
-         * ones (the fleet would see honest networks' shares too high) */
-        n = take(&against, batch, 0, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
+        /* blocks and traps first, then against, but a quarter of the call
+         * kept for ready while it has any: a flood of unknown recipients
+         * (or of trap hits) must not starve the valid ones (the fleet
+         * would see honest networks' shares too high) */
+        n = take(&block, batch, 0, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
+                 ev->due);
+        n = take(&against, batch, n, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
                  ev->due);
         n = take(&ready, batch, n, EVIDENCE_MERGE_BATCH, ev->due);
+        n = take(&block, batch, n, EVIDENCE_MERGE_BATCH, ev->due);
         n = take(&against, batch, n, EVIDENCE_MERGE_BATCH, ev->due);
         if (n == 0)
             break;
@@ -436,7 +442,7 @@ void ev_tick(uv_timer_t *t)
         e->queue = Q_READY;
         ev_queue_push(&ev->ready, e);
     }
-    ev->due = ev->against.n + ev->ready.n;
+    ev->due = ev->block.n + ev->against.n + ev->ready.n;
     if (ev->due > EVIDENCE_FLUSH_BATCH)
         ev->due = EVIDENCE_FLUSH_BATCH;
     flush(ev);
@@ -468,7 +474,7 @@ void ev_merges_close(struct evidence *ev)
         struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
         size_t n = 0;
 
-        int q = Q_AGAINST;
+        int q = Q_BLOCK;
 
         while (!ev_queue_of(ev, q)->head)
             q++;

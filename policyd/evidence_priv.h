@@ -29,10 +29,12 @@
 
 struct ev_merge;
 
-/* The dirty FIFOs.  A tick flushes Q_AGAINST first (evidence against a
- * network: a flood of valid recipients must not hold it back), then
- * Q_READY; Q_LAZY networks move to Q_READY when their time is up. */
-enum ev_queue_id { Q_NONE, Q_AGAINST, Q_READY, Q_LAZY };
+/* The dirty FIFOs.  A tick flushes Q_BLOCK first (a new block or trap
+ * hit: the other daemons must refuse the network from their next read),
+ * then Q_AGAINST (other evidence against a network: a flood of valid
+ * recipients must not hold it back), then Q_READY; Q_LAZY networks move
+ * to Q_READY when their time is up. */
+enum ev_queue_id { Q_NONE, Q_BLOCK, Q_AGAINST, Q_READY, Q_LAZY };
 
 struct ev_entry {
     struct ev_entry *hnext;         /* hash chain */
@@ -97,7 +99,7 @@ struct evidence {
     size_t nbuckets;                /* a power of two */
     size_t count;
     struct ev_entry *lru_head, *lru_tail;
-    struct ev_queue against, ready, lazy;   /* dirty networks (evidence.c) */
+    struct ev_queue block, against, ready, lazy;    /* dirty networks (evidence.c) */
     struct ev_merge *merges;
     size_t nmerges;                 /* in ev->merges: waiting for the store */
     struct ev_merge *unsure_head, *unsure_tail;     /* unanswered: sent again */
@@ -117,7 +119,7 @@ struct evidence {
 };
 
 /* evidence.c: the table */
-struct ev_queue *ev_queue_of(struct evidence *ev, int id);     /* Q_AGAINST.. */
+struct ev_queue *ev_queue_of(struct evidence *ev, int id);     /* Q_BLOCK.. */
 void ev_queue_push(struct ev_queue *q, struct ev_entry *e);
 void ev_dirty_unlink(struct evidence *ev, struct ev_entry *e);
 size_t ev_ndirty(const struct evidence *ev);

@@ -1003,6 +1003,21 @@ static void test_against_goes_first(void **state)
     flood_done(&w, ev);
 }
 
+/* A block or trap hit goes ahead of a flood of unknown recipients (the
+ * other daemons must refuse that network from their next read: a
+ * harvester caught by a trap on one MTA must not go on guessing on the
+ * others while a botnet's guesses are merged). */
+static void test_block_goes_first(void **state)
+{
+    struct slow w;
+    struct evidence *ev = flood_then(&w, delta(1, 0, 0), delta(0, 0, 1));
+    (void)state;
+
+    assert_string_equal(w.keys[0][0], "t:e:192.0.2.9/32");
+    assert_string_equal(w.keys[0][1], "t:e:10.0.0.0/32");
+    flood_done(&w, ev);
+}
+
 /* ... but not so far ahead that a flood of them starves the valid ones:
  * a quarter of each call is kept for those (the fleet would otherwise see
  * an honest network's share too high for as long as the flood lasts). */
@@ -1134,6 +1149,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_with_read_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_out_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_against_goes_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_goes_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_against_starves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_key_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsure_sent_again_whole, setup, teardown),
