@@ -28,8 +28,11 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS, networks with evidence against them (invalid, trap,
- * block) first, so a flood of valid recipients cannot hold those back.
+ * EVIDENCE_FLUSH_MS: a new block or trap hit first, then other evidence
+ * against a network (invalid recipients), then valid recipients, with a
+ * quarter of each merge call kept for those while any wait; so a flood
+ * of valid recipients cannot hold evidence back, a flood of unknown ones
+ * cannot hold a block back, and neither starves the valid ones.
  * Valid recipients may wait up to EVIDENCE_VALID_FLUSH_MS (or until
  * unfavourable evidence carries them along; this process counts them at
  * once) while their network is far from every stage and the held back
