@@ -16,21 +16,23 @@
  * DESCRIPTION
  *	See evidence.h for the contract.  The table: a hash table with
  *	chaining (FNV-1a over the network string, the bucket array doubled
- *	as the table grows), an LRU list (head: most recently used) and two
+ *	as the table grows), an LRU list (head: most recently used) and four
  *	FIFOs of dirty networks, all intrusive, so finding, touching and
  *	dropping a network is O(1).
  *
  *	Dirty networks wait in one of four FIFOs: block (a block or trap
- *	hit pending: merged first on the next tick), against (other evidence
- *	against the network pending, or a trap or block in its view: merged
- *	next), ready (merged after those) and lazy (only valid
+ *	hit pending, or a block in force owed as a floor: merged first on the
+ *	next tick), against (other evidence against the network pending, or
+ *	a trap or block in its view: merged next), ready (merged after those;
+ *	evidence_merge.c's flush keeps each of them a share of every call, so
+ *	a flood of one starves neither other) and lazy (only valid
  *	recipients, of a network far from every stage and few against its
  *	record, see urgent(): moved to ready on the first tick at least
  *	EVIDENCE_VALID_FLUSH_MS - EVIDENCE_FLUSH_MS after the network became
  *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  A network
  *	moves forward, never back: unfavourable evidence for a ready or lazy
- *	network moves it to against (a block or trap hit, to block), valid
- *	counts and all; urgent valid
+ *	network moves it to against (a block or trap hit, from any of them,
+ *	to block), valid counts and all; urgent valid
  *	recipients or a floor owed move a lazy one to ready.  A sender well
  *	below the shares that act on it, with a record well above what one
  *	second brings, then has its merges once a second, not every tick it
@@ -207,7 +209,8 @@ static int unfavourable(const struct score *s)
 
 /* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
  * next tick when urgent (or a floor is owed), in Q_BLOCK when its pending
- * deltas hold a block or trap hit, in Q_AGAINST when they hold other
+ * deltas hold a block or trap hit, or the floor it owes a block in force
+ * (a call given up, a store that lost it), in Q_AGAINST when they hold other
  * evidence against it or its view a trap or block, else in Q_READY (a
  * floor owed, whatever it carries, among them);
  * not urgent, within EVIDENCE_VALID_FLUSH_MS.  Already queued to go later
@@ -219,7 +222,8 @@ void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
     if (!ev->store || ev->closing)
         return;
     q = !urgent && !ev_needs_floor(ev, e) ? Q_LAZY
-        : e->pending.traps > 0 || e->pending.block_until_ms > 0 ? Q_BLOCK
+        : e->pending.traps > 0 || e->pending.block_until_ms > 0
+          || (ev_needs_floor(ev, e) && e->view.block_until_ms > util_wall_ms()) ? Q_BLOCK
         : unfavourable(&e->pending) || e->view.traps > 0 || e->view.block_until_ms > 0
         ? Q_AGAINST : Q_READY;
     if (e->queue == Q_NONE)

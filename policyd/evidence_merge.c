@@ -211,6 +211,8 @@ static void merge_done(void *arg, int status, const struct store_item *items, si
     }
     if (!ev)
         return;                         /* fire and forget */
+    if (!whole && ev->flushing)
+        ev->refused_now = 1;            /* answered at once: this tick is done */
     ev_check_store(ev);
     flush(ev);
 }
@@ -362,12 +364,16 @@ static size_t take(struct ev_entry **cur, struct ev_entry **batch, size_t n, siz
 }
 
 /* flush - the networks this tick owes (ev->due: those it found in block,
- * against or ready, at most EVIDENCE_FLUSH_BATCH), block first, then
- * against (both but for a quarter of each call), each FIFO oldest first,
+ * against or ready, at most EVIDENCE_FLUSH_BATCH), block first (up to
+ * half a call), then against (up to three quarters, with block), then
+ * ready, then whatever is left of block and against, each FIFO oldest first,
  * EVIDENCE_MERGE_BATCH to a
  * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
  * each answer calls it again.  A network whose merge is in flight waits
- * for the answer (and a later tick).  A refusal answered at once goes back
+ * for the answer (and a later tick).  A call refused as it is made (the
+ * store over its limit of calls in flight) ends the tick's flush: the next
+ * would be refused too, and its networks would come round again ahead of
+ * the rest.  A refusal answered at once goes back
  * to the tail and has had its turn, so each network is tried about once a
  * tick. */
 static void flush(struct evidence *ev)
@@ -377,17 +383,20 @@ static void flush(struct evidence *ev)
     if (ev->flushing)
         return;                 /* an answer inside ev_send_merge: the loop goes on */
     ev->flushing = 1;
-    while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away) {
+    ev->refused_now = 0;
+    while (ev->due && ev->nmerges < EVIDENCE_MERGES_OUT && !ev->away
+           && !ev->refused_now) {
         struct ev_entry *block = ev->block.head, *against = ev->against.head;
         struct ev_entry *ready = ev->ready.head;
         size_t n;
 
-        /* blocks and traps first, then against, but a quarter of the call
-         * kept for ready while it has any: a flood of unknown recipients
-         * (or of trap hits) must not starve the valid ones (the fleet
-         * would see honest networks' shares too high) */
-        n = take(&block, batch, 0, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
-                 ev->due);
+        /* blocks and traps first, but for half the call: a flood of trap
+         * hits (new /64s are cheap) must not hold back other harvesters'
+         * unknown recipients; then against, but a quarter of the call kept
+         * for ready while it has any: a flood of either must not starve
+         * the valid ones (the fleet would see honest networks' shares too
+         * high).  What one leaves, the others fill. */
+        n = take(&block, batch, 0, EVIDENCE_MERGE_BATCH / 2, ev->due);
         n = take(&against, batch, n, EVIDENCE_MERGE_BATCH - EVIDENCE_MERGE_BATCH / 4,
                  ev->due);
         n = take(&ready, batch, n, EVIDENCE_MERGE_BATCH, ev->due);

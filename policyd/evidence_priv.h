@@ -108,6 +108,7 @@ struct evidence {
     struct log_limiter unsure_rl;
     size_t due;                     /* networks this tick still owes */
     int flushing;                   /* inside flush() */
+    int refused_now;                /* a call of this flush refused at once */
     uint64_t drops;                 /* entries dropped, ever: see entry_via */
 
     unsigned epoch;                 /* advances each time the store goes away */
