@@ -28,11 +28,12 @@
  *
  * evidence_record() costs no round trip: it adds to pending and the view and
  * marks the network dirty.  A change is merged on the next tick, every
- * EVIDENCE_FLUSH_MS: a new block or trap hit first, then other evidence
- * against a network (invalid recipients), then valid recipients, with a
- * quarter of each merge call kept for those while any wait; so a flood
- * of valid recipients cannot hold evidence back, a flood of unknown ones
- * cannot hold a block back, and neither starves the valid ones.
+ * EVIDENCE_FLUSH_MS: a new block or trap hit first (up to half of each
+ * merge call), then other evidence against a network (invalid
+ * recipients; up to three quarters with the blocks), then valid
+ * recipients, what one leaves going to the others; so a flood of valid
+ * recipients cannot hold evidence back, a flood of unknown ones cannot
+ * hold a block back, and no flood starves the other kinds.
  * Valid recipients may wait up to EVIDENCE_VALID_FLUSH_MS (or until
  * unfavourable evidence carries them along; this process counts them at
  * once) while their network is far from every stage and the held back
