@@ -32,11 +32,10 @@
  *	dirty, so it is merged within EVIDENCE_VALID_FLUSH_MS).  A network
  *	moves forward, never back: unfavourable evidence for a ready or lazy
  *	network moves it to against (a block or trap hit, from any of them,
- *	to block), valid counts and all; urgent valid
- *	recipients or a floor owed move a lazy one to ready.  A sender well
- *	below the shares that act on it, with a record well above what one
- *	second brings, then has its merges once a second, not every tick it
- *	is busy.
+ *	to block), valid counts and all; urgent valid recipients or a floor
+ *	owed move a lazy one to ready.  A sender well below the shares that
+ *	act on it, with a record well above what one second brings, then has
+ *	its merges once a second, not every tick it is busy.
  *
  *	Reads allocate nothing of their own (the caller's struct
  *	evidence_read is the context); a store answer about a network not
@@ -207,25 +206,37 @@ static int unfavourable(const struct score *s)
     return s->invalid > 0 || s->traps > 0 || s->block_until_ms > 0;
 }
 
+/* queue_for - the FIFO e goes to: Q_LAZY unless urgent or a floor is owed;
+ * Q_BLOCK when its pending deltas hold a block or trap hit, or the floor
+ * it owes a block in force (a call given up, a store that lost it);
+ * Q_AGAINST when they hold other evidence against it or its view a trap
+ * or block; else Q_READY (a floor owed, whatever it carries, among them). */
+static int queue_for(const struct evidence *ev, const struct ev_entry *e, int urgent)
+{
+    int owed = ev_needs_floor(ev, e);
+
+    if (!urgent && !owed)
+        return Q_LAZY;
+    if (e->pending.traps > 0 || e->pending.block_until_ms > 0
+        || (owed && e->view.block_until_ms > util_wall_ms()))
+        return Q_BLOCK;
+    if (unfavourable(&e->pending) || e->view.traps > 0 || e->view.block_until_ms > 0)
+        return Q_AGAINST;
+    return Q_READY;
+}
+
 /* ev_mark_dirty - queue e for a flush (only with a store to flush to): the
- * next tick when urgent (or a floor is owed), in Q_BLOCK when its pending
- * deltas hold a block or trap hit, or the floor it owes a block in force
- * (a call given up, a store that lost it), in Q_AGAINST when they hold other
- * evidence against it or its view a trap or block, else in Q_READY (a
- * floor owed, whatever it carries, among them);
- * not urgent, within EVIDENCE_VALID_FLUSH_MS.  Already queued to go later
- * and now more pressing: moved, keeping the time it became dirty. */
+ * next tick when urgent (or a floor is owed), else within
+ * EVIDENCE_VALID_FLUSH_MS, in the FIFO queue_for() says.  Already queued
+ * to go later and now more pressing: moved, keeping the time it became
+ * dirty. */
 void ev_mark_dirty(struct evidence *ev, struct ev_entry *e, int urgent)
 {
     int q;
 
     if (!ev->store || ev->closing)
         return;
-    q = !urgent && !ev_needs_floor(ev, e) ? Q_LAZY
-        : e->pending.traps > 0 || e->pending.block_until_ms > 0
-          || (ev_needs_floor(ev, e) && e->view.block_until_ms > util_wall_ms()) ? Q_BLOCK
-        : unfavourable(&e->pending) || e->view.traps > 0 || e->view.block_until_ms > 0
-        ? Q_AGAINST : Q_READY;
+    q = queue_for(ev, e, urgent);
     if (e->queue == Q_NONE)
         e->dirty_ms = uv_now(ev->loop);
     else if (e->queue <= q)

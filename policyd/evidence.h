@@ -57,12 +57,11 @@
  * record only grows meanwhile (other processes merge; all fade alike;
  * deleted by `unblock`, eviction or expiry, it starts again, and the next
  * read here shows it), so the held bound holds against the store's
- * record too: with n processes
- * holding valid recipients back, the fleet misses at most n/16 of a
- * network's record and sees at most (1 + n/16) times its true share: 2
- * with 16 processes each holding 1/16, which only a network whose record
- * is about a second old can make them do.
- * That is beyond a tick and a merge's round trip: what was recorded in
+ * record too: with n processes holding valid recipients back, the fleet
+ * misses at most n/16 of a network's record and sees at most (1 + n/16)
+ * times its true share: 2 with 16 processes each holding 1/16, which only
+ * a network whose record is about a second old can make them do.  That
+ * is beyond a tick and a merge's round trip: what was recorded in
  * the last tick is missing whatever the rule, and for a network whose
  * whole record is that young (a burst through several daemons) it can be
  * all (README, "Counts kept whole").  The test is on the store's copy,

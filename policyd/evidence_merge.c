@@ -364,18 +364,16 @@ static size_t take(struct ev_entry **cur, struct ev_entry **batch, size_t n, siz
 }
 
 /* flush - the networks this tick owes (ev->due: those it found in block,
- * against or ready, at most EVIDENCE_FLUSH_BATCH), block first (up to
- * half a call), then against (up to three quarters, with block), then
- * ready, then whatever is left of block and against, each FIFO oldest first,
- * EVIDENCE_MERGE_BATCH to a
- * call, while fewer than EVIDENCE_MERGES_OUT calls wait for the store;
- * each answer calls it again.  A network whose merge is in flight waits
- * for the answer (and a later tick).  A call refused as it is made (the
- * store over its limit of calls in flight) ends the tick's flush: the next
- * would be refused too, and its networks would come round again ahead of
- * the rest.  A refusal answered at once goes back
- * to the tail and has had its turn, so each network is tried about once a
- * tick. */
+ * against or ready, at most EVIDENCE_FLUSH_BATCH), block first (up to half
+ * a call), then against (up to three quarters, with block), then ready,
+ * then whatever is left of block and against, each FIFO oldest first,
+ * EVIDENCE_MERGE_BATCH to a call, while fewer than EVIDENCE_MERGES_OUT
+ * calls wait for the store; each answer calls it again.  A network whose
+ * merge is in flight waits for the answer (and a later tick).  A call
+ * refused as it is made (the store over its limit of calls in flight)
+ * ends the tick's flush: the next would be refused too, and its networks
+ * would come round again ahead of the rest.  A refused network goes back
+ * to the tail and has had its turn, so each is tried about once a tick. */
 static void flush(struct evidence *ev)
 {
     struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
@@ -482,7 +480,6 @@ void ev_merges_close(struct evidence *ev)
     while (ev_ndirty(ev) && !ev->away) { /* everything pending, lazy or not */
         struct ev_entry *batch[EVIDENCE_MERGE_BATCH];
         size_t n = 0;
-
         int q = Q_BLOCK;
 
         while (!ev_queue_of(ev, q)->head)
